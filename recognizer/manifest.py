@@ -1,0 +1,86 @@
+"""JSON-lines manifests: one utterance (or ink line) per line.
+
+Audio manifests are NeMo-compatible: ``{"audio_filepath": ..., "duration": ..., "text": ...}``.
+Relative paths resolve against the manifest's own folder, so a corpus folder can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+
+class ManifestError(ValueError):
+    """A manifest line that cannot be used; the message names the manifest and the line."""
+
+
+def read_manifest(
+    path: str | os.PathLike,
+    required: Sequence[str] = ("text",),
+    path_key: str | None = None,
+) -> list[dict[str, Any]]:
+    """Read a JSON-lines manifest.
+
+    Every line must be a JSON object holding the ``required`` keys. If ``path_key`` is given, that
+    field is a file path: it is resolved against the manifest's folder and must exist. Each entry
+    gets an ``id`` (kept if present, else the file's stem, else ``<manifest>:<line>``) and a
+    ``source`` (``<manifest>:<line>``) for error messages. Blank lines are skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    root = path.parent
+    entries = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ManifestError(f"{where}: invalid JSON ({error.msg})") from None
+            if not isinstance(entry, dict):
+                raise ManifestError(f"{where}: expected a JSON object, got {type(entry).__name__}")
+            keys = list(required) + ([path_key] if path_key else [])
+            missing = [key for key in keys if key not in entry]
+            if missing:
+                raise ManifestError(f"{where}: missing field(s) {', '.join(map(repr, missing))}")
+            if "text" in entry and not isinstance(entry["text"], str):
+                raise ManifestError(f"{where}: field 'text' must be a string")
+            if path_key:
+                file = Path(os.path.expanduser(str(entry[path_key])))
+                file = file if file.is_absolute() else root / file
+                if not file.is_file():
+                    raise ManifestError(f"{where}: {path_key} {str(file)!r} does not exist")
+                entry[path_key] = str(file)
+                entry.setdefault("id", file.stem if "line_id" not in entry else f"{file.stem}/{entry['line_id']}")
+            entry.setdefault("id", where)
+            entry["source"] = where
+            entries.append(entry)
+    return entries
+
+
+def write_manifest(path: str | os.PathLike, entries: Iterable[dict[str, Any]], relative: bool = True) -> Path:
+    """Write entries as JSON lines; file paths under the manifest's folder are stored relative to it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = path.parent.resolve()
+    with open(path, "w", encoding="utf-8") as f:
+        for entry in entries:
+            entry = {k: v for k, v in entry.items() if k != "source"}
+            if relative:
+                for key in ("audio_filepath", "ink_filepath"):
+                    if key in entry:
+                        entry[key] = _relative_if_inside(Path(entry[key]), root)
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    return path
+
+
+def _relative_if_inside(file: Path, root: Path) -> str:
+    try:
+        return str(file.resolve().relative_to(root))
+    except ValueError:
+        return str(file)

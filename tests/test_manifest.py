@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from recognizer.manifest import ManifestError, read_manifest, write_manifest
+
+
+def _manifest(tmp_path, lines):
+    (tmp_path / "a.wav").write_bytes(b"")
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_relative_paths_resolve_against_the_manifest(tmp_path):
+    path = _manifest(tmp_path, ['{"audio_filepath": "a.wav", "duration": 1.0, "text": "hi"}', ""])
+    [entry] = read_manifest(path, path_key="audio_filepath")
+    assert entry["audio_filepath"] == str(tmp_path / "a.wav")
+    assert entry["id"] == "a" and entry["source"] == f"{path}:1"
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"audio_filepath": "a.wav", "text": ', r"m\.jsonl:2: invalid JSON"),
+        ('["a.wav", "hi"]', r"m\.jsonl:2: expected a JSON object"),
+        ('{"audio_filepath": "a.wav"}', r"m\.jsonl:2: missing field\(s\) 'text'"),
+        ('{"text": "hi"}', r"m\.jsonl:2: missing field\(s\) 'audio_filepath'"),
+        ('{"audio_filepath": "b.wav", "text": "hi"}', r"m\.jsonl:2: audio_filepath .*b\.wav' does not exist"),
+        ('{"audio_filepath": "a.wav", "text": 3}', r"m\.jsonl:2: field 'text' must be a string"),
+    ],
+)
+def test_bad_lines_name_manifest_and_line(tmp_path, line, message):
+    path = _manifest(tmp_path, ['{"audio_filepath": "a.wav", "text": "ok"}', line])
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(path, path_key="audio_filepath")
+
+
+def test_missing_manifest(tmp_path):
+    with pytest.raises(ManifestError, match="manifest not found"):
+        read_manifest(tmp_path / "none.jsonl")
+
+
+def test_write_then_read_is_nemo_compatible(tmp_path):
+    (tmp_path / "wav").mkdir()
+    (tmp_path / "wav" / "x.wav").write_bytes(b"")
+    path = write_manifest(
+        tmp_path / "m.jsonl",
+        [{"audio_filepath": str(tmp_path / "wav" / "x.wav"), "duration": 0.5, "text": "yes", "source": "dropped"}],
+    )
+    stored = json.loads(path.read_text())
+    assert stored == {"audio_filepath": "wav/x.wav", "duration": 0.5, "text": "yes"}
+    assert read_manifest(path, path_key="audio_filepath")[0]["text"] == "yes"
