@@ -1,0 +1,46 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+# Real corpora live beside the checkout, never inside it (see ../shared/data/README.md).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _shared_data(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        message = f"real data {path} is missing (see {SHARED_DATA / 'README.md'})"
+        # CI always has the data: skipping there would hide that the readers were never tested.
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Callable[[str], Path]:
+    """``shared_data("an4")`` -> the corpus folder in ``../shared/data``; skips if absent (fails under ``CI=true``)."""
+    return _shared_data
+
+
+@pytest.fixture(scope="session")
+def tiny_speech(tmp_path_factory) -> dict[str, Path]:
+    """A small synthetic speech corpus (train/dev/test manifests), generated once per test session."""
+    from recognizer.corpora import synthetic_speech
+
+    return synthetic_speech.prepare(tmp_path_factory.mktemp("speech"), num_train=60, num_dev=12, num_test=12, seed=1, workers=2)
+
+
+def write_wav(path: Path, samples, rate: int = 16000) -> Path:
+    """Write float samples as a 16-bit WAV file."""
+    import numpy as np
+    import soundfile
+
+    soundfile.write(path, np.asarray(samples, dtype=np.float32), rate, subtype="PCM_16")
+    return path
