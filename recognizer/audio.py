@@ -1,0 +1,209 @@
+"""Audio front-end: read any soundfile/librosa format, mono, resample, log-mel, SpecAugment.
+
+Pure functions (``load_audio``, ``log_mel``, ``spec_augment``) and the ``AudioFrontend`` that
+holds their settings for the data pipeline and the checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio
+
+from .frontend import Frontend
+
+SAMPLE_RATE = 16000
+N_MELS = 80
+WINDOW_MS = 25.0
+HOP_MS = 10.0
+LOG_FLOOR = 1e-6  # keeps log() finite in digital silence
+
+# libsndfile's container names that are also file suffixes (wav, flac, ogg, mp3, aiff, au, ...)
+_LIBSNDFILE_SUFFIXES = {name.lower() for name in soundfile.available_formats()} | {"aif", "opus", "sph", "oga"}
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".sph", ".aiff", ".aif", ".au", ".opus", ".m4a")
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used (unreadable, empty, non-finite); the message names the file."""
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Read an audio file as a mono float32 waveform at ``sample_rate``, shape (samples,)."""
+    path = str(path)
+    try:
+        if Path(path).suffix.lower().lstrip(".") in _LIBSNDFILE_SUFFIXES or not Path(path).suffix:
+            data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+            data = data.mean(axis=1)
+        else:  # e.g. M4A/AAC: librosa's audioread fallback, which needs a system decoder
+            import librosa
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data, rate = librosa.load(path, sr=None, mono=True, dtype=np.float32)
+    except Exception as error:
+        raise AudioError(f"{path}: cannot read audio ({error})") from None
+    return prepare_waveform(torch.from_numpy(np.ascontiguousarray(data)), rate, sample_rate, name=path)
+
+
+def prepare_waveform(
+    waveform: torch.Tensor | np.ndarray, rate: int, sample_rate: int = SAMPLE_RATE, name: str = "<array>"
+) -> torch.Tensor:
+    """Check an in-memory waveform, mix it to mono and resample it; ``name`` is used in errors.
+
+    A 2-D input is (channels, samples) if its first dimension is the smaller one.
+    """
+    waveform = torch.as_tensor(waveform, dtype=torch.float32)
+    if waveform.ndim == 2:
+        waveform = waveform.mean(dim=0 if waveform.shape[0] <= waveform.shape[1] else 1)
+    if waveform.ndim != 1:
+        raise AudioError(f"{name}: expected a 1-D or 2-D waveform, got shape {tuple(waveform.shape)}")
+    if waveform.numel() == 0:
+        raise AudioError(f"{name}: the audio is empty (zero samples)")
+    if not torch.isfinite(waveform).all():
+        raise AudioError(f"{name}: the audio contains NaN or infinite samples")
+    if rate != sample_rate:
+        waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
+    return waveform
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_transform(sample_rate: int, n_mels: int, win_length: int, hop_length: int) -> torch.nn.Module:
+    n_fft = 1 << (win_length - 1).bit_length()
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=sample_rate,
+        n_fft=n_fft,
+        win_length=win_length,
+        hop_length=hop_length,
+        n_mels=n_mels,
+        power=2.0,
+        center=True,
+    )
+
+
+def log_mel(
+    waveform: torch.Tensor,
+    sample_rate: int = SAMPLE_RATE,
+    n_mels: int = N_MELS,
+    window_ms: float = WINDOW_MS,
+    hop_ms: float = HOP_MS,
+) -> torch.Tensor:
+    """Log mel filterbank energies of a mono waveform, shape (frames, n_mels)."""
+    transform = _mel_transform(
+        sample_rate, n_mels, round(sample_rate * window_ms / 1000), round(sample_rate * hop_ms / 1000)
+    )
+    with torch.no_grad():
+        mel = transform(waveform.float())
+    return torch.log(mel + LOG_FLOOR).T.contiguous()
+
+
+def spec_augment(
+    features: torch.Tensor,
+    rng: np.random.Generator,
+    freq_masks: int = 2,
+    freq_width: int = 27,
+    time_masks: int = 2,
+    time_width: float = 0.05,
+) -> torch.Tensor:
+    """SpecAugment masks on (frames, bins) features; masked cells take the utterance's mean.
+
+    ``time_width`` is the largest time mask as a fraction of the utterance, so short utterances
+    are never wiped out. Filling with the mean (rather than 0) keeps masks neutral after the
+    model's global normalization.
+    """
+    features = features.clone()
+    frames, bins = features.shape
+    fill = features.mean()
+    for _ in range(freq_masks):
+        width = int(rng.integers(0, min(freq_width, bins) + 1))
+        start = int(rng.integers(0, bins - width + 1))
+        features[:, start : start + width] = fill
+    max_time = int(time_width * frames)
+    for _ in range(time_masks):
+        width = int(rng.integers(0, max_time + 1))
+        start = int(rng.integers(0, frames - width + 1))
+        features[start : start + width, :] = fill
+    return features
+
+
+class AudioFrontend(Frontend):
+    """Log-mel features of audio files or arrays, with SpecAugment for training.
+
+    Args:
+        sample_rate: the model's rate; inputs are resampled to it.
+        n_mels: mel bins per frame.
+        window_ms, hop_ms: analysis window and hop.
+        freq_masks, freq_width, time_masks, time_width: SpecAugment (training only); set the mask
+            counts to 0 to disable it.
+    """
+
+    modality = "audio"
+    path_key = "audio_filepath"
+    suffixes = AUDIO_SUFFIXES
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        n_mels: int = N_MELS,
+        window_ms: float = WINDOW_MS,
+        hop_ms: float = HOP_MS,
+        freq_masks: int = 2,
+        freq_width: int = 27,
+        time_masks: int = 2,
+        time_width: float = 0.05,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.n_mels = n_mels
+        self.window_ms = window_ms
+        self.hop_ms = hop_ms
+        self.freq_masks = freq_masks
+        self.freq_width = freq_width
+        self.time_masks = time_masks
+        self.time_width = time_width
+
+    @property
+    def feature_dim(self) -> int:
+        return self.n_mels
+
+    @property
+    def frame_unit(self) -> float:
+        return self.hop_ms / 1000
+
+    def load(self, source: Any) -> torch.Tensor:
+        """A path, a waveform already at ``sample_rate``, or a ``(waveform, rate)`` pair."""
+        if isinstance(source, (str, Path)):
+            return load_audio(source, self.sample_rate)
+        if isinstance(source, tuple) and len(source) == 2:
+            return prepare_waveform(source[0], source[1], self.sample_rate)
+        return prepare_waveform(source, self.sample_rate, self.sample_rate)
+
+    def features(self, raw: torch.Tensor) -> torch.Tensor:
+        return log_mel(raw, self.sample_rate, self.n_mels, self.window_ms, self.hop_ms)
+
+    def augment(self, raw: Any, features: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        return spec_augment(features, rng, self.freq_masks, self.freq_width, self.time_masks, self.time_width)
+
+    def estimate_frames(self, entry: dict[str, Any]) -> int:
+        duration = entry.get("duration")
+        if duration is None:
+            duration = soundfile.info(entry[self.path_key]).duration
+        return int(float(duration) * 1000 / self.hop_ms) + 1
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "modality": self.modality,
+            "sample_rate": self.sample_rate,
+            "n_mels": self.n_mels,
+            "window_ms": self.window_ms,
+            "hop_ms": self.hop_ms,
+            "freq_masks": self.freq_masks,
+            "freq_width": self.freq_width,
+            "time_masks": self.time_masks,
+            "time_width": self.time_width,
+        }

@@ -1,0 +1,308 @@
+"""Data pipeline shared by every modality: manifest datasets, length-budget batching, the DataModule.
+
+The front-end (``recognizer.audio.AudioFrontend`` for speech) decides how an input becomes features;
+everything here is modality-agnostic.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .decoding import min_ctc_frames
+from .frontend import Frontend
+from .manifest import read_manifest
+from .tokenizer import Case, Tokenizer, Unknown
+
+log = logging.getLogger(__name__)
+
+
+def budget_batches(
+    order: Sequence[int], lengths: Sequence[int], max_frames: int, max_batch_size: int | None = None
+) -> list[list[int]]:
+    """Cut ``order`` into consecutive batches whose padded size (count x longest) fits ``max_frames``.
+
+    An item longer than the budget gets a batch of its own rather than being dropped.
+    """
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    longest = 0
+    for index in order:
+        longest_with = max(longest, lengths[index])
+        full = max_batch_size is not None and len(batch) >= max_batch_size
+        if batch and (full or longest_with * (len(batch) + 1) > max_frames):
+            batches.append(batch)
+            batch, longest_with = [], lengths[index]
+        batch.append(index)
+        longest = longest_with
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+class LengthBudgetBatchSampler(Sampler[list[int]]):
+    """Batches of similar lengths up to a frame budget, reshuffled each epoch, sharded for DDP.
+
+    Each epoch, lengths are perturbed by up to ``jitter`` (relative) before sorting, so batch
+    contents vary between epochs while lengths within a batch stay close; the batch order is then
+    shuffled. Everything derives from ``(seed, epoch)``, so all DDP ranks agree on the batches and
+    each takes every ``num_replicas``-th one. With ``equal_shards`` (training) the list is padded by
+    repeating batches so every rank runs the same number of steps; without it (evaluation) ranks
+    may get unequal counts and no utterance is counted twice.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_frames: int,
+        max_batch_size: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        equal_shards: bool = True,
+        jitter: float = 0.1,
+    ) -> None:
+        self.lengths = list(lengths)
+        self.max_frames = max_frames
+        self.max_batch_size = max_batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.equal_shards = equal_shards
+        self.jitter = jitter
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning before each epoch; fixes this epoch's batches."""
+        self.epoch = epoch
+        self._batches = self._make_batches()
+
+    def _make_batches(self) -> list[list[int]]:
+        lengths = np.asarray(self.lengths, dtype=np.float64)
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            keys = lengths * (1 + self.jitter * rng.uniform(-1, 1, len(lengths)))
+            order = np.argsort(keys, kind="stable")
+        else:
+            rng, order = None, np.argsort(lengths, kind="stable")
+        batches = budget_batches(order.tolist(), self.lengths, self.max_frames, self.max_batch_size)
+        if rng is not None:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        if self.num_replicas > 1:
+            if self.equal_shards and len(batches) % self.num_replicas:
+                extra = self.num_replicas - len(batches) % self.num_replicas
+                batches = batches + [batches[i % len(batches)] for i in range(extra)]
+            batches = batches[self.rank :: self.num_replicas]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+
+class ManifestDataset(Dataset):
+    """Manifest entries -> feature tensors and label sequences through a front-end.
+
+    Labels are encoded once, up front (``entries[i]["labels"]``), so a transcript the tokenizer
+    cannot encode fails at setup, naming the utterance, not in the middle of training.
+    """
+
+    def __init__(self, entries: list[dict[str, Any]], frontend: Frontend, augment: bool = False) -> None:
+        self.entries = entries
+        self.frontend = frontend
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        entry = self.entries[index]
+        raw = self.frontend.load(entry[self.frontend.path_key])
+        features = self.frontend.features(raw)
+        if self.augment:
+            # torch's RNG is seeded per worker and epoch by Lightning, so this is reproducible by seed.
+            rng = np.random.default_rng(int(torch.randint(2**62, ())))
+            features = self.frontend.augment(raw, features, rng)
+        return {"id": entry["id"], "entry": entry, "features": features, "labels": entry.get("labels", [])}
+
+    def lengths(self) -> list[int]:
+        """Estimated feature frames per entry, for batching."""
+        return [self.frontend.estimate_frames(entry) for entry in self.entries]
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pad features to (batch, T, F); concatenate labels as CTC targets."""
+    lengths = torch.tensor([item["features"].shape[0] for item in items])
+    features = torch.zeros(len(items), int(lengths.max()), items[0]["features"].shape[1])
+    for row, item in enumerate(items):
+        features[row, : item["features"].shape[0]] = item["features"]
+    labels = [torch.as_tensor(item["labels"], dtype=torch.long) for item in items]
+    return {
+        "ids": [item["id"] for item in items],
+        "entries": [item["entry"] for item in items],
+        "features": features,
+        "lengths": lengths,
+        "targets": torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long),
+        "target_lengths": torch.tensor([len(label) for label in labels]),
+        "min_frames": torch.tensor([min_ctc_frames(item["labels"]) for item in items]),
+    }
+
+
+class DataModule(pl.LightningDataModule):
+    """Manifests -> length-budget batches, for any modality's front-end.
+
+    Args:
+        frontend: turns inputs into features (e.g. ``recognizer.audio.AudioFrontend``).
+        train_manifest, val_manifest, test_manifest, predict_manifest: JSON-lines manifests.
+        alphabet: the model's characters; built from the training transcripts when not given.
+        case, keep, unknown, replacement: text normalization and the policy for characters outside
+            the alphabet (see ``recognizer.tokenizer.Tokenizer``).
+        max_frames: batch budget in feature frames (count x longest, padding included).
+        max_batch_size: optional cap on utterances per batch.
+        num_workers: DataLoader worker processes.
+        seed: batch shuffling seed (the epoch is mixed in).
+        stats_utterances: training utterances used for the normalization statistics.
+    """
+
+    def __init__(
+        self,
+        frontend: Frontend,
+        train_manifest: str | None = None,
+        val_manifest: str | None = None,
+        test_manifest: str | None = None,
+        predict_manifest: str | None = None,
+        alphabet: str | None = None,
+        case: Case = "keep",
+        keep: str | None = None,
+        unknown: Unknown = "error",
+        replacement: str = " ",
+        max_frames: int = 20000,
+        max_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        stats_utterances: int = 2000,
+    ) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.manifests = {"fit": train_manifest, "validate": val_manifest, "test": test_manifest, "predict": predict_manifest}
+        self.max_frames = max_frames
+        self.max_batch_size = max_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.stats_utterances = stats_utterances
+        self._entries: dict[str, list[dict[str, Any]]] = {}
+        options = dict(case=case, keep=keep, unknown=unknown, replacement=replacement)
+        if alphabet:
+            self.tokenizer = Tokenizer(alphabet=alphabet, **options)
+        elif train_manifest:
+            texts = [entry["text"] for entry in self._read("fit")]
+            self.tokenizer = Tokenizer.from_texts(texts, **options)
+        else:
+            raise ValueError("give data.alphabet or data.train_manifest (the alphabet is built from it)")
+
+    @property
+    def tokenizer_config(self) -> dict[str, Any]:
+        """The tokenizer's settings, linked into the model's hyperparameters by the CLI."""
+        return self.tokenizer.to_dict()
+
+    @property
+    def frontend_config(self) -> dict[str, Any]:
+        """The front-end's settings, linked into the model's hyperparameters by the CLI."""
+        return self.frontend.config()
+
+    def _read(self, stage: str) -> list[dict[str, Any]]:
+        if stage not in self._entries:
+            path = self.manifests[stage]
+            if not path:
+                raise ValueError(f"no manifest for {stage!r}: set data.{_MANIFEST_ARGS[stage]}")
+            required = ("text",) if stage != "predict" else ()
+            self._entries[stage] = read_manifest(path, required=required, path_key=self.frontend.path_key)
+        return self._entries[stage]
+
+    def _dataset(self, stage: str, augment: bool = False) -> ManifestDataset:
+        entries = self._read(stage)
+        if stage != "predict":
+            before = sum(self.tokenizer.unknown_counts.values())
+            for entry in entries:
+                entry["labels"] = self.tokenizer.encode(entry["text"], utterance=entry["source"])
+            changed = sum(self.tokenizer.unknown_counts.values()) - before
+            if changed:
+                log.warning(
+                    "%s: %d character(s) outside the alphabet were %s: %s",
+                    self.manifests[stage], changed, "dropped" if self.tokenizer.unknown == "drop" else "replaced",
+                    dict(self.tokenizer.unknown_counts),
+                )
+        return ManifestDataset(entries, self.frontend, augment=augment)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.train_set = self._dataset("fit", augment=True)
+            self.val_set = self._dataset("validate") if self.manifests["validate"] else None
+        elif stage == "validate":
+            self.val_set = self._dataset("validate")
+        elif stage == "test":
+            self.test_set = self._dataset("test")
+        elif stage == "predict":
+            self.predict_set = self._dataset("predict")
+
+    def _loader(self, dataset: ManifestDataset, train: bool) -> DataLoader:
+        trainer = self.trainer
+        sampler = LengthBudgetBatchSampler(
+            dataset.lengths(),
+            self.max_frames,
+            self.max_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+            equal_shards=train,
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set, train=False) if self.val_set is not None else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_set, train=False)
+
+    def feature_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-dimension mean and std of un-augmented training features (a fixed, seeded subset)."""
+        entries = self._read("fit")
+        rng = np.random.default_rng(self.seed)
+        chosen = rng.permutation(len(entries))[: self.stats_utterances]
+        total = torch.zeros(self.frontend.feature_dim, dtype=torch.float64)
+        squares = torch.zeros_like(total)
+        count = 0
+        for index in chosen.tolist():
+            entry = entries[index]
+            features = self.frontend.features(self.frontend.load(entry[self.frontend.path_key])).double()
+            total += features.sum(0)
+            squares += (features**2).sum(0)
+            count += features.shape[0]
+        mean = total / count
+        std = (squares / count - mean**2).clamp_min(0).sqrt()
+        return mean.float(), std.float()
+
+
+_MANIFEST_ARGS = {"fit": "train_manifest", "validate": "val_manifest", "test": "test_manifest", "predict": "predict_manifest"}

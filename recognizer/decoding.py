@@ -1,0 +1,22 @@
+"""CTC decoding on log-probabilities of shape (batch, time, vocab) with lengths."""
+
+from __future__ import annotations
+
+import torch
+
+from .tokenizer import BLANK
+
+
+def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = BLANK) -> list[list[int]]:
+    """Best path: argmax per frame, merge repeats, drop blanks. Vectorized over the batch."""
+    best = log_probs.argmax(dim=-1)  # (batch, time)
+    frames = torch.arange(best.shape[1], device=best.device)
+    previous = torch.nn.functional.pad(best[:, :-1], (1, 0), value=blank)
+    keep = (best != blank) & (best != previous) & (frames[None, :] < lengths[:, None].to(best.device))
+    best, keep = best.cpu(), keep.cpu()
+    return [row[mask].tolist() for row, mask in zip(best, keep)]
+
+
+def min_ctc_frames(labels: list[int]) -> int:
+    """Fewest frames CTC needs for a label sequence: one per label plus a blank between repeats."""
+    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:]))

@@ -1,0 +1,70 @@
+"""What a modality's front-end provides to the shared data pipeline, model and transcription.
+
+A front-end turns one input (a file or an in-memory array) into a float tensor of features with
+shape (frames, feature_dim). The rest of the project never looks inside: batching, the encoder,
+CTC training, decoding and transcription are the same for every modality. Its settings are plain
+values saved in the checkpoint (``config()``), from which ``from_config`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+import torch
+
+# modality name -> "module:class"; new modalities register here.
+FRONTENDS = {
+    "audio": "recognizer.audio:AudioFrontend",
+}
+
+
+class Frontend:
+    """Base class of the modality front-ends (see the module docstring)."""
+
+    modality: str = ""
+    #: manifest field holding the input file's path
+    path_key: str = ""
+    #: file suffixes this front-end reads (for error messages and file discovery)
+    suffixes: tuple[str, ...] = ()
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of one feature frame."""
+        raise NotImplementedError
+
+    @property
+    def frame_unit(self) -> float:
+        """How much input one feature frame covers (seconds for audio), for timestamps."""
+        raise NotImplementedError
+
+    def load(self, source: Any) -> Any:
+        """Read an input (path or in-memory data) into the front-end's raw form."""
+        raise NotImplementedError
+
+    def features(self, raw: Any) -> torch.Tensor:
+        """Raw input -> (frames, feature_dim) float32 features."""
+        raise NotImplementedError
+
+    def augment(self, raw: Any, features: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Training-time augmentation; the default is none."""
+        return features
+
+    def estimate_frames(self, entry: dict[str, Any]) -> int:
+        """Cheap estimate of an entry's feature frames (for batching by a length budget)."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Plain settings for the checkpoint, including ``modality``."""
+        raise NotImplementedError
+
+
+def from_config(config: dict[str, Any]) -> Frontend:
+    """Rebuild a front-end from ``Frontend.config()`` output."""
+    config = dict(config)
+    modality = config.pop("modality", None)
+    if modality not in FRONTENDS:
+        raise ValueError(f"unknown modality {modality!r}; known: {sorted(FRONTENDS)}")
+    module, name = FRONTENDS[modality].split(":")
+    return getattr(importlib.import_module(module), name)(**config)

@@ -1,0 +1,205 @@
+"""The LightningModule: CTC training, validation and prediction, shared by every modality.
+
+It owns the encoder, the tokenizer and the front-end settings; all three are rebuilt from the
+checkpoint alone (``CTCModule.from_checkpoint``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.text import CharErrorRate, WordErrorRate
+
+from .decoding import greedy_decode
+from .frontend import from_config
+from .model import Encoder
+from .tokenizer import BLANK, Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class CTCModule(pl.LightningModule):
+    """BLSTM-CTC recognizer.
+
+    Args:
+        tokenizer: tokenizer settings (linked from the DataModule by the CLI).
+        frontend: front-end settings, including the modality (linked from the DataModule).
+        hidden_size, num_layers, stack, stride, dropout: the encoder (see ``recognizer.model.Encoder``).
+        lr: peak AdamW learning rate, reached after ``warmup_steps``.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warmup from 0.
+        min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio`` on the last training step.
+    """
+
+    def __init__(
+        self,
+        tokenizer: dict[str, Any],
+        frontend: dict[str, Any],
+        hidden_size: int = 320,
+        num_layers: int = 4,
+        stack: int = 3,
+        stride: int = 3,
+        dropout: float = 0.2,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-2,
+        warmup_steps: int = 300,
+        min_lr_ratio: float = 0.02,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer = Tokenizer(**tokenizer)
+        self.frontend = from_config(frontend)
+        self.model = Encoder(
+            self.frontend.feature_dim,
+            self.tokenizer.vocab_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            stack=stack,
+            stride=stride,
+            dropout=dropout,
+        )
+        self.metrics = torch.nn.ModuleDict(
+            {f"{stage}_{name}": metric() for stage in ("val", "test") for name, metric in (("cer", CharErrorRate), ("wer", WordErrorRate))}
+        )
+        self._warned_infeasible: set[str] = set()
+        self._last_batch_end: float | None = None
+
+    # ----------------------------------------------------------------------------------- inference
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (batch, T, F) and lengths -> log-probabilities (batch, T', vocab) and lengths."""
+        return self.model(features, lengths)
+
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """Greedy transcripts of a batch of log-probabilities."""
+        return [self.tokenizer.decode(labels) for labels in greedy_decode(log_probs, lengths)]
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "CTCModule":
+        """Rebuild a trained module from a checkpoint file alone, without unpickling arbitrary code."""
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            hparams = checkpoint["hyper_parameters"]
+            state = checkpoint["state_dict"]
+        except (KeyError, TypeError):
+            raise ValueError(f"{path}: not a recognizer checkpoint (no hyper_parameters/state_dict)") from None
+        accepted = inspect.signature(cls.__init__).parameters
+        module = cls(**{k: v for k, v in hparams.items() if k in accepted})
+        module.load_state_dict(state)
+        return module.eval()
+
+    # ------------------------------------------------------------------------------------ training
+    def on_fit_start(self) -> None:
+        if not bool(self.model.normalizer.initialized):
+            mean, std = self.trainer.datamodule.feature_statistics()
+            self.model.normalizer.set_statistics(mean.to(self.device), std.to(self.device))
+
+    def _feasible(self, batch: dict[str, Any], out_lengths: torch.Tensor) -> torch.Tensor:
+        """Mask of utterances with enough output frames for their transcript; warns once per utterance."""
+        feasible = out_lengths.cpu() >= batch["min_frames"]
+        for index in (~feasible).nonzero().flatten().tolist():
+            utterance = batch["entries"][index].get("source", batch["ids"][index])
+            if utterance not in self._warned_infeasible:
+                self._warned_infeasible.add(utterance)
+                log.warning(
+                    "%s: skipped, %d output frames are too few for a %d-label transcript (needs %d); "
+                    "the input is too short or the encoder's stride too large",
+                    utterance, int(out_lengths[index]), int(batch["target_lengths"][index]), int(batch["min_frames"][index]),
+                )
+        return feasible
+
+    def _ctc_loss(self, batch: dict[str, Any], log_probs: torch.Tensor, out_lengths: torch.Tensor, stage: str) -> torch.Tensor:
+        """Mean per-utterance CTC loss in float32 over the feasible utterances of the batch."""
+        feasible = self._feasible(batch, out_lengths)
+        skipped = int((~feasible).sum())
+        self.log(f"{stage}_skipped", float(skipped), reduce_fx="sum", on_step=False, on_epoch=True, batch_size=1)
+        if not feasible.any():
+            # Keep the graph connected so every DDP rank still takes part in the gradient all-reduce.
+            return log_probs.sum() * 0.0
+        targets = torch.split(batch["targets"], batch["target_lengths"].tolist())
+        kept = feasible.nonzero().flatten().tolist()
+        # CTC in float32 outside autocast: its sums of exponentials underflow in half precision.
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            loss = F.ctc_loss(
+                log_probs[kept].float().transpose(0, 1),
+                torch.cat([targets[i] for i in kept]).to(self.device),
+                out_lengths[kept],
+                batch["target_lengths"][kept].to(self.device),
+                blank=BLANK,
+                reduction="sum",
+                zero_infinity=True,
+            )
+        return loss / len(kept)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        log_probs, out_lengths = self(batch["features"], batch["lengths"])
+        loss = self._ctc_loss(batch, log_probs, out_lengths, "train")
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._last_batch_end is not None:
+            self.log("utt_per_s", len(batch["ids"]) / (now - self._last_batch_end), prog_bar=True, batch_size=1)
+        self._last_batch_end = now
+
+    def on_train_epoch_start(self) -> None:
+        self._last_batch_end = None
+
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+        log_probs, out_lengths = self(batch["features"], batch["lengths"])
+        size = len(batch["ids"])
+        loss = self._ctc_loss(batch, log_probs, out_lengths, stage)
+        self.log(f"{stage}_loss", loss, prog_bar=stage == "val", batch_size=size, sync_dist=True)
+        hypotheses = self.decode(log_probs, out_lengths)
+        references = [self.tokenizer.normalize(entry["text"]) for entry in batch["entries"]]
+        for name in ("cer", "wer"):
+            metric = self.metrics[f"{stage}_{name}"]
+            metric.update(hypotheses, references)
+            self.log(f"{stage}_{name}", metric, prog_bar=name == "cer", on_step=False, on_epoch=True, batch_size=size)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        log_probs, out_lengths = self(batch["features"], batch["lengths"])
+        key = self.frontend.path_key
+        return [
+            {"id": entry["id"], key: entry[key], "text": text}
+            for entry, text in zip(batch["entries"], self.decode(log_probs, out_lengths))
+        ]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        total = self.trainer.estimated_stepping_batches if self.trainer else math.inf
+        schedule = warmup_cosine(hp.warmup_steps, total, hp.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def warmup_cosine(warmup_steps: int, total_steps: float, min_ratio: float):
+    """LR multiplier: linear warmup, then cosine decay to ``min_ratio`` at ``total_steps``.
+
+    With an unknown (infinite) number of steps it stays at 1 after warmup.
+    """
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if not math.isfinite(total_steps) or total_steps <= warmup_steps:
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return schedule

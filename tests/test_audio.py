@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from conftest import write_wav
+from recognizer.audio import AudioError, AudioFrontend, load_audio, log_mel, spec_augment
+
+
+def test_stereo_is_mixed_and_resampled(tmp_path):
+    t = np.arange(8000) / 8000
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], axis=1) * 0.5
+    path = tmp_path / "stereo.flac"
+    soundfile.write(path, stereo, 8000)
+    audio = load_audio(path, 16000)
+    assert audio.ndim == 1 and abs(audio.numel() - 16000) <= 1
+    assert 0.2 < audio.abs().max() < 0.3  # the silent channel halves the amplitude
+
+
+def test_log_mel_shape():
+    features = log_mel(torch.zeros(16000))
+    assert features.shape == (101, 80)  # 10 ms hop, centred frames
+    assert torch.isfinite(features).all()  # digital silence stays finite
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: write_wav(p, np.zeros(0)), "empty"),
+        (lambda p: p.write_bytes(b"RIFF\x00\x00garbage" * 10), "cannot read audio"),
+        (lambda p: p.write_bytes(b""), "cannot read audio"),
+    ],
+    ids=["zero-samples", "corrupt", "zero-bytes"],
+)
+def test_bad_audio_names_the_file(tmp_path, make, message):
+    path = tmp_path / "bad.wav"
+    make(path)
+    with pytest.raises(AudioError, match=f"{path}.*{message}"):
+        AudioFrontend().load(path)
+
+
+def test_non_finite_array_is_rejected():
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        AudioFrontend().load(np.array([0.0, np.nan, 0.1], dtype=np.float32))
+
+
+def test_spec_augment_masks_with_mean_and_keeps_shape():
+    features = torch.randn(200, 80)
+    rng = np.random.default_rng(0)
+    masked = spec_augment(features, rng, freq_masks=2, freq_width=20, time_masks=2, time_width=0.1)
+    assert masked.shape == features.shape
+    changed = masked != features
+    assert changed.any()
+    assert torch.allclose(masked[changed], features.mean().expand(int(changed.sum())))
+
+
+def test_frontend_config_round_trip():
+    from recognizer.frontend import from_config
+
+    frontend = AudioFrontend(n_mels=40, hop_ms=20)
+    rebuilt = from_config(frontend.config())
+    assert isinstance(rebuilt, AudioFrontend) and rebuilt.config() == frontend.config()
+    assert rebuilt.estimate_frames({"duration": 1.0}) == 51

@@ -1,0 +1,56 @@
+import pytest
+
+from recognizer.data import LengthBudgetBatchSampler, budget_batches
+from recognizer.decoding import greedy_decode, min_ctc_frames
+
+
+def test_budget_batches_respect_the_budget():
+    lengths = [10, 20, 30, 40, 50, 300]
+    batches = budget_batches(range(6), lengths, max_frames=100)
+    assert batches == [[0, 1, 2], [3, 4], [5]]  # the over-long item gets a batch of its own
+    for batch in batches[:-1]:
+        assert len(batch) * max(lengths[i] for i in batch) <= 100
+
+
+def _sampler(**kwargs):
+    lengths = [(i * 37) % 100 + 1 for i in range(200)]
+    return LengthBudgetBatchSampler(lengths, max_frames=400, seed=3, **kwargs)
+
+
+def test_sampler_is_deterministic_by_seed_and_changes_per_epoch():
+    a, b = _sampler(), _sampler()
+    assert list(a) == list(b)
+    first = list(a)
+    a.set_epoch(1)
+    assert list(a) != first
+    assert sorted(i for batch in a for i in batch) == list(range(200))
+
+
+def test_sampler_batches_similar_lengths():
+    sampler = _sampler()
+    spreads = [max(sampler.lengths[i] for i in b) - min(sampler.lengths[i] for i in b) for b in sampler]
+    assert sum(spreads) / len(spreads) < 25  # vs ~100 for random batches
+
+
+@pytest.mark.parametrize("equal_shards", [True, False])
+def test_ddp_shards(equal_shards):
+    shards = [list(_sampler(num_replicas=3, rank=r, equal_shards=equal_shards)) for r in range(3)]
+    covered = sorted(i for shard in shards for batch in shard for i in batch)
+    if equal_shards:  # training: same number of steps on every rank
+        assert len({len(s) for s in shards}) == 1
+        assert set(covered) == set(range(200))
+    else:  # evaluation: every utterance exactly once
+        assert covered == list(range(200))
+
+
+def test_greedy_merges_repeats_and_drops_blanks():
+    import torch
+
+    path = torch.tensor([[1, 1, 0, 1, 2, 2, 0, 0], [3, 0, 3, 3, 1, 1, 1, 1]])
+    log_probs = torch.nn.functional.one_hot(path, 4).float().log()
+    assert greedy_decode(log_probs, torch.tensor([8, 4])) == [[1, 1, 2], [3, 3]]
+
+
+def test_min_ctc_frames_counts_repeats():
+    assert min_ctc_frames([1, 1, 2, 2, 2, 3]) == 6 + 3
+    assert min_ctc_frames([]) == 0
