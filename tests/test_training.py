@@ -1,0 +1,187 @@
+"""End-to-end: fit, checkpoints, transcription, prediction, infeasible utterances, DDP on CPU."""
+
+import csv
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from recognizer.cli import run_cli
+from recognizer.manifest import read_manifest, write_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = str(REPO / "configs" / "speech" / "demo.yaml")
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_args(corpus: dict[str, Path], root: Path, *extra: str) -> list[str]:
+    """The demo config shrunk to a model that trains in seconds."""
+    return [
+        "--config", DEMO,
+        "--data.train_manifest", str(corpus["train"]),
+        "--data.val_manifest", str(corpus["dev"]),
+        "--data.test_manifest", str(corpus["test"]),
+        "--data.max_frames", "4000",
+        "--model.hidden_size", "32",
+        "--model.num_layers", "2",
+        "--model.warmup_steps", "2",
+        "--model.lr", "0.01",
+        "--trainer.default_root_dir", str(root),
+        "--trainer.max_epochs", "1",
+        "--trainer.max_time", "null",
+        "--trainer.check_val_every_n_epoch", "1",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--trainer.logger", "pytorch_lightning.loggers.CSVLogger",
+        "--trainer.logger.save_dir", str(root),
+        *extra,
+    ]
+
+
+def logged(cli, column: str) -> list[float]:
+    with open(Path(cli.trainer.logger.log_dir) / "metrics.csv") as f:
+        return [float(row[column]) for row in csv.DictReader(f) if row.get(column)]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_speech, tmp_path_factory):
+    """A tiny model fitted on the tiny synthetic corpus; returns (cli, best checkpoint)."""
+    root = tmp_path_factory.mktemp("fit")
+    cli = run_cli(["fit", *tiny_args(tiny_speech, root, "--trainer.max_epochs", "3")])
+    return cli, Path(cli.trainer.checkpoint_callback.best_model_path)
+
+
+def test_fit_learns_and_writes_checkpoints(trained):
+    cli, best = trained
+    losses = logged(cli, "train_loss")
+    assert all(map(torch.isfinite, torch.tensor(losses)))
+    assert losses[-1] < 0.7 * losses[0]  # training reduces the CTC loss
+    cer = logged(cli, "val_cer")
+    assert len(cer) == 3 and 0 <= cer[-1] <= 1.5
+    names = {p.name for p in best.parent.iterdir()}
+    assert "last.ckpt" in names and best.name in names and best.name.startswith("epoch")
+
+
+def test_checkpoint_alone_transcribes(trained, tiny_speech, tmp_path):
+    _, best = trained
+    lonely = tmp_path / "model.ckpt"
+    shutil.copy(best, lonely)  # nothing else: no config, no manifest, no corpus metadata
+    files = [e["audio_filepath"] for e in read_manifest(tiny_speech["test"], path_key="audio_filepath")][:5]
+    output = tmp_path / "out.jsonl"
+    run = subprocess.run(
+        [BIN / "recognizer-transcribe", "--checkpoint", lonely, *files, "--output", output, "--device", "cpu"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [row["source"] for row in rows] == files
+    assert all(isinstance(row["text"], str) for row in rows)
+
+    import recognizer
+
+    model = recognizer.load(lonely, device="cpu")
+    assert [t.text for t in model.transcribe(files)] == [row["text"] for row in rows]
+    # arrays and (array, rate) pairs give the same text as the file
+    import soundfile
+
+    audio, rate = soundfile.read(files[0], dtype="float32")
+    assert model.transcribe([audio])[0].text == rows[0]["text"]
+    assert model.transcribe([(audio, rate)])[0].text == rows[0]["text"]
+
+
+def test_transcribe_script_reports_bad_inputs(trained, tmp_path):
+    _, best = trained
+    (tmp_path / "notes.txt").write_text("hello")
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    for path, message in [(tmp_path / "missing.wav", "no such file"), (tmp_path / "notes.txt", "audio model"), (bad, "cannot read audio")]:
+        run = subprocess.run([BIN / "recognizer-transcribe", "--checkpoint", best, path], capture_output=True, text=True)
+        assert run.returncode == 1
+        assert str(path) in run.stderr and message in run.stderr
+
+
+def test_predict_writes_json_lines(trained, tiny_speech, tmp_path):
+    cli, best = trained
+    output = tmp_path / "predictions.jsonl"
+    run_cli(["predict", *tiny_args(tiny_speech, tmp_path), "--ckpt_path", str(best),
+             "--data.predict_manifest", str(tiny_speech["test"]), "--predictions.output", str(output)])
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(rows) == len(read_manifest(tiny_speech["test"]))
+    assert {"id", "audio_filepath", "text"} <= set(rows[0])
+
+
+def test_resume_from_last_checkpoint(trained, tiny_speech, tmp_path):
+    cli, best = trained
+    last = best.parent / "last.ckpt"
+    resumed = run_cli(["fit", *tiny_args(tiny_speech, tmp_path, "--trainer.max_epochs", "4"), "--ckpt_path", str(last)])
+    assert resumed.trainer.current_epoch == 4
+    assert resumed.trainer.global_step > torch.load(last, weights_only=True)["global_step"]
+
+
+def test_infeasible_utterance_is_skipped_and_counted(tiny_speech, tmp_path, caplog):
+    entries = read_manifest(tiny_speech["train"], path_key="audio_filepath")[:10]
+    entries[3] = {**entries[3], "text": " ".join(["abcdefghij"] * 40)}  # 440 characters in ~2 s of audio
+    train = write_manifest(tmp_path / "train.jsonl", entries, relative=False)
+    corpus = {**tiny_speech, "train": train}
+    with caplog.at_level(logging.WARNING, logger="recognizer.module"):
+        cli = run_cli(["fit", *tiny_args(corpus, tmp_path, "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "1")])
+    assert f"{train}:4: skipped" in caplog.text
+    assert sum(logged(cli, "train_skipped")) == 2  # once per epoch
+    assert all(map(torch.isfinite, torch.tensor(logged(cli, "train_loss"))))
+
+
+def test_all_infeasible_batch_gives_a_zero_loss_with_gradients(trained):
+    cli, _ = trained
+    module = cli.model.train()
+    features = torch.randn(2, 6, module.frontend.feature_dim)
+    batch = {
+        "ids": ["a", "b"], "entries": [{"source": "m.jsonl:1"}, {"source": "m.jsonl:2"}],
+        "features": features, "lengths": torch.tensor([6, 3]),
+        "targets": torch.tensor([1, 2, 3, 1, 2, 3]), "target_lengths": torch.tensor([3, 3]),
+        "min_frames": torch.tensor([3, 3]),
+    }
+    log_probs, out_lengths = module(features, batch["lengths"])
+    loss = module._ctc_loss(batch, log_probs, out_lengths, "train")  # 2 and 1 output frames < 3 labels
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+
+
+def test_character_outside_alphabet_fails_at_setup(tiny_speech, tmp_path):
+    entries = read_manifest(tiny_speech["train"], path_key="audio_filepath")[:3]
+    entries[1] = {**entries[1], "text": "naïve"}
+    train = write_manifest(tmp_path / "train.jsonl", entries, relative=False)
+    from recognizer.audio import AudioFrontend
+    from recognizer.data import DataModule
+    from recognizer.tokenizer import TokenizerError
+
+    data = DataModule(AudioFrontend(), train_manifest=str(train), alphabet="abcdefghijklmnopqrstuvwxyz ")
+    with pytest.raises(TokenizerError, match=rf"{train}:2: character 'ï'"):
+        data.setup("fit")
+
+
+def test_print_config():
+    run = subprocess.run([BIN / "recognizer", "fit", "--config", str(REPO / "configs/speech/an4.yaml"), "--print_config"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert "hidden_size: 320" in run.stdout and "recognizer.audio.AudioFrontend" in run.stdout
+
+
+def test_ddp_on_cpu(tiny_speech, tmp_path):
+    """Two real DDP processes (gloo) fit a few steps."""
+    args = tiny_args(tiny_speech, tmp_path, "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                     "--trainer.accelerator", "cpu", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    run = subprocess.run([BIN / "recognizer", "fit", *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in run.stderr + run.stdout
+    checkpoints = list(tmp_path.rglob("last.ckpt"))
+    assert len(checkpoints) == 1
+    assert torch.load(checkpoints[0], weights_only=True)["global_step"] == 3
