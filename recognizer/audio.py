@@ -183,10 +183,10 @@ class AudioFrontend(Frontend):
             return prepare_waveform(source[0], source[1], self.sample_rate)
         return prepare_waveform(source, self.sample_rate, self.sample_rate)
 
-    def features(self, raw: torch.Tensor) -> torch.Tensor:
-        return log_mel(raw, self.sample_rate, self.n_mels, self.window_ms, self.hop_ms)
-
-    def augment(self, raw: Any, features: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def features(self, raw: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        features = log_mel(raw, self.sample_rate, self.n_mels, self.window_ms, self.hop_ms)
+        if rng is None:
+            return features
         return spec_augment(features, rng, self.freq_masks, self.freq_width, self.time_masks, self.time_width)
 
     def estimate_frames(self, entry: dict[str, Any]) -> int:

@@ -126,12 +126,9 @@ class ManifestDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         entry = self.entries[index]
-        raw = self.frontend.load(entry[self.frontend.path_key])
-        features = self.frontend.features(raw)
-        if self.augment:
-            # torch's RNG is seeded per worker and epoch by Lightning, so this is reproducible by seed.
-            rng = np.random.default_rng(int(torch.randint(2**62, ())))
-            features = self.frontend.augment(raw, features, rng)
+        # torch's RNG is seeded per worker and epoch by Lightning, so augmentation is reproducible by seed.
+        rng = np.random.default_rng(int(torch.randint(2**62, ()))) if self.augment else None
+        features = self.frontend.features(self.frontend.load_entry(entry), rng)
         return {"id": entry["id"], "entry": entry, "features": features, "labels": entry.get("labels", [])}
 
     def lengths(self) -> list[int]:
@@ -296,7 +293,7 @@ class DataModule(pl.LightningDataModule):
         count = 0
         for index in chosen.tolist():
             entry = entries[index]
-            features = self.frontend.features(self.frontend.load(entry[self.frontend.path_key])).double()
+            features = self.frontend.features(self.frontend.load_entry(entry)).double()
             total += features.sum(0)
             squares += (features**2).sum(0)
             count += features.shape[0]

@@ -17,6 +17,7 @@ import torch
 # modality name -> "module:class"; new modalities register here.
 FRONTENDS = {
     "audio": "recognizer.audio:AudioFrontend",
+    "ink": "recognizer.ink.frontend:InkFrontend",
 }
 
 
@@ -43,13 +44,15 @@ class Frontend:
         """Read an input (path or in-memory data) into the front-end's raw form."""
         raise NotImplementedError
 
-    def features(self, raw: Any) -> torch.Tensor:
-        """Raw input -> (frames, feature_dim) float32 features."""
-        raise NotImplementedError
+    def load_entry(self, entry: dict[str, Any]) -> Any:
+        """Read a manifest entry's input (the path under ``path_key``; a modality may use more fields)."""
+        return self.load(entry[self.path_key])
 
-    def augment(self, raw: Any, features: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Training-time augmentation; the default is none."""
-        return features
+    def features(self, raw: Any, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Raw input -> (frames, feature_dim) float32 features; with ``rng``, randomly augmented for
+        training (each modality augments where it makes sense: audio on the spectrogram, ink before
+        resampling)."""
+        raise NotImplementedError
 
     def estimate_frames(self, entry: dict[str, Any]) -> int:
         """Cheap estimate of an entry's feature frames (for batching by a length budget)."""

@@ -53,7 +53,7 @@ class Recognizer:
                 raise FileNotFoundError(f"{path}: no such file")
             if path.suffix.lower() not in self.frontend.suffixes:
                 raise ValueError(
-                    f"{path}: this is a {self.modality} model; it reads {', '.join(self.frontend.suffixes)} files"
+                    f"{path}: the checkpoint is a {self.modality} model, which reads {', '.join(self.frontend.suffixes)} files"
                 )
 
     @torch.no_grad()

@@ -44,3 +44,11 @@ def write_wav(path: Path, samples, rate: int = 16000) -> Path:
 
     soundfile.write(path, np.asarray(samples, dtype=np.float32), rate, subtype="PCM_16")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ink(tmp_path_factory) -> dict[str, Path]:
+    """A small synthetic handwriting corpus (train/dev/test manifests), generated once per test session."""
+    from recognizer.corpora import synthetic_ink
+
+    return synthetic_ink.prepare(tmp_path_factory.mktemp("ink"), num_train=60, num_dev=12, num_test=12, seed=1, workers=1)

@@ -22,10 +22,10 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
 
-def tiny_args(corpus: dict[str, Path], root: Path, *extra: str) -> list[str]:
-    """The demo config shrunk to a model that trains in seconds."""
+def tiny_args(corpus: dict[str, Path], root: Path, *extra: str, config: str = DEMO) -> list[str]:
+    """A demo config shrunk to a model that trains in seconds."""
     return [
-        "--config", DEMO,
+        "--config", config,
         "--data.train_manifest", str(corpus["train"]),
         "--data.val_manifest", str(corpus["dev"]),
         "--data.test_manifest", str(corpus["test"]),
@@ -38,6 +38,7 @@ def tiny_args(corpus: dict[str, Path], root: Path, *extra: str) -> list[str]:
         "--trainer.max_epochs", "1",
         "--trainer.max_time", "null",
         "--trainer.check_val_every_n_epoch", "1",
+        "--trainer.log_every_n_steps", "1",
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
         "--trainer.logger", "pytorch_lightning.loggers.CSVLogger",

@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import sys
-import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
@@ -27,6 +26,8 @@ from pathlib import Path, PurePosixPath
 
 import soundfile
 
+from recognizer.corpora.archive import check_member as _check_member  # noqa: F401  (kept importable from here)
+from recognizer.corpora.archive import safe_extract as _safe_extract
 from recognizer.manifest import write_manifest
 
 AN4_URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
@@ -271,51 +272,6 @@ def _fetch(url: str, path: Path) -> None:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
-
-
-def _safe_extract(tarball: Path, dest: Path) -> None:
-    """Check every member before extracting any, so a hostile archive writes nothing."""
-    unreadable = f"{tarball}: not a readable tar archive (%s); delete it to download again"
-    try:
-        archive = tarfile.open(tarball, "r:*")
-    except tarfile.TarError as error:
-        raise ValueError(unreadable % error) from None
-    with archive:
-        try:
-            members = archive.getmembers()
-        except (tarfile.TarError, EOFError, OSError) as error:  # a truncated gzip stream raises EOFError
-            raise ValueError(unreadable % error) from None
-        for member in members:
-            _check_member(tarball, member)
-        if hasattr(tarfile, "data_filter"):
-            # The "data" filter also drops setuid bits and ownership; our own checks cover older Pythons.
-            archive.extractall(dest, members=members, filter="data")
-        else:  # pragma: no cover - Python < 3.11.4 without the extraction-filter backport
-            archive.extractall(dest, members=members)
-
-
-def _check_member(tarball: Path, member: tarfile.TarInfo) -> None:
-    def unsafe(name: str) -> bool:
-        posix = PurePosixPath(name.replace("\\", "/"))
-        return posix.is_absolute() or ".." in posix.parts or re.match(r"^[A-Za-z]:", name) is not None
-
-    if unsafe(member.name):
-        raise ValueError(f"{tarball}: refusing member {member.name!r}: it would be written outside the folder")
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise ValueError(f"{tarball}: refusing member {member.name!r}: not a regular file or folder")
-    if member.issym() or member.islnk():
-        # Symlinks resolve from their own folder, hard links from the archive root.
-        base = PurePosixPath(member.name).parent if member.issym() else PurePosixPath()
-        target = base / member.linkname
-        depth = 0
-        for part in target.parts:
-            depth += -1 if part == ".." else (0 if part == "." else 1)
-            if depth < 0:
-                break
-        if PurePosixPath(member.linkname).is_absolute() or depth < 0:
-            raise ValueError(
-                f"{tarball}: refusing link {member.name!r} -> {member.linkname!r}: it points outside the folder"
-            )
 
 
 def main(argv: list[str] | None = None) -> None:

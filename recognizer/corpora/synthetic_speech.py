@@ -17,10 +17,6 @@ The corpus depends only on its parameters (seed and sizes), not on the number of
 from __future__ import annotations
 
 import ctypes
-import json
-import multiprocessing
-import os
-import shutil
 import threading
 import wave
 from pathlib import Path
@@ -29,10 +25,10 @@ from typing import Any
 import numpy as np
 import soxr
 
+from recognizer.corpora.generated import SPLITS, check_sizes, is_complete, item_id, make_splits, write_record
 from recognizer.manifest import write_manifest
 
 SAMPLE_RATE = 16000
-SPLITS = ("train", "dev", "test")
 
 # (language voice, variant): variants are files in espeak-ng-data/voices/!v, checked on use because
 # espeak silently ignores a variant it cannot find.
@@ -321,17 +317,13 @@ def _make_chunk(task: tuple[str, str, int, int, int, int]) -> list[tuple[int, st
         text, audio = _utterance(seed, split_index, index)
         pcm = np.round(audio * 32767).astype(np.int16)
         # The wave module rather than soundfile, whose close() fsyncs every file: that took longer than synthesis.
-        with wave.open(str(Path(wav_dir) / f"{_utterance_id(split, index)}.wav"), "wb") as file:
+        with wave.open(str(Path(wav_dir) / f"{item_id(split, index)}.wav"), "wb") as file:
             file.setnchannels(1)
             file.setsampwidth(2)
             file.setframerate(SAMPLE_RATE)
             file.writeframes(pcm.astype("<i2", copy=False).tobytes())
         results.append((index, text, pcm.size))
     return results
-
-
-def _utterance_id(split: str, index: int) -> str:
-    return f"{split}-{index:06d}"
 
 
 def _parameters(num_train: int, num_dev: int, num_test: int, seed: int) -> dict[str, Any]:
@@ -344,29 +336,6 @@ def _parameters(num_train: int, num_dev: int, num_test: int, seed: int) -> dict[
         "seed": seed,
         "sample_rate": SAMPLE_RATE,
     }
-
-
-def _is_complete(out: Path, parameters: dict[str, Any]) -> bool:
-    try:
-        recorded = json.loads((out / "corpus.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(recorded, dict) or recorded.get("parameters") != parameters:
-        return False
-    return all((out / f"{split}.jsonl").is_file() for split in SPLITS)
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # A fork server is a clean single-threaded parent, so forking a fresh worker per chunk is cheap and
-    # safe even when the caller has threads (a training loop, torch's pools); spawn where it is missing.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        # Workers then fork with this module (and its heavy parent package) already imported instead of
-        # importing it per chunk. "__main__" keeps the default list a subset; the setting only counts if
-        # no fork server is running yet.
-        context.set_forkserver_preload(["__main__", __name__])
-        return context
-    return multiprocessing.get_context("spawn")
 
 
 def prepare(
@@ -385,58 +354,35 @@ def prepare(
     is regenerated. The output depends on ``seed`` and the sizes only; ``workers`` (default: all CPUs)
     just sets how many processes share the work.
     """
-    for name, value in (("num_train", num_train), ("num_dev", num_dev), ("num_test", num_test)):
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-    if workers is None:
-        workers = os.cpu_count() or 1
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    workers = check_sizes(num_train, num_dev, num_test, workers)
 
     out = Path(out).expanduser().resolve()
     manifests = {split: out / f"{split}.jsonl" for split in SPLITS}
     parameters = _parameters(num_train, num_dev, num_test, seed)
-    if _is_complete(out, parameters):
+    if is_complete(out, parameters):
         return manifests
 
     # Engine and voices are checked here so that a broken install fails with one clear error, not one per worker.
     engine = _engine()
     engine.check_voices(VOICES)
 
-    out.mkdir(parents=True, exist_ok=True)
-    # Removed first, so that an interrupted regeneration is never taken for a complete corpus.
-    (out / "corpus.json").unlink(missing_ok=True)
-    shutil.rmtree(out / "wav", ignore_errors=True)
-
     counts = dict(zip(SPLITS, (num_train, num_dev, num_test)))
-    tasks = []
-    for split_index, split in enumerate(SPLITS):
-        wav_dir = out / "wav" / split
-        wav_dir.mkdir(parents=True, exist_ok=True)
-        for start in range(0, counts[split], CHUNK_SIZE):
-            tasks.append((str(wav_dir), split, split_index, start, min(start + CHUNK_SIZE, counts[split]), seed))
-
-    results: dict[str, list[tuple[int, str, int]]] = {split: [] for split in SPLITS}
-    if tasks:
-        # One fresh process per chunk (maxtasksperchild=1): see CHUNK_SIZE.
-        with _pool_context().Pool(min(workers, len(tasks)), maxtasksperchild=1) as pool:
-            for task, chunk in zip(tasks, pool.imap(_make_chunk, tasks, chunksize=1)):
-                results[task[1]].extend(chunk)
-
+    # One fresh process per chunk: see CHUNK_SIZE.
+    results = make_splits(out, "wav", counts, seed, _make_chunk, workers, __name__, CHUNK_SIZE, fresh_process=True)
     for split in SPLITS:
         entries = [
             {
-                "audio_filepath": str(out / "wav" / split / f"{_utterance_id(split, index)}.wav"),
+                "audio_filepath": str(out / "wav" / split / f"{item_id(split, index)}.wav"),
                 "duration": samples / SAMPLE_RATE,
                 "text": text,
-                "id": _utterance_id(split, index),
+                "id": item_id(split, index),
             }
-            for index, text, samples in sorted(results[split])
+            for index, text, samples in results[split]
         ]
         write_manifest(manifests[split], entries)
         hours = sum(entry["duration"] for entry in entries) / 3600
         print(f"synthetic-speech {split}: {len(entries)} utterances, {hours:.2f} h -> {manifests[split]}")
 
     record = {"parameters": parameters, "espeak_ng": engine.version(), "voices": list(VOICES)}
-    (out / "corpus.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_record(out, record)
     return manifests

@@ -1,0 +1,111 @@
+"""Ink front-end: read ink files, normalize, augment (training), resample, per-point features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..frontend import Frontend
+from . import functional as F
+from .formats import INK_SUFFIXES, load_ink
+from .ink import Ink
+
+
+class InkFrontend(Frontend):
+    """Per-point features of online handwriting.
+
+    Args:
+        features: per-point features, in order (see ``recognizer.ink.functional.FEATURES``).
+        step: resampling distance between points, relative to the estimated line height.
+        slant, baseline: slant and baseline correction during normalization.
+        scale, shear, rotation_deg, jitter, time_stretch: training augmentation ranges (see
+            ``recognizer.ink.functional.augment``); ``augment=False`` disables it.
+        augment: whether training applies augmentation at all.
+    """
+
+    modality = "ink"
+    path_key = "ink_filepath"
+    suffixes = INK_SUFFIXES
+
+    def __init__(
+        self,
+        features: Sequence[str] = F.DEFAULT_FEATURES,
+        step: float = 0.1,
+        slant: bool = True,
+        baseline: bool = True,
+        augment: bool = True,
+        scale: tuple[float, float] = (0.85, 1.15),
+        shear: tuple[float, float] = (-0.3, 0.3),
+        rotation_deg: tuple[float, float] = (-3.0, 3.0),
+        jitter: float = 0.02,
+        time_stretch: tuple[float, float] = (0.8, 1.25),
+    ) -> None:
+        unknown = [name for name in features if name not in F.FEATURES]
+        if unknown:
+            raise ValueError(f"unknown ink features {unknown}; choose from {list(F.FEATURES)}")
+        self.feature_names = list(features)
+        self.step = step
+        self.slant = slant
+        self.baseline = baseline
+        self.augment = augment
+        self.scale = tuple(scale)
+        self.shear = tuple(shear)
+        self.rotation_deg = tuple(rotation_deg)
+        self.jitter = jitter
+        self.time_stretch = tuple(time_stretch)
+        # Normalized inks by (path, line id): parsing XML every epoch would dominate training time.
+        self._normalized: dict[tuple[str, str | None], Ink] = {}
+        self._frames: dict[tuple[str, str | None], int] = {}
+
+    @property
+    def feature_dim(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def frame_unit(self) -> float:
+        return self.step
+
+    def load(self, source: Any, line_id: str | None = None) -> Ink:
+        """An ink file (``.xml`` IAM-OnDB, ``.inkml``, ``.json``) or an ``Ink``; returns it normalized."""
+        ink = source if isinstance(source, Ink) else load_ink(Path(source), line_id)
+        return F.normalize(ink, slant=self.slant, baseline=self.baseline)
+
+    def load_entry(self, entry: dict[str, Any]) -> Ink:
+        """A manifest entry's ink, normalized; kept in memory, since training reads it every epoch."""
+        key = (entry[self.path_key], entry.get("line_id"))
+        if key not in self._normalized:
+            self._normalized[key] = self.load(*key)
+        return self._normalized[key]
+
+    def features(self, raw: Ink, rng: np.random.Generator | None = None) -> torch.Tensor:
+        if rng is not None and self.augment:
+            raw = F.augment(
+                raw, rng, scale=self.scale, shear=self.shear, rotation_deg=self.rotation_deg,
+                jitter=self.jitter, time_stretch=self.time_stretch,
+            )
+        points = F.point_features(F.resample(raw, self.step), self.feature_names)
+        return torch.from_numpy(points)
+
+    def estimate_frames(self, entry: dict[str, Any]) -> int:
+        key = (entry[self.path_key], entry.get("line_id"))
+        if key not in self._frames:
+            self._frames[key] = int(self.features(self.load_entry(entry)).shape[0])
+        return self._frames[key]
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "modality": self.modality,
+            "features": list(self.feature_names),
+            "step": self.step,
+            "slant": self.slant,
+            "baseline": self.baseline,
+            "augment": self.augment,
+            "scale": list(self.scale),
+            "shear": list(self.shear),
+            "rotation_deg": list(self.rotation_deg),
+            "jitter": self.jitter,
+            "time_stretch": list(self.time_stretch),
+        }

@@ -1,0 +1,104 @@
+"""The ink front-end and the handwriting path through the shared core."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recognizer.frontend import from_config
+from recognizer.ink import Ink
+from recognizer.ink.formats import write_json_ink
+from recognizer.ink.frontend import InkFrontend
+from recognizer.manifest import read_manifest
+from test_training import BIN, REPO, logged, run_cli, tiny_args
+
+HANDWRITING_DEMO = str(REPO / "configs" / "handwriting" / "demo.yaml")
+
+
+def _ink(shift=(0.0, 0.0), scale=1.0) -> Ink:
+    t = np.linspace(0, 1, 60)
+    wave = np.stack([t * 40, 5 * np.sin(t * 12), t], axis=1)
+    bar = np.array([[10.0, -8, 1.2], [30.0, -8, 1.4]])
+    strokes = [np.column_stack([(s[:, :2] * scale) + shift, s[:, 2]]) for s in (wave, bar)]
+    return Ink(strokes, text="ab")
+
+
+def test_features_ignore_position_and_size():
+    frontend = InkFrontend(features=["dx", "dy", "dt", "pen_up", "curvature"])
+    reference = frontend.features(frontend.load(_ink()))
+    assert reference.shape[1] == frontend.feature_dim == 5
+    for ink in (_ink(shift=(500.0, -70.0)), _ink(scale=13.0), _ink(shift=(3.0, 3.0), scale=0.05)):
+        torch.testing.assert_close(frontend.features(frontend.load(ink)), reference, atol=1e-4, rtol=1e-4)
+
+
+def test_augmentation_changes_features_but_not_their_shape_kind():
+    frontend = InkFrontend()
+    ink = frontend.load(_ink())
+    a = frontend.features(ink, rng=np.random.default_rng(0))
+    b = frontend.features(ink, rng=np.random.default_rng(1))
+    assert a.shape[1] == b.shape[1] == 4 and torch.isfinite(a).all()
+    assert not torch.equal(a, b)
+    assert InkFrontend(augment=False).features(ink, rng=np.random.default_rng(0)).shape == frontend.features(ink).shape
+
+
+def test_settings_round_trip_and_reject_unknown_features():
+    frontend = InkFrontend(features=["dx", "dy", "pen_up"], step=0.3, slant=False)
+    rebuilt = from_config(frontend.config())
+    assert isinstance(rebuilt, InkFrontend) and rebuilt.config() == frontend.config()
+    with pytest.raises(ValueError, match="unknown ink features"):
+        InkFrontend(features=["dx", "x"])
+
+
+def test_inkml_line_ids_select_a_sample(tmp_path):
+    path = tmp_path / "two.inkml"
+    path.write_text(
+        '<ink xmlns="http://www.w3.org/2003/InkML">'
+        '<trace xml:id="t1">0 0, 10 0, 20 5</trace><trace xml:id="t2">0 10, 15 12, 30 10</trace>'
+        '<traceGroup xml:id="g1"><annotation type="truth">hi</annotation><traceView traceDataRef="#t1"/></traceGroup>'
+        '<traceGroup xml:id="g2"><annotation type="truth">yo</annotation><traceView traceDataRef="#t2"/></traceGroup>'
+        "</ink>"
+    )
+    frontend = InkFrontend()
+    first = frontend.load_entry({"ink_filepath": str(path), "line_id": "g1"})
+    second = frontend.load_entry({"ink_filepath": str(path), "line_id": "g2"})
+    assert (first.text, second.text) == ("hi", "yo")
+
+
+@pytest.mark.slow
+def test_tiny_handwriting_fit_then_checkpoint_alone_transcribes_ink_files(tiny_ink, tmp_path):
+    cli = run_cli(["fit", *tiny_args(tiny_ink, tmp_path / "fit", "--trainer.max_epochs", "2", config=HANDWRITING_DEMO)])
+    losses = logged(cli, "train_loss")
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    lonely = tmp_path / "ink.ckpt"
+    shutil.copy(best, lonely)
+
+    files = [e["ink_filepath"] for e in read_manifest(tiny_ink["test"], path_key="ink_filepath")][:4]
+    output = tmp_path / "out.jsonl"
+    run = subprocess.run([BIN / "recognizer-transcribe", "--checkpoint", lonely, *files, "--output", output],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [row["source"] for row in rows] == files
+
+    import recognizer
+
+    model = recognizer.load(lonely, device="cpu")
+    assert model.modality == "ink"
+    # an Ink object gives the same text as its file; a copy in another supported format does too
+    from recognizer.ink.formats import read_json_ink
+
+    ink = read_json_ink(files[0])
+    assert model.transcribe([ink])[0].text == rows[0]["text"]
+    copy = write_json_ink(tmp_path / "copy.json", ink)
+    assert model.transcribe([copy])[0].text == rows[0]["text"]
+
+    # the checkpoint says which modality it is: audio to an ink model is a clear error
+    (tmp_path / "speech.wav").write_bytes(b"RIFF")
+    run = subprocess.run([BIN / "recognizer-transcribe", "--checkpoint", lonely, tmp_path / "speech.wav"],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and "ink model" in run.stderr and "speech.wav" in run.stderr
