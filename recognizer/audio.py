@@ -146,6 +146,7 @@ class AudioFrontend(Frontend):
     modality = "audio"
     path_key = "audio_filepath"
     suffixes = AUDIO_SUFFIXES
+    timestamp_unit = "seconds"
 
     def __init__(
         self,

@@ -35,9 +35,12 @@ class Frontend:
         """Size of one feature frame."""
         raise NotImplementedError
 
+    #: what timestamps count: "seconds" for audio, "points" (resampled-point indices) for ink
+    timestamp_unit: str = ""
+
     @property
     def frame_unit(self) -> float:
-        """How much input one feature frame covers (seconds for audio), for timestamps."""
+        """Timestamp units per feature frame (seconds per frame for audio, 1 point for ink)."""
         raise NotImplementedError
 
     def load(self, source: Any) -> Any:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from .decoding import greedy_decode
+from .decoding import Decoder, decode
 from .frontend import from_config
 from .model import Encoder
 from .tokenizer import BLANK, Tokenizer
@@ -37,6 +37,7 @@ class CTCModule(pl.LightningModule):
         weight_decay: AdamW weight decay.
         warmup_steps: linear warmup from 0.
         min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio`` on the last training step.
+        decoder, beam_size: how validation, test and prediction decode (``greedy`` or ``beam``).
     """
 
     def __init__(
@@ -52,6 +53,8 @@ class CTCModule(pl.LightningModule):
         weight_decay: float = 1e-2,
         warmup_steps: int = 300,
         min_lr_ratio: float = 0.02,
+        decoder: Decoder = "greedy",
+        beam_size: int = 8,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -78,8 +81,9 @@ class CTCModule(pl.LightningModule):
         return self.model(features, lengths)
 
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-        """Greedy transcripts of a batch of log-probabilities."""
-        return [self.tokenizer.decode(labels) for labels in greedy_decode(log_probs, lengths)]
+        """Best transcripts of a batch of log-probabilities, with the configured decoder."""
+        hypotheses = decode(log_probs, lengths, self.hparams.decoder, self.hparams.beam_size)
+        return [self.tokenizer.decode(nbest[0].labels) for nbest in hypotheses]
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "CTCModule":

@@ -97,6 +97,12 @@ def test_tiny_handwriting_fit_then_checkpoint_alone_transcribes_ink_files(tiny_i
     copy = write_json_ink(tmp_path / "copy.json", ink)
     assert model.transcribe([copy])[0].text == rows[0]["text"]
 
+    # word timestamps of ink are indices of resampled points
+    [aligned] = model.transcribe([files[0]], timestamps=True)
+    points = model.frontend.features(model.frontend.load(files[0])).shape[0]
+    assert aligned.unit == "points"
+    assert all(0 <= w["start"] < w["end"] <= points + model.module.model.stride for w in aligned.words)
+
     # the checkpoint says which modality it is: audio to an ink model is a clear error
     (tmp_path / "speech.wav").write_bytes(b"RIFF")
     run = subprocess.run([BIN / "recognizer-transcribe", "--checkpoint", lonely, tmp_path / "speech.wav"],

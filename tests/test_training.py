@@ -98,6 +98,64 @@ def test_checkpoint_alone_transcribes(trained, tiny_speech, tmp_path):
     assert model.transcribe([(audio, rate)])[0].text == rows[0]["text"]
 
 
+def test_transcribe_beam_nbest_timestamps(trained, tiny_speech, tmp_path):
+    _, best = trained
+    entries = read_manifest(tiny_speech["test"], path_key="audio_filepath")[:4]
+    output = tmp_path / "out.jsonl"
+    run = subprocess.run(
+        [BIN / "recognizer-transcribe", "--checkpoint", best, *[e["audio_filepath"] for e in entries], "--output", output,
+         "--decoder", "beam", "--beam", "6", "--nbest", "3", "--timestamps"],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    for row, entry in zip(rows, entries):
+        assert row["unit"] == "seconds"
+        assert 1 <= len(row["nbest"]) <= 3 and row["nbest"][0]["text"] == row["text"]
+        scores = [h["score"] for h in row["nbest"]]
+        assert scores == sorted(scores, reverse=True) and row["score"] == scores[0] <= 0
+        assert [w["word"] for w in row["words"]] == row["text"].split()
+        for word in row["words"]:
+            assert 0 <= word["start"] < word["end"] <= entry["duration"] + 0.05
+            assert 0 <= word["confidence"] <= 1
+        starts = [w["start"] for w in row["words"]]
+        assert starts == sorted(starts)
+
+    import recognizer
+
+    model = recognizer.load(best, device="cpu")
+    files = [e["audio_filepath"] for e in entries]
+    greedy = model.transcribe(files)
+    beam_one = model.transcribe(files, decoder="beam", beam_size=1)
+    assert [t.text for t in greedy] == [t.text for t in beam_one]  # beam 1 is best-path decoding
+
+
+def test_minutes_long_file(trained, tiny_speech, tmp_path):
+    """A file of about two minutes is transcribed in one piece, like its parts."""
+    import numpy as np
+    import soundfile
+
+    import recognizer
+
+    _, best = trained
+    parts = [soundfile.read(e["audio_filepath"], dtype="float32")[0] for e in read_manifest(tiny_speech["train"], path_key="audio_filepath")]
+    audio = np.concatenate(parts)
+    assert len(audio) / 16000 > 110
+    path = tmp_path / "long.flac"
+    soundfile.write(path, audio, 16000)
+    model = recognizer.load(best, device="cpu")
+    [long] = model.transcribe([path])
+    pieces = model.transcribe(parts)
+    features = model.frontend.features(model.frontend.load(path))
+    with torch.no_grad():
+        log_probs, lengths = model.module(features[None], torch.tensor([len(features)]))
+    assert lengths.item() == -(-len(features) // 3) == log_probs.shape[1]
+    assert torch.isfinite(log_probs).all()
+    # the same model on the same audio: the long transcript is about as long as the pieces together
+    together = sum(len(p.text) for p in pieces)
+    assert 0.7 * together <= len(long.text) <= 1.3 * together + 10
+
+
 def test_transcribe_script_reports_bad_inputs(trained, tmp_path):
     _, best = trained
     (tmp_path / "notes.txt").write_text("hello")
@@ -109,10 +167,11 @@ def test_transcribe_script_reports_bad_inputs(trained, tmp_path):
         assert str(path) in run.stderr and message in run.stderr
 
 
-def test_predict_writes_json_lines(trained, tiny_speech, tmp_path):
+@pytest.mark.parametrize("decoder", ["greedy", "beam"])
+def test_predict_writes_json_lines(trained, tiny_speech, tmp_path, decoder):
     cli, best = trained
     output = tmp_path / "predictions.jsonl"
-    run_cli(["predict", *tiny_args(tiny_speech, tmp_path), "--ckpt_path", str(best),
+    run_cli(["predict", *tiny_args(tiny_speech, tmp_path), "--ckpt_path", str(best), "--model.decoder", decoder,
              "--data.predict_manifest", str(tiny_speech["test"]), "--predictions.output", str(output)])
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(rows) == len(read_manifest(tiny_speech["test"]))

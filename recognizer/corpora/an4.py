@@ -82,7 +82,7 @@ def read_split(root: Path, split: str) -> list[dict]:
 
     entries = []
     seen: dict[str, str] = {}
-    for (t_line, uttid, text), (f_line, fileid) in zip(transcripts, ids):
+    for (_, uttid, text), (f_line, fileid) in zip(transcripts, ids):
         speaker = PurePosixPath(fileid).parent.name
         key = f"{speaker}-{uttid}"
         where = f"{fileids}:{f_line}"

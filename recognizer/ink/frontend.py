@@ -29,6 +29,7 @@ class InkFrontend(Frontend):
     modality = "ink"
     path_key = "ink_filepath"
     suffixes = INK_SUFFIXES
+    timestamp_unit = "points"
 
     def __init__(
         self,
@@ -66,7 +67,7 @@ class InkFrontend(Frontend):
 
     @property
     def frame_unit(self) -> float:
-        return self.step
+        return 1.0  # one feature frame per resampled point
 
     def load(self, source: Any, line_id: str | None = None) -> Ink:
         """An ink file (``.xml`` IAM-OnDB, ``.inkml``, ``.json``) or an ``Ink``; returns it normalized."""

@@ -1,10 +1,10 @@
-"""CTC decoding on log-probabilities of shape (batch, time, vocab) with lengths."""
+"""Greedy (best-path) CTC decoding."""
 
 from __future__ import annotations
 
 import torch
 
-from .tokenizer import BLANK
+from ..tokenizer import BLANK
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = BLANK) -> list[list[int]]:

@@ -1,0 +1,281 @@
+"""CTC prefix beam search without a language model, vectorized over batch and beam.
+
+Hypotheses live in fixed-size tensors of shape (batch, beam): log p_blank / log p_nonblank of the
+prefix, its length, last label and a rolling hash of its label sequence (plus the hash of the prefix
+without its last label). Only the time loop is in Python. Label sequences are not copied from frame
+to frame: each frame records a back-pointer (which hypothesis a slot came from) and the label it
+appended, and the n-best sequences are read back once at the end.
+
+Per frame every hypothesis yields candidates: *stay* (the same prefix, through a blank or a repeat of
+its last label) and *extend* with each non-blank label ``c`` (through a blank-ended path only when
+``c`` is the last label, the CTC rule). Two candidates can only be the same prefix when one is
+"A extended with c" and the other is "B stays" with ``B == A + c`` (the beam's prefixes are distinct,
+and so are the extensions of distinct prefixes); such pairs are found by comparing A's hash with B's
+parent hash (plus the lengths) and merged into B, which is what makes this a *prefix* beam search.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..tokenizer import BLANK
+
+__all__ = ["Hypothesis", "prefix_beam_search"]
+
+# Odd 64-bit multiplier (the FNV-64 prime); int64 arithmetic wraps, so the hash is a polynomial
+# modulo 2**64. A collision would also need equal lengths, so it is not a practical concern.
+_HASH_BASE = 1099511628211
+_NEG_INF = float("-inf")
+
+
+@dataclass
+class Hypothesis:
+    """A decoded label sequence (blank-free) and its log score, see ``prefix_beam_search``."""
+
+    labels: list[int]
+    score: float
+
+
+@dataclass
+class _Beams:
+    """Search state, every field (batch, beam)."""
+
+    pb: Tensor  # log p(prefix, path ends in blank)
+    pnb: Tensor  # log p(prefix, path ends in its last label)
+    last: Tensor  # last label, ``blank`` for the empty prefix
+    length: Tensor
+    hash: Tensor
+    parent: Tensor  # hash of the prefix without its last label
+
+    def take(self, rows: Tensor) -> "_Beams":
+        return _Beams(*(getattr(self, f).index_select(0, rows) for f in self.__dataclass_fields__))
+
+    def put(self, rows: Tensor, other: "_Beams") -> None:
+        for f in self.__dataclass_fields__:
+            getattr(self, f).index_copy_(0, rows, getattr(other, f))
+
+
+@dataclass
+class _Stats:
+    """Work counters, for tests and tuning."""
+
+    candidates: int = 0  # candidate scores ranked by topk, summed over frames
+    full_frames: int = 0  # (utterance, frame) pairs that went through the full expansion
+    skipped_frames: int = 0  # (utterance, frame) pairs handled by ``blank_skip``
+
+
+def prefix_beam_search(
+    log_probs: Tensor,
+    lengths: Tensor,
+    beam_size: int = 8,
+    nbest: int = 1,
+    token_beam: int | None = None,
+    blank_skip: float | None = None,
+    blank: int = BLANK,
+) -> list[list[Hypothesis]]:
+    """CTC prefix beam search (no language model) on the device of ``log_probs``.
+
+    Args:
+        log_probs: (batch, time, vocab) log-probabilities; frames past an utterance's length are
+            ignored (they may hold anything).
+        lengths: (batch,) number of valid frames per utterance.
+        beam_size: prefixes kept per utterance and frame. ``beam_size == 1`` is best-path decoding:
+            candidates are then scored by their best single path (max instead of sum over paths, a
+            Viterbi prefix search), which with one hypothesis follows the per-frame argmax exactly,
+            so the result equals ``greedy_decode`` and the score is the best path's log-probability.
+            (A summing search with one hypothesis can drift from the best path: the merged mass of
+            a prefix may beat the single best path's prefix.)
+        nbest: hypotheses returned per utterance (at most ``beam_size``).
+        token_beam: per frame, extend prefixes only with the ``token_beam`` most probable non-blank
+            labels (``None``: all). Merging into prefixes already in the beam stays exact. With
+            ``token_beam >= beam_size + 1`` the result is the same as without pruning (barring
+            ties): a label outside the top ``beam_size + 1`` is beaten, for the same prefix, by at
+            least ``beam_size`` candidates.
+        blank_skip: a frame whose blank probability exceeds this (e.g. ``0.999``) only updates the
+            existing prefixes (blank, or repeat of the last label) without creating or merging
+            new ones: an approximation that drops less than ``1 - blank_skip`` of the mass per
+            frame and saves the expansion and ranking. ``None``: off.
+        blank: index of the CTC blank.
+
+    Returns:
+        Per utterance, up to ``nbest`` hypotheses, best first. ``score`` is log(p_blank +
+        p_nonblank) of the prefix at the last frame, i.e. the log of its total CTC probability over
+        the paths the search kept (exact when the beam never prunes); for ``beam_size == 1`` the
+        best path's log-probability.
+    """
+    return _prefix_beam_search(log_probs, lengths, beam_size, nbest, token_beam, blank_skip, blank)[0]
+
+
+def _prefix_beam_search(
+    log_probs: Tensor,
+    lengths: Tensor,
+    beam_size: int = 8,
+    nbest: int = 1,
+    token_beam: int | None = None,
+    blank_skip: float | None = None,
+    blank: int = BLANK,
+    viterbi: bool | None = None,
+) -> tuple[list[list[Hypothesis]], _Stats]:
+    """``prefix_beam_search`` plus work counters; ``viterbi=None`` means ``beam_size == 1``."""
+    if log_probs.dim() != 3:
+        raise ValueError(f"log_probs must be (batch, time, vocab), got shape {tuple(log_probs.shape)}")
+    if beam_size < 1 or nbest < 1:
+        raise ValueError(f"beam_size and nbest must be >= 1, got {beam_size} and {nbest}")
+    if token_beam is not None and token_beam < 1:
+        raise ValueError(f"token_beam must be >= 1 or None, got {token_beam}")
+    if blank_skip is not None and not 0.0 < blank_skip <= 1.0:
+        raise ValueError(f"blank_skip must be a probability in (0, 1] or None, got {blank_skip}")
+    if viterbi is None:
+        viterbi = beam_size == 1
+    plus = torch.maximum if viterbi else torch.logaddexp
+
+    if log_probs.dtype not in (torch.float32, torch.float64):
+        log_probs = log_probs.float()  # half precision would make the accumulated scores drift
+    device, dtype = log_probs.device, log_probs.dtype
+    batch, frames, vocab = log_probs.shape
+    K = beam_size
+    nonblank = torch.tensor([c for c in range(vocab) if c != blank], device=device, dtype=torch.long)
+    if token_beam is not None and token_beam >= nonblank.numel():
+        token_beam = None
+
+    # Decide per (utterance, frame) on the host once, so the time loop needs no device sync.
+    lengths_cpu = lengths.detach().to("cpu", torch.long).clamp(0, frames)
+    active = torch.arange(frames)[None, :] < lengths_cpu[:, None]  # (batch, time)
+    if blank_skip is not None:
+        skip = (log_probs[:, :, blank] > math.log(blank_skip)).cpu() & active
+    else:
+        skip = torch.zeros_like(active)
+    full = active & ~skip
+    frames_used = int(lengths_cpu.max()) if batch else 0
+    stats = _Stats()
+
+    beams = _Beams(
+        pb=torch.full((batch, K), _NEG_INF, device=device, dtype=dtype),
+        pnb=torch.full((batch, K), _NEG_INF, device=device, dtype=dtype),
+        last=torch.full((batch, K), blank, device=device, dtype=torch.long),
+        length=torch.zeros((batch, K), device=device, dtype=torch.long),
+        hash=torch.zeros((batch, K), device=device, dtype=torch.long),
+        parent=torch.zeros((batch, K), device=device, dtype=torch.long),
+    )
+    beams.pb[:, 0] = 0.0  # the single empty prefix
+    # Back-pointers: the slot a hypothesis came from and the label it appended (-1: none).
+    source = torch.arange(K, device=device).expand(frames_used, batch, K).clone()
+    appended = torch.full((frames_used, batch, K), -1, device=device, dtype=torch.long)
+    all_rows = torch.arange(batch, device=device)
+
+    for t in range(frames_used):
+        full_t, skip_t = full[:, t], skip[:, t]
+        n_full, n_skip = int(full_t.sum()), int(skip_t.sum())
+        if n_full:
+            rows = all_rows if n_full == batch else full_t.nonzero().squeeze(1).to(device)
+            sub = beams if n_full == batch else beams.take(rows)
+            lp = log_probs[:, t].index_select(0, rows)
+            new, src, app, n_cand = _expand(sub, lp, nonblank, token_beam, blank, plus)
+            if n_full == batch:
+                beams = new
+                source[t], appended[t] = src, app
+            else:
+                beams.put(rows, new)
+                source[t].index_copy_(0, rows, src)
+                appended[t].index_copy_(0, rows, app)
+            stats.candidates += n_cand
+            stats.full_frames += n_full
+        if n_skip:
+            rows = skip_t.nonzero().squeeze(1).to(device)
+            sub = beams.take(rows)
+            lp = log_probs[:, t].index_select(0, rows)
+            _stay_only(sub, lp, blank, plus)
+            beams.put(rows, sub)
+            stats.skipped_frames += n_skip
+
+    return _read_back(beams, source, appended, min(nbest, K), plus), stats
+
+
+def _expand(
+    beams: _Beams, lp: Tensor, nonblank: Tensor, token_beam: int | None, blank: int, plus
+) -> tuple[_Beams, Tensor, Tensor, int]:
+    """One full frame: candidates, merge of equal prefixes, top ``beam`` per utterance."""
+    rows, K = beams.pb.shape
+    vocab = lp.shape[1]
+    neg_inf = torch.tensor(_NEG_INF, device=lp.device, dtype=lp.dtype)
+    total = plus(beams.pb, beams.pnb)
+    valid = total > _NEG_INF
+    lp_last = lp.gather(1, beams.last)
+    stay_pb = total + lp[:, blank, None]
+    stay_pnb = torch.where(beams.length > 0, beams.pnb + lp_last, neg_inf)
+
+    if token_beam is None:
+        tokens = nonblank.expand(rows, -1)
+    else:
+        tokens = nonblank[lp.index_select(1, nonblank).topk(token_beam, dim=1).indices]
+    n_tok = tokens.shape[1]
+    same = tokens[:, None, :] == beams.last[:, :, None]  # CTC: a repeat needs a blank in between
+    extend = torch.where(same, beams.pb[:, :, None], total[:, :, None]) + lp.gather(1, tokens)[:, None, :]
+
+    # Merge "A extended with c" into "B stays" where B == A + c. Indexed [row, B, A].
+    match = (
+        (beams.parent[:, :, None] == beams.hash[:, None, :])
+        & (beams.length[:, :, None] == beams.length[:, None, :] + 1)
+        & valid[:, :, None]
+        & valid[:, None, :]
+    )
+    merged = match.any(dim=2)
+    a = match.to(torch.uint8).argmax(dim=2)  # B's prefix without its last label is unique
+    a_last = beams.last.gather(1, a)
+    into = torch.where(a_last == beams.last, beams.pb.gather(1, a), total.gather(1, a)) + lp_last
+    stay_pnb = torch.where(merged, plus(stay_pnb, into), stay_pnb)
+    # Drop the merged extensions; unmatched slots write to a spare column.
+    flat = torch.where(merged, a * vocab + beams.last, K * vocab)
+    taken = torch.zeros((rows, K * vocab + 1), device=lp.device, dtype=torch.bool)
+    taken.scatter_(1, flat, True)
+    taken = taken[:, : K * vocab].view(rows, K, vocab).gather(2, tokens[:, None, :].expand(rows, K, n_tok))
+    extend = extend.masked_fill(taken, _NEG_INF)
+
+    scores = torch.cat([plus(stay_pb, stay_pnb), extend.reshape(rows, K * n_tok)], dim=1)
+    best, index = scores.topk(K, dim=1)
+    is_ext = index >= K
+    offset = (index - K).clamp(min=0)
+    src = torch.where(is_ext, offset // n_tok, index)
+    label = torch.where(is_ext, tokens.gather(1, offset % n_tok), -1)
+    src_hash = beams.hash.gather(1, src)
+    new = _Beams(
+        pb=torch.where(is_ext, neg_inf, stay_pb.gather(1, src)),
+        pnb=torch.where(is_ext, best, stay_pnb.gather(1, src)),
+        last=torch.where(is_ext, label, beams.last.gather(1, src)),
+        length=beams.length.gather(1, src) + is_ext.long(),
+        hash=torch.where(is_ext, src_hash * _HASH_BASE + label + 1, src_hash),
+        parent=torch.where(is_ext, src_hash, beams.parent.gather(1, src)),
+    )
+    return new, src, label, rows * scores.shape[1]
+
+
+def _stay_only(beams: _Beams, lp: Tensor, blank: int, plus) -> None:
+    """``blank_skip`` frame: prefixes only continue (blank or repeat); nothing new, nothing merged."""
+    total = plus(beams.pb, beams.pnb)
+    repeat = beams.pnb + lp.gather(1, beams.last)
+    beams.pnb = torch.where(beams.length > 0, repeat, torch.full_like(repeat, _NEG_INF))
+    beams.pb = total + lp[:, blank, None]
+
+
+def _read_back(beams: _Beams, source: Tensor, appended: Tensor, nbest: int, plus) -> list[list[Hypothesis]]:
+    """Follow the back-pointers of the ``nbest`` best hypotheses per utterance to their labels."""
+    score, slot = plus(beams.pb, beams.pnb).topk(nbest, dim=1)
+    score, slot = score.cpu(), slot.cpu()
+    source, appended = source.cpu(), appended.cpu()
+    labels = torch.empty((source.shape[0],) + slot.shape, dtype=torch.long)
+    for t in range(source.shape[0] - 1, -1, -1):
+        labels[t] = appended[t].gather(1, slot)
+        slot = source[t].gather(1, slot)
+    labels = labels.permute(1, 2, 0).numpy()  # (batch, nbest, time)
+    return [
+        [
+            Hypothesis(labels=row[row >= 0].tolist(), score=float(s))
+            for row, s in zip(utterance, scores.tolist())
+            if s > _NEG_INF
+        ]
+        for utterance, scores in zip(labels, score)
+    ]

@@ -1,0 +1,214 @@
+"""CTC prefix beam search: exactness against brute force, batching, beam 1 = greedy, pruning, device."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+
+import pytest
+import torch
+
+from recognizer.decoding import Hypothesis, greedy_decode, min_ctc_frames, prefix_beam_search
+from recognizer.decoding.beam import _prefix_beam_search
+
+
+def random_log_probs(batch: int, frames: int, vocab: int, seed: int, sharpness: float = 1.0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, frames, vocab, generator=generator, dtype=torch.float64) * sharpness
+    return logits.log_softmax(-1)
+
+
+def peaky_log_probs(batch: int, frames: int, vocab: int, seed: int) -> torch.Tensor:
+    """Mostly confident frames, blank-dominated, like a trained CTC model's output."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, frames, vocab, generator=generator)
+    winner = torch.randint(1, vocab, (batch, frames), generator=generator)
+    winner = torch.where(torch.rand(batch, frames, generator=generator) < 0.7, 0, winner)
+    logits.scatter_add_(2, winner[..., None], torch.full((batch, frames, 1), 9.0))
+    return logits.log_softmax(-1)
+
+
+def brute_force(log_probs: torch.Tensor, blank: int = 0) -> list[tuple[tuple[int, ...], float]]:
+    """All label sequences with their total CTC log-probability, best first, from all V^T paths."""
+    frames, vocab = log_probs.shape
+    totals: dict[tuple[int, ...], list[float]] = defaultdict(list)
+    for path in itertools.product(range(vocab), repeat=frames):
+        labels = tuple(c for i, c in enumerate(path) if c != blank and (i == 0 or path[i - 1] != c))
+        totals[labels].append(float(sum(log_probs[t, c] for t, c in enumerate(path))))
+    ranked = [(labels, float(torch.tensor(v, dtype=torch.float64).logsumexp(0))) for labels, v in totals.items()]
+    return sorted(ranked, key=lambda item: -item[1])
+
+
+@pytest.mark.parametrize("seed,frames,vocab", [(0, 5, 4), (1, 6, 3), (2, 4, 4), (3, 5, 3), (4, 5, 4)])
+def test_wide_beam_equals_brute_force(seed: int, frames: int, vocab: int) -> None:
+    log_probs = random_log_probs(1, frames, vocab, seed)
+    expected = brute_force(log_probs[0])
+    prefixes = sum((vocab - 1) ** n for n in range(frames + 1))  # every prefix fits: no pruning
+    [found] = prefix_beam_search(log_probs, torch.tensor([frames]), beam_size=prefixes, nbest=5)
+    assert len(found) == 5
+    assert found[0].labels == list(expected[0][0])
+    for hyp, (labels, score) in zip(found, expected):
+        assert isinstance(hyp, Hypothesis)
+        assert hyp.labels == list(labels)
+        assert math.isclose(hyp.score, score, rel_tol=0, abs_tol=1e-9)
+
+
+def test_total_probability_is_one_with_exact_beam() -> None:
+    log_probs = random_log_probs(1, 4, 3, seed=7)
+    found = prefix_beam_search(log_probs, torch.tensor([4]), beam_size=40, nbest=40)[0]
+    feasible = [s for n in range(5) for s in itertools.product((1, 2), repeat=n) if min_ctc_frames(list(s)) <= 4]
+    assert len(found) == len(feasible)  # every label sequence that fits in 4 frames
+    assert len({tuple(h.labels) for h in found}) == len(found)  # merged: no duplicate prefixes
+    assert math.isclose(torch.tensor([h.score for h in found]).logsumexp(0).item(), 0.0, abs_tol=1e-9)
+
+
+def test_repeated_labels_need_a_blank() -> None:
+    # Frames: a, a, blank, a -> best path "a a" only through the blank.
+    probs = torch.tensor([[0.1, 0.9], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]], dtype=torch.float64)
+    expected = brute_force(probs.log())
+    [found] = prefix_beam_search(probs.log()[None], torch.tensor([4]), beam_size=8, nbest=3)
+    assert [h.labels for h in found] == [list(s) for s, _ in expected[:3]]
+    assert found[0].labels == [1, 1]
+
+
+def log_add(*terms: float) -> float:
+    top = max(terms)
+    return top if top == -math.inf else top + math.log(sum(math.exp(x - top) for x in terms))
+
+
+def reference_search(log_probs: torch.Tensor, beam_size: int) -> list[tuple[list[int], float]]:
+    """Textbook prefix beam search with a dict of prefixes, one utterance, blank 0."""
+    beams = {(): (0.0, -math.inf)}
+    for frame in log_probs.tolist():
+        new: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [-math.inf, -math.inf])
+        for prefix, (pb, pnb) in beams.items():
+            new[prefix][0] = log_add(new[prefix][0], log_add(pb, pnb) + frame[0])
+            if prefix:
+                new[prefix][1] = log_add(new[prefix][1], pnb + frame[prefix[-1]])
+            for c in range(1, len(frame)):
+                base = pb if prefix and prefix[-1] == c else log_add(pb, pnb)
+                entry = new[prefix + (c,)]
+                entry[1] = log_add(entry[1], base + frame[c])
+        beams = dict(sorted(new.items(), key=lambda kv: -log_add(*kv[1]))[:beam_size])
+    return sorted(((list(p), log_add(*v)) for p, v in beams.items()), key=lambda item: -item[1])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pruned_beam_equals_reference(seed: int) -> None:
+    lengths = torch.tensor([10, 7])
+    log_probs = random_log_probs(2, 10, 5, seed, sharpness=2.0)
+    found = prefix_beam_search(log_probs, lengths, beam_size=3, nbest=3)
+    for hyps, row, n in zip(found, log_probs, lengths.tolist()):
+        expected = reference_search(row[:n], beam_size=3)
+        assert [h.labels for h in hyps] == [labels for labels, _ in expected]
+        assert [h.score for h in hyps] == pytest.approx([score for _, score in expected], rel=0, abs=1e-9)
+
+
+def test_batched_equals_one_at_a_time() -> None:
+    lengths = torch.tensor([7, 3, 9, 1, 0, 5])
+    log_probs = random_log_probs(len(lengths), 9, 5, seed=3, sharpness=2.0)
+    garbage = log_probs.clone()
+    for i, n in enumerate(lengths.tolist()):
+        garbage[i, n:] = float("nan")
+        garbage[i, n::2, 1] = float("inf")
+    batched = prefix_beam_search(garbage, lengths, beam_size=6, nbest=3)
+    for i, n in enumerate(lengths.tolist()):
+        [single] = prefix_beam_search(log_probs[i : i + 1, :n], torch.tensor([n]), beam_size=6, nbest=3)
+        assert [h.labels for h in batched[i]] == [h.labels for h in single]
+        assert torch.allclose(torch.tensor([h.score for h in batched[i]]), torch.tensor([h.score for h in single]))
+    assert batched[4] == [Hypothesis(labels=[], score=0.0)]  # zero frames: the empty prefix, probability 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_beam_one_is_greedy(seed: int) -> None:
+    lengths = torch.tensor([12, 20, 5, 17])
+    log_probs = random_log_probs(len(lengths), 20, 6, seed, sharpness=1.0 + seed % 2)
+    found = prefix_beam_search(log_probs, lengths, beam_size=1, nbest=3)
+    assert [[h.labels for h in hyps] for hyps in found] == [[labels] for labels in greedy_decode(log_probs, lengths)]
+    best_path = [log_probs[i, :n].max(-1).values.sum().item() for i, n in enumerate(lengths.tolist())]
+    assert torch.allclose(torch.tensor([hyps[0].score for hyps in found]), torch.tensor(best_path))
+
+
+def test_beam_one_summing_search_can_differ_from_greedy() -> None:
+    # Greedy path "a b" (0.9 * 0.4), but "a" then blank-or-repeat sums to 0.9 * 0.6: one summing
+    # hypothesis keeps "a"; the max (Viterbi) scoring used for beam 1 follows the best path.
+    probs = torch.tensor([[0.05, 0.9, 0.05], [0.3, 0.3, 0.4]], dtype=torch.float64)
+    [[viterbi]], _ = _prefix_beam_search(probs.log()[None], torch.tensor([2]), beam_size=1)
+    [[summed]], _ = _prefix_beam_search(probs.log()[None], torch.tensor([2]), beam_size=1, viterbi=False)
+    assert greedy_decode(probs.log()[None], torch.tensor([2])) == [[1, 2]]
+    assert viterbi.labels == [1, 2] and math.isclose(viterbi.score, math.log(0.9 * 0.4))
+    assert summed.labels == [1] and math.isclose(summed.score, math.log(0.9 * 0.6))
+
+
+def _same(a: list[list[Hypothesis]], b: list[list[Hypothesis]], atol: float = 1e-5) -> None:
+    assert [[h.labels for h in hyps] for hyps in a] == [[h.labels for h in hyps] for hyps in b]
+    for x, y in zip(a, b):
+        assert torch.allclose(torch.tensor([h.score for h in x]), torch.tensor([h.score for h in y]), atol=atol)
+
+
+def test_token_beam_reduces_work_without_changing_results() -> None:
+    lengths = torch.tensor([30, 24, 30])
+    log_probs = random_log_probs(3, 30, 12, seed=5, sharpness=2.0)
+    exact, exact_stats = _prefix_beam_search(log_probs, lengths, beam_size=4, nbest=4)
+    # beam_size + 1 tokens is provably enough, even on non-peaky input.
+    pruned, pruned_stats = _prefix_beam_search(log_probs, lengths, beam_size=4, nbest=4, token_beam=5)
+    _same(exact, pruned)
+    assert pruned_stats.candidates <= exact_stats.candidates / 2  # 4 + 4 * 5 instead of 4 + 4 * 11 per frame
+    peaky = peaky_log_probs(3, 30, 12, seed=5)
+    exact, _ = _prefix_beam_search(peaky, lengths, beam_size=4, nbest=2)
+    pruned, _ = _prefix_beam_search(peaky, lengths, beam_size=4, nbest=2, token_beam=2)
+    _same(exact, pruned)
+
+
+def test_blank_skip_reduces_work_and_approximates() -> None:
+    lengths = torch.tensor([40, 33])
+    log_probs = peaky_log_probs(2, 40, 8, seed=11)
+    exact, exact_stats = _prefix_beam_search(log_probs, lengths, beam_size=4, nbest=2)
+    skipped, skip_stats = _prefix_beam_search(log_probs, lengths, beam_size=4, nbest=2, blank_skip=0.999)
+    _same(exact, skipped, atol=1e-2)
+    assert skip_stats.skipped_frames > 0
+    assert skip_stats.full_frames + skip_stats.skipped_frames == exact_stats.full_frames == 73
+    assert skip_stats.candidates < exact_stats.candidates
+    never, _ = _prefix_beam_search(log_probs, lengths, beam_size=4, nbest=2, blank_skip=1.0)
+    _same(exact, never, atol=0)
+
+
+def test_float32_and_bad_arguments() -> None:
+    log_probs = random_log_probs(2, 6, 4, seed=2)
+    as64 = prefix_beam_search(log_probs, torch.tensor([6, 4]), beam_size=5, nbest=2)
+    as32 = prefix_beam_search(log_probs.float(), torch.tensor([6, 4]), beam_size=5, nbest=2)
+    _same(as64, as32)
+    with pytest.raises(ValueError):
+        prefix_beam_search(log_probs[0], torch.tensor([6]))
+    with pytest.raises(ValueError):
+        prefix_beam_search(log_probs, torch.tensor([6, 4]), beam_size=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu() -> None:
+    lengths = torch.tensor([25, 18, 25])
+    log_probs = peaky_log_probs(3, 25, 10, seed=4)
+    cpu = prefix_beam_search(log_probs, lengths, beam_size=6, nbest=3, token_beam=7, blank_skip=0.999)
+    cuda = prefix_beam_search(log_probs.cuda(), lengths.cuda(), beam_size=6, nbest=3, token_beam=7, blank_skip=0.999)
+    _same(cpu, cuda)
+    assert [[h.labels for h in hyps] for hyps in prefix_beam_search(log_probs.cuda(), lengths, beam_size=1)] == [
+        [labels] for labels in greedy_decode(log_probs, lengths)
+    ]
+
+
+def test_decode_entry_point_dispatches():
+    from recognizer.decoding import decode, greedy_decode
+
+    torch.manual_seed(0)
+    log_probs = torch.randn(3, 9, 5).log_softmax(-1)
+    lengths = torch.tensor([9, 4, 6])
+    greedy = decode(log_probs, lengths, "greedy")
+    assert [h[0].labels for h in greedy] == greedy_decode(log_probs, lengths)
+    best_path = log_probs.max(-1).values
+    assert greedy[1][0].score == pytest.approx(float(best_path[1, :4].sum()), abs=1e-5)
+    beams = decode(log_probs, lengths, "beam", beam_size=4, nbest=3)
+    assert all(1 <= len(h) <= 3 for h in beams)
+    assert all(h[0].score >= h[-1].score for h in beams)
+    with pytest.raises(ValueError, match="unknown decoder"):
+        decode(log_probs, lengths, "lm")
