@@ -178,7 +178,7 @@ class AudioFrontend(Frontend):
 
     def load(self, source: Any) -> torch.Tensor:
         """A path, a waveform already at ``sample_rate``, or a ``(waveform, rate)`` pair."""
-        if isinstance(source, (str, Path)):
+        if isinstance(source, (str, os.PathLike)):
             return load_audio(source, self.sample_rate)
         if isinstance(source, tuple) and len(source) == 2:
             return prepare_waveform(source[0], source[1], self.sample_rate)

@@ -12,6 +12,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .decoding import min_ctc_frames
@@ -138,17 +139,14 @@ class ManifestDataset(Dataset):
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Pad features to (batch, T, F); concatenate labels as CTC targets."""
-    lengths = torch.tensor([item["features"].shape[0] for item in items])
-    features = torch.zeros(len(items), int(lengths.max()), items[0]["features"].shape[1])
-    for row, item in enumerate(items):
-        features[row, : item["features"].shape[0]] = item["features"]
+    features = [item["features"] for item in items]
     labels = [torch.as_tensor(item["labels"], dtype=torch.long) for item in items]
     return {
         "ids": [item["id"] for item in items],
         "entries": [item["entry"] for item in items],
-        "features": features,
-        "lengths": lengths,
-        "targets": torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long),
+        "features": pad_sequence(features, batch_first=True),
+        "lengths": torch.tensor([f.shape[0] for f in features]),
+        "targets": torch.cat(labels),
         "target_lengths": torch.tensor([len(label) for label in labels]),
         "min_frames": torch.tensor([min_ctc_frames(item["labels"]) for item in items]),
     }
@@ -230,7 +228,8 @@ class DataModule(pl.LightningDataModule):
         if stage != "predict":
             before = sum(self.tokenizer.unknown_counts.values())
             for entry in entries:
-                entry["labels"] = self.tokenizer.encode(entry["text"], utterance=entry["source"])
+                if "labels" not in entry:  # setup may run for several stages over the same entries
+                    entry["labels"] = self.tokenizer.encode(entry["text"], utterance=entry["source"])
             changed = sum(self.tokenizer.unknown_counts.values()) - before
             if changed:
                 log.warning(

@@ -33,6 +33,21 @@ def check_sizes(num_train: int, num_dev: int, num_test: int, workers: int | None
     return workers
 
 
+def corpus_parameters(
+    generator: str, version: int, num_train: int, num_dev: int, num_test: int, seed: int, **extra: Any
+) -> dict[str, Any]:
+    """What a generated corpus depends on, as recorded in ``corpus.json`` and compared by ``is_complete``."""
+    return {
+        "generator": generator,
+        "version": version,
+        "num_train": num_train,
+        "num_dev": num_dev,
+        "num_test": num_test,
+        "seed": seed,
+        **extra,
+    }
+
+
 def item_id(split: str, index: int) -> str:
     """``train-000042``: the id and file stem of item ``index`` of ``split``."""
     return f"{split}-{index:06d}"

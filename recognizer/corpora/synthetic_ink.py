@@ -24,11 +24,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from recognizer.corpora.generated import SPLITS, check_sizes, is_complete, item_id, make_splits, write_record
+from recognizer.corpora.generated import (
+    SPLITS,
+    check_sizes,
+    corpus_parameters,
+    is_complete,
+    item_id,
+    make_splits,
+    write_record,
+)
 from recognizer.corpora.synthetic_speech import WORDS
 from recognizer.ink import Ink
 from recognizer.ink.formats import write_json_ink
@@ -350,17 +357,6 @@ def _make_chunk(task: tuple[str, str, int, int, int, int]) -> list[tuple[int, st
     return results
 
 
-def _parameters(num_train: int, num_dev: int, num_test: int, seed: int) -> dict[str, Any]:
-    return {
-        "generator": "recognizer.corpora.synthetic_ink",
-        "version": GENERATOR_VERSION,
-        "num_train": num_train,
-        "num_dev": num_dev,
-        "num_test": num_test,
-        "seed": seed,
-    }
-
-
 def prepare(
     out: str | Path,
     num_train: int = 4000,
@@ -380,7 +376,7 @@ def prepare(
     workers = check_sizes(num_train, num_dev, num_test, workers)
     out = Path(out).expanduser().resolve()
     manifests = {split: out / f"{split}.jsonl" for split in SPLITS}
-    parameters = _parameters(num_train, num_dev, num_test, seed)
+    parameters = corpus_parameters("recognizer.corpora.synthetic_ink", GENERATOR_VERSION, num_train, num_dev, num_test, seed)
     if is_complete(out, parameters):
         return manifests
 

@@ -25,7 +25,15 @@ from typing import Any
 import numpy as np
 import soxr
 
-from recognizer.corpora.generated import SPLITS, check_sizes, is_complete, item_id, make_splits, write_record
+from recognizer.corpora.generated import (
+    SPLITS,
+    check_sizes,
+    corpus_parameters,
+    is_complete,
+    item_id,
+    make_splits,
+    write_record,
+)
 from recognizer.manifest import write_manifest
 
 SAMPLE_RATE = 16000
@@ -326,18 +334,6 @@ def _make_chunk(task: tuple[str, str, int, int, int, int]) -> list[tuple[int, st
     return results
 
 
-def _parameters(num_train: int, num_dev: int, num_test: int, seed: int) -> dict[str, Any]:
-    return {
-        "generator": "recognizer.corpora.synthetic_speech",
-        "version": GENERATOR_VERSION,
-        "num_train": num_train,
-        "num_dev": num_dev,
-        "num_test": num_test,
-        "seed": seed,
-        "sample_rate": SAMPLE_RATE,
-    }
-
-
 def prepare(
     out: str | Path,
     num_train: int = 3000,
@@ -358,7 +354,9 @@ def prepare(
 
     out = Path(out).expanduser().resolve()
     manifests = {split: out / f"{split}.jsonl" for split in SPLITS}
-    parameters = _parameters(num_train, num_dev, num_test, seed)
+    parameters = corpus_parameters(
+        "recognizer.corpora.synthetic_speech", GENERATOR_VERSION, num_train, num_dev, num_test, seed, sample_rate=SAMPLE_RATE
+    )
     if is_complete(out, parameters):
         return manifests
 
