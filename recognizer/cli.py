@@ -66,6 +66,16 @@ class RecognizerCLI(LightningCLI):
         )
         parser.add_lightning_class_args(PredictionWriter, "predictions")
 
+    def _parse_ckpt_path(self) -> None:
+        # With --ckpt_path, Lightning replaces the model's settings with the checkpoint's. That is
+        # right for the architecture (it must match the weights), but how to decode is chosen at
+        # validate/test/predict time: a configured `model.decoding` wins over the one it was trained with.
+        key = f"{self.config.get('subcommand')}.model.decoding"
+        decoding = self.config.get(key) if self.config.get("subcommand") else None
+        super()._parse_ckpt_path()
+        if decoding is not None:
+            self.config[key] = decoding
+
 
 def run_cli(args: Sequence[str] | None = None, run: bool = True) -> RecognizerCLI:
     """Run the CLI in this process; ``args`` replaces ``sys.argv[1:]`` (used by the demo and tests)."""

@@ -69,6 +69,46 @@ def main(argv: Sequence[str] | None = None) -> float:
     return cer
 
 
+#: small models the notebooks fit in about a minute when no demo checkpoint exists
+NOTEBOOK_MODELS = {
+    "speech": ["--model.hidden_size", "128", "--model.num_layers", "2", "--trainer.max_epochs", "4",
+               "--trainer.check_val_every_n_epoch", "4"],
+    "handwriting": ["--model.hidden_size", "96", "--model.num_layers", "2", "--trainer.max_epochs", "3",
+                    "--trainer.check_val_every_n_epoch", "3"],
+}
+
+
+def notebook_model(demo: str = "speech", root: Path = REPO) -> tuple[Path, dict[str, Path]]:
+    """A checkpoint and a small synthetic corpus (train/dev/test manifests) for the notebooks.
+
+    The checkpoint is the best of ``recognizer-demo`` when it has been run, else the notebooks'
+    quick model when one was already fitted, else a quick model fitted now (about a minute on 2
+    cores, with the same CLI as ``recognizer fit``): a rough model, enough to see what CTC does.
+    """
+    from recognizer.cli import run_cli
+    from recognizer.prepare import SYNTHETIC
+
+    config, corpus_name = DEMOS[demo]
+    corpus = importlib.import_module(SYNTHETIC[corpus_name][0]).prepare(
+        root / "data" / f"notebook-{demo}", num_train=800, num_dev=40, num_test=20, seed=7
+    )
+    for runs in (root / "runs" / f"{demo}-demo", root / "runs" / f"notebook-{demo}"):
+        checkpoints = sorted(runs.rglob("epoch*.ckpt"))
+        if checkpoints:  # the lowest validation CER, from the file name
+            return min(checkpoints, key=lambda p: float(p.stem.split("cer")[-1].strip("=_-") or "inf")), corpus
+        if last := sorted(runs.rglob("last.ckpt")):
+            return last[-1], corpus
+    cli = run_cli([
+        "fit", "--config", str(config),
+        "--data.train_manifest", str(corpus["train"]), "--data.val_manifest", str(corpus["dev"]),
+        "--data.test_manifest", str(corpus["test"]), *NOTEBOOK_MODELS[demo],
+        "--model.warmup_steps", "20", "--trainer.max_time", "00:00:01:30",
+        "--trainer.default_root_dir", str(root / "runs" / f"notebook-{demo}"), "--trainer.enable_progress_bar", "false",
+    ])
+    callback = cli.trainer.checkpoint_callback
+    return Path(callback.best_model_path or callback.last_model_path), corpus
+
+
 def entry() -> None:
     """Console-script entry (``main`` returns the CER for callers such as benchmarks)."""
     main()

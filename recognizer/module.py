@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from .decoding import Decoder, decode
+from .decoding import DecodingOptions, decode
 from .frontend import from_config
 from .model import Encoder
 from .tokenizer import BLANK, Tokenizer
@@ -37,7 +37,9 @@ class CTCModule(pl.LightningModule):
         weight_decay: AdamW weight decay.
         warmup_steps: linear warmup from 0.
         min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio`` on the last training step.
-        decoder, beam_size: how validation, test and prediction decode (``greedy`` or ``beam``).
+        decoding: how validation, test and prediction decode (``recognizer.decoding.DecodingOptions``:
+            greedy by default; ``beam``, or ``lm`` with an LM file and/or a lexicon). A plain dict is
+            accepted too (that is how checkpoints store it).
     """
 
     def __init__(
@@ -53,11 +55,14 @@ class CTCModule(pl.LightningModule):
         weight_decay: float = 1e-2,
         warmup_steps: int = 300,
         min_lr_ratio: float = 0.02,
-        decoder: Decoder = "greedy",
-        beam_size: int = 8,
+        decoding: DecodingOptions | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if isinstance(decoding, dict):
+            decoding = DecodingOptions(**decoding)
+        self.decoding = decoding or DecodingOptions()
+        self.hparams["decoding"] = self.decoding.to_dict()  # plain values: checkpoints load with weights_only
         self.tokenizer = Tokenizer(**tokenizer)
         self.frontend = from_config(frontend)
         self.model = Encoder(
@@ -82,7 +87,7 @@ class CTCModule(pl.LightningModule):
 
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         """Best transcripts of a batch of log-probabilities, with the configured decoder."""
-        hypotheses = decode(log_probs, lengths, self.hparams.decoder, self.hparams.beam_size)
+        hypotheses = decode(log_probs, lengths, self.decoding, self.tokenizer.alphabet)
         return [self.tokenizer.decode(nbest[0].labels) for nbest in hypotheses]
 
     @classmethod

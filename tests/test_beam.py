@@ -198,17 +198,57 @@ def test_cuda_matches_cpu() -> None:
 
 
 def test_decode_entry_point_dispatches():
-    from recognizer.decoding import decode, greedy_decode
+    from recognizer.decoding import DecodingOptions, decode, greedy_decode
 
     torch.manual_seed(0)
     log_probs = torch.randn(3, 9, 5).log_softmax(-1)
     lengths = torch.tensor([9, 4, 6])
-    greedy = decode(log_probs, lengths, "greedy")
+    greedy = decode(log_probs, lengths, DecodingOptions("greedy"))
     assert [h[0].labels for h in greedy] == greedy_decode(log_probs, lengths)
     best_path = log_probs.max(-1).values
     assert greedy[1][0].score == pytest.approx(float(best_path[1, :4].sum()), abs=1e-5)
-    beams = decode(log_probs, lengths, "beam", beam_size=4, nbest=3)
+    beams = decode(log_probs, lengths, DecodingOptions("beam", beam_size=4, nbest=3))
     assert all(1 <= len(h) <= 3 for h in beams)
     assert all(h[0].score >= h[-1].score for h in beams)
     with pytest.raises(ValueError, match="unknown decoder"):
-        decode(log_probs, lengths, "lm")
+        DecodingOptions("viterbi")
+    with pytest.raises(ValueError, match="needs an LM file"):
+        DecodingOptions("lm")
+    with pytest.raises(ValueError, match="use decoder='lm'"):
+        DecodingOptions("beam", lm="lm.arpa")
+    with pytest.raises(ValueError, match="alphabet"):
+        decode(log_probs, lengths, DecodingOptions("lm", lexicon="lexicon.txt"))
+
+
+def test_collapse_blank_frames_keeps_the_blank_path_and_separators():
+    from recognizer.decoding import collapse_blank_frames
+
+    confident, unsure = [math.log(0.9995), math.log(0.0004), math.log(0.0001)], [math.log(0.3), math.log(0.6), math.log(0.1)]
+    # "A", confident blank x3, "A" (needs the blank between), blank x2, padding
+    frames = [unsure, confident, confident, confident, unsure, confident, confident]
+    log_probs = torch.tensor([frames + [[9.0] * 3] * 2, frames[:3] + [[9.0] * 3] * 6])
+    lengths = torch.tensor([7, 3])
+    out, new_lengths = collapse_blank_frames(log_probs, lengths, 0.999)
+    assert new_lengths.tolist() == [4, 2]
+    assert torch.allclose(out[0, 1, 0], torch.tensor(3 * math.log(0.9995)))  # the run's blank path, exactly
+    assert torch.allclose(out[0, 3, 0], torch.tensor(2 * math.log(0.9995)))
+    assert torch.equal(out[0, 1, 1:], log_probs[0, 1, 1:]) and torch.equal(out[0, 2], log_probs[0, 4])
+    assert torch.allclose(out[1, 1, 0], torch.tensor(2 * math.log(0.9995))) and (out[1, 2:] == 0).all()
+    # the labels survive: A, blank, A
+    assert greedy_decode(out, new_lengths) == [[1, 1], [1]]
+    with pytest.raises(ValueError):
+        collapse_blank_frames(log_probs, lengths, 0.0)
+
+
+def test_blank_skipping_gives_the_same_search_on_peaky_outputs():
+    from recognizer.decoding import DecodingOptions, decode
+
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(6, 80, 6, generator=generator)
+    logits[..., 0] += torch.where(torch.rand(6, 80, generator=generator) < 0.7, 12.0, 0.0)  # peaky: mostly blank
+    log_probs, lengths = logits.log_softmax(-1), torch.tensor([80, 75, 60, 41, 80, 9])
+    exact = decode(log_probs, lengths, DecodingOptions("beam", beam_size=8, nbest=3, blank_skip=None))
+    skipped = decode(log_probs, lengths, DecodingOptions("beam", beam_size=8, nbest=3, blank_skip=0.999))
+    assert [[h.labels for h in n] for n in exact] == [[h.labels for h in n] for n in skipped]
+    for a, b in zip(exact, skipped):
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=0.05)

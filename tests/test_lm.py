@@ -56,7 +56,7 @@ class Arpa:
         """log10 p(word | history): the longest known n-gram, plus the backoffs of the contexts skipped."""
         known = lambda w: w if (w,) in self.prob else "<unk>"  # noqa: E731
         word = known(word)
-        context = tuple(known(w) for w in history)[len(history) - self.order + 1 :] if self.order > 1 else ()
+        context = tuple(known(w) for w in history)[max(0, len(history) - self.order + 1) :] if self.order > 1 else ()
         total = 0.0
         while True:
             if context + (word,) in self.prob:
@@ -215,6 +215,29 @@ def test_kenlm_scores_match_the_backoff_query(tmp_path: Path) -> None:
     for sentence in corpus[:20] + ["w1 never-seen w2", "w3 w3 w3 w3"]:
         expected = arpa.sentence_log10(sentence.split())
         assert model.score(sentence, bos=True, eos=True) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("unit", ["word", "char"])
+def test_arpa_loads_in_kenlm_through_flashlight(tmp_path: Path, unit: str) -> None:
+    """The KenLM inside flashlight-text (what the LM decoder uses) reads our ARPA and scores like it."""
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    corpus = zipf_corpus(200, 20, seed=5) if unit == "word" else char_corpus(200, seed=5)
+    path = tmp_path / "lm.arpa"
+    arpa = Arpa(lm.build_arpa(corpus, order=4, unit=unit, path=path))
+    words = Dictionary([*arpa.vocab, "never-seen"])
+    model = KenLM(str(path), words)
+    samples = corpus[:20] + (["w1 never-seen w2", "w3 w3 w3 w3"] if unit == "word" else ["dd cba", "x a"])
+    for sentence in samples:
+        tokens = lm.tokenize(sentence, unit)
+        state, total = model.start(False), 0.0
+        for token in tokens:
+            state, score = model.score(state, words.get_index(token if words.contains(token) else "never-seen"))
+            total += score
+        total += model.finish(state)[1]
+        expected = arpa.sentence_log10([t if (t,) in arpa.prob else "<unk>" for t in tokens])
+        assert total == pytest.approx(expected, abs=1e-4)
 
 
 def test_edge_cases() -> None:

@@ -130,6 +130,83 @@ def test_transcribe_beam_nbest_timestamps(trained, tiny_speech, tmp_path):
     assert [t.text for t in greedy] == [t.text for t in beam_one]  # beam 1 is best-path decoding
 
 
+@pytest.fixture(scope="module")
+def language_model(tiny_speech, tmp_path_factory):
+    """A word 3-gram, a character 5-gram and a lexicon from the tiny corpus's training transcripts."""
+    root = tmp_path_factory.mktemp("lm")
+    common = [BIN / "recognizer-lm", "--manifest", tiny_speech["train"], "--case", "keep"]
+    for extra in (["--out", root / "words.arpa", "--lexicon", root / "lexicon.txt"], ["--unit", "char", "--order", "5", "--out", root / "chars.arpa"]):
+        run = subprocess.run([*common, *extra], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+    return {"words": root / "words.arpa", "chars": root / "chars.arpa", "lexicon": root / "lexicon.txt"}
+
+
+def test_transcribe_with_lm_decoders(trained, tiny_speech, language_model, tmp_path):
+    _, best = trained
+    entries = read_manifest(tiny_speech["test"], path_key="audio_filepath")[:4]
+    files = [e["audio_filepath"] for e in entries]
+    output = tmp_path / "out.jsonl"
+    run = subprocess.run(
+        [BIN / "recognizer-transcribe", "--checkpoint", best, *files, "--output", output, "--lm", language_model["words"],
+         "--lexicon", language_model["lexicon"], "--lm-weight", "1.5", "--beam", "16", "--nbest", "2", "--timestamps"],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    vocabulary = set(language_model["lexicon"].read_text().split())
+    for row in rows:
+        assert set(row["text"].split()) <= vocabulary  # the lexicon constrains every word
+        assert [w["word"] for w in row["words"]] == row["text"].split()
+        assert row["nbest"][0]["text"] == row["text"] and len(row["nbest"]) <= 2
+
+    import recognizer
+
+    model = recognizer.load(best, device="cpu")
+    frames = model.log_probs(files)
+    assert [t.text for t in model.decode(frames)] == [t.text for t in model.transcribe(files)]
+    char_lm = model.decode(frames, "lm", lm=str(language_model["chars"]), lm_weight=0.5)
+    assert all(t.text == " ".join(t.text.split()) for t in char_lm)
+    run = subprocess.run(
+        [BIN / "recognizer-transcribe", "--checkpoint", best, files[0], "--decoder", "beam", "--lm", language_model["words"]],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 1 and "use decoder='lm'" in run.stderr
+    run = subprocess.run(
+        [BIN / "recognizer-transcribe", "--checkpoint", best, files[0], "--lm", language_model["words"]],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 1 and str(language_model["words"]) in run.stderr and "character LM" in run.stderr
+
+
+def test_tune_prints_the_best_pair(trained, tiny_speech, language_model):
+    _, best = trained
+    run = subprocess.run(
+        [BIN / "recognizer-tune", "--checkpoint", best, "--manifest", tiny_speech["dev"], "--lm", language_model["words"],
+         "--lexicon", language_model["lexicon"], "--lm-weights", "0", "1", "--word-scores", "0", "2"],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    table = [line.split("\t") for line in run.stdout.splitlines()[1:-1]]
+    assert [(float(w), float(s)) for w, s, *_ in table] == [(0, 0), (0, 2), (1, 0), (1, 2)]
+    wers = [float(row[2].rstrip("%")) for row in table]
+    last = run.stdout.splitlines()[-1]
+    assert last.startswith("best: --lm-weight") and f"WER {min(wers):.2f}%" in last
+
+
+def test_validate_decodes_with_the_configured_lm(trained, tiny_speech, language_model, tmp_path):
+    cli, best = trained
+    options = ["--model.decoding.decoder", "lm", "--model.decoding.lm", str(language_model["words"]),
+               "--model.decoding.lexicon", str(language_model["lexicon"])]
+    validated = run_cli(["validate", *tiny_args(tiny_speech, tmp_path, *options), "--ckpt_path", str(best)])
+    module = validated.model
+    assert module.decoding.decoder == "lm" and 0 <= float(validated.trainer.callback_metrics["val_wer"]) <= 1.5
+    batch = next(iter(validated.datamodule.val_dataloader()))
+    with torch.no_grad():
+        texts = module.decode(*module(batch["features"], batch["lengths"]))
+    vocabulary = set(language_model["lexicon"].read_text().split())
+    assert all(set(text.split()) <= vocabulary for text in texts)  # what validation scores went through the lexicon
+
+
 def test_minutes_long_file(trained, tiny_speech, tmp_path):
     """A file of about two minutes is transcribed in one piece, like its parts."""
     import numpy as np
@@ -171,7 +248,7 @@ def test_transcribe_script_reports_bad_inputs(trained, tmp_path):
 def test_predict_writes_json_lines(trained, tiny_speech, tmp_path, decoder):
     cli, best = trained
     output = tmp_path / "predictions.jsonl"
-    run_cli(["predict", *tiny_args(tiny_speech, tmp_path), "--ckpt_path", str(best), "--model.decoder", decoder,
+    run_cli(["predict", *tiny_args(tiny_speech, tmp_path), "--ckpt_path", str(best), "--model.decoding.decoder", decoder,
              "--data.predict_manifest", str(tiny_speech["test"]), "--predictions.output", str(output)])
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(rows) == len(read_manifest(tiny_speech["test"]))

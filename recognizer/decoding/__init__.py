@@ -13,15 +13,23 @@ from .alignment import (
     scale_spans,
 )
 from .beam import Hypothesis, prefix_beam_search
+from .frames import collapse_blank_frames
 from .greedy import greedy_decode, min_ctc_frames
-from .search import DECODERS, Decoder, decode
+from .lm import LexiconError, LMDecoder, read_lexicon
+from .search import DECODERS, DEFAULT_BEAM_SIZE, Decoder, DecodingOptions, decode
 
 __all__ = [
     "DECODERS",
+    "DEFAULT_BEAM_SIZE",
     "Decoder",
+    "DecodingOptions",
     "decode",
+    "LMDecoder",
+    "LexiconError",
+    "read_lexicon",
     "Hypothesis",
     "prefix_beam_search",
+    "collapse_blank_frames",
     "greedy_decode",
     "min_ctc_frames",
     "forced_align",

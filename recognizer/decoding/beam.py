@@ -26,9 +26,11 @@ from ..tokenizer import BLANK
 
 __all__ = ["Hypothesis", "prefix_beam_search"]
 
-# Odd 64-bit multiplier (the FNV-64 prime); int64 arithmetic wraps, so the hash is a polynomial
-# modulo 2**64. A collision would also need equal lengths, so it is not a practical concern.
+# Odd 64-bit multiplier (the FNV-64 prime); int64 arithmetic wraps, so the hash is the polynomial
+# sum of (label + 1) * BASE**k modulo 2**64: labels are never 0 in it, so prefixes of different lengths
+# differ too, and a collision (which would merge two different prefixes) is not a practical concern.
 _HASH_BASE = 1099511628211
+_NO_PARENT = -3  # the empty prefix's "parent": no prefix hashes to it (in practice)
 _NEG_INF = float("-inf")
 
 
@@ -57,6 +59,13 @@ class _Beams:
     def put(self, rows: Tensor, other: "_Beams") -> None:
         for f in self.__dataclass_fields__:
             getattr(self, f).index_copy_(0, rows, getattr(other, f))
+
+    def head(self, n: int) -> "_Beams":
+        return _Beams(*(getattr(self, f)[:n] for f in self.__dataclass_fields__))
+
+    def put_head(self, other: "_Beams") -> None:
+        for f in self.__dataclass_fields__:
+            getattr(self, f)[: getattr(other, f).shape[0]] = getattr(other, f)
 
 
 @dataclass
@@ -110,6 +119,7 @@ def prefix_beam_search(
     return _prefix_beam_search(log_probs, lengths, beam_size, nbest, token_beam, blank_skip, blank)[0]
 
 
+@torch.inference_mode()  # cheaper per operation than no_grad: the time loop runs many small ones
 def _prefix_beam_search(
     log_probs: Tensor,
     lengths: Tensor,
@@ -135,12 +145,21 @@ def _prefix_beam_search(
 
     if log_probs.dtype not in (torch.float32, torch.float64):
         log_probs = log_probs.float()  # half precision would make the accumulated scores drift
+    # Longest first: the utterances still running at a frame are then the first rows, which the loop
+    # takes as views instead of gathering them.
+    order = torch.argsort(lengths.detach().cpu(), descending=True, stable=True)
+    log_probs, lengths = log_probs[order.to(log_probs.device)], lengths.detach().cpu()[order]
     device, dtype = log_probs.device, log_probs.dtype
     batch, frames, vocab = log_probs.shape
     K = beam_size
     nonblank = torch.tensor([c for c in range(vocab) if c != blank], device=device, dtype=torch.long)
-    if token_beam is not None and token_beam >= nonblank.numel():
-        token_beam = None
+    # The labels each frame may extend with, and their log-probabilities, for all frames at once.
+    if token_beam is not None and token_beam < nonblank.numel():
+        token_lp, token_index = log_probs.index_select(2, nonblank).topk(token_beam, dim=2)
+        tokens = nonblank[token_index]
+    else:
+        tokens = nonblank.expand(batch, frames, -1)
+        token_lp = log_probs.index_select(2, nonblank)
 
     # Decide per (utterance, frame) on the host once, so the time loop needs no device sync.
     lengths_cpu = lengths.detach().to("cpu", torch.long).clamp(0, frames)
@@ -159,44 +178,54 @@ def _prefix_beam_search(
         last=torch.full((batch, K), blank, device=device, dtype=torch.long),
         length=torch.zeros((batch, K), device=device, dtype=torch.long),
         hash=torch.zeros((batch, K), device=device, dtype=torch.long),
-        parent=torch.zeros((batch, K), device=device, dtype=torch.long),
+        parent=torch.full((batch, K), _NO_PARENT, device=device, dtype=torch.long),
     )
     beams.pb[:, 0] = 0.0  # the single empty prefix
     # Back-pointers: the slot a hypothesis came from and the label it appended (-1: none).
     source = torch.arange(K, device=device).expand(frames_used, batch, K).clone()
     appended = torch.full((frames_used, batch, K), -1, device=device, dtype=torch.long)
-    all_rows = torch.arange(batch, device=device)
 
+    full_counts, skip_counts = full.sum(0).tolist(), skip.sum(0).tolist()
     for t in range(frames_used):
-        full_t, skip_t = full[:, t], skip[:, t]
-        n_full, n_skip = int(full_t.sum()), int(skip_t.sum())
-        if n_full:
-            rows = all_rows if n_full == batch else full_t.nonzero().squeeze(1).to(device)
-            sub = beams if n_full == batch else beams.take(rows)
-            lp = log_probs[:, t].index_select(0, rows)
-            new, src, app, n_cand = _expand(sub, lp, nonblank, token_beam, blank, plus)
+        n_full, n_skip = full_counts[t], skip_counts[t]
+        if n_full and bool(full[:n_full, t].all()):  # the running utterances are the first rows: views
+            new, src, app, n_cand = _expand(
+                beams.head(n_full), log_probs[:n_full, t], tokens[:n_full, t], token_lp[:n_full, t], blank, plus
+            )
             if n_full == batch:
                 beams = new
-                source[t], appended[t] = src, app
             else:
-                beams.put(rows, new)
-                source[t].index_copy_(0, rows, src)
-                appended[t].index_copy_(0, rows, app)
+                beams.put_head(new)
+            source[t, :n_full], appended[t, :n_full] = src, app
+        elif n_full:  # with blank_skip, skipped rows can sit anywhere
+            rows = full[:, t].nonzero().squeeze(1).to(device)
+            new, src, app, n_cand = _expand(
+                beams.take(rows), log_probs[:, t].index_select(0, rows), tokens[:, t].index_select(0, rows),
+                token_lp[:, t].index_select(0, rows), blank, plus,
+            )
+            beams.put(rows, new)
+            source[t].index_copy_(0, rows, src)
+            appended[t].index_copy_(0, rows, app)
+        if n_full:
             stats.candidates += n_cand
             stats.full_frames += n_full
         if n_skip:
-            rows = skip_t.nonzero().squeeze(1).to(device)
+            rows = skip[:, t].nonzero().squeeze(1).to(device)
             sub = beams.take(rows)
             lp = log_probs[:, t].index_select(0, rows)
             _stay_only(sub, lp, blank, plus)
             beams.put(rows, sub)
             stats.skipped_frames += n_skip
 
-    return _read_back(beams, source, appended, min(nbest, K), plus), stats
+    results = _read_back(beams, source, appended, min(nbest, K), plus)
+    unsorted: list[list[Hypothesis]] = [[] for _ in results]
+    for position, index in enumerate(order.tolist()):
+        unsorted[index] = results[position]
+    return unsorted, stats
 
 
 def _expand(
-    beams: _Beams, lp: Tensor, nonblank: Tensor, token_beam: int | None, blank: int, plus
+    beams: _Beams, lp: Tensor, tokens: Tensor, token_lp: Tensor, blank: int, plus
 ) -> tuple[_Beams, Tensor, Tensor, int]:
     """One full frame: candidates, merge of equal prefixes, top ``beam`` per utterance."""
     rows, K = beams.pb.shape
@@ -208,23 +237,15 @@ def _expand(
     stay_pb = total + lp[:, blank, None]
     stay_pnb = torch.where(beams.length > 0, beams.pnb + lp_last, neg_inf)
 
-    if token_beam is None:
-        tokens = nonblank.expand(rows, -1)
-    else:
-        tokens = nonblank[lp.index_select(1, nonblank).topk(token_beam, dim=1).indices]
     n_tok = tokens.shape[1]
     same = tokens[:, None, :] == beams.last[:, :, None]  # CTC: a repeat needs a blank in between
-    extend = torch.where(same, beams.pb[:, :, None], total[:, :, None]) + lp.gather(1, tokens)[:, None, :]
+    extend = torch.where(same, beams.pb[:, :, None], total[:, :, None]) + token_lp[:, None, :]
 
-    # Merge "A extended with c" into "B stays" where B == A + c. Indexed [row, B, A].
-    match = (
-        (beams.parent[:, :, None] == beams.hash[:, None, :])
-        & (beams.length[:, :, None] == beams.length[:, None, :] + 1)
-        & valid[:, :, None]
-        & valid[:, None, :]
-    )
-    merged = match.any(dim=2)
-    a = match.to(torch.uint8).argmax(dim=2)  # B's prefix without its last label is unique
+    # Merge "A extended with c" into "B stays" where B == A + c, i.e. B's parent hash is A's hash;
+    # empty slots get keys that never match. One (K x K) comparison per utterance, [row, B, A].
+    match = torch.where(valid, beams.parent, -1)[:, :, None] == torch.where(valid, beams.hash, -2)[:, None, :]
+    merged, a = match.view(torch.uint8).max(dim=2)  # B's prefix without its last label is unique
+    merged = merged.bool()
     a_last = beams.last.gather(1, a)
     into = torch.where(a_last == beams.last, beams.pb.gather(1, a), total.gather(1, a)) + lp_last
     stay_pnb = torch.where(merged, plus(stay_pnb, into), stay_pnb)

@@ -1,0 +1,47 @@
+"""Frame-level preparation shared by the beam decoders: collapsing runs of confident blank frames.
+
+CTC outputs are peaky: most frames are the blank with a probability near 1, and a beam search
+spends most of its time on them without changing its ranking. A run of consecutive frames whose
+blank probability is at least ``threshold`` is collapsed into its first frame, whose blank
+log-probability becomes the sum over the run, so the all-blank path through the run keeps its exact
+score; only the non-blank mass of the dropped frames (less than ``1 - threshold`` each) is lost. One
+frame of each run is kept, so a blank still separates repeated labels ("LL") as CTC requires.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..tokenizer import BLANK
+
+
+def collapse_blank_frames(
+    log_probs: Tensor, lengths: Tensor, threshold: float, blank: int = BLANK
+) -> tuple[Tensor, Tensor]:
+    """(batch, time, vocab) log-probabilities and lengths -> the same with blank runs collapsed.
+
+    Frames past an utterance's length are ignored; the result is padded with zeros past the new
+    lengths. Vectorized over the batch.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"blank threshold must be in (0, 1], got {threshold}")
+    batch, time, vocab = log_probs.shape
+    device = log_probs.device
+    lengths = lengths.to(device)
+    valid = torch.arange(time, device=device)[None, :] < lengths[:, None]
+    confident = (log_probs[..., blank] >= math.log(threshold)) & valid
+    previous = torch.nn.functional.pad(confident[:, :-1], (1, 0), value=False)
+    keep = valid & ~(confident & previous)  # every frame but the 2nd, 3rd, ... of a confident run
+    # Each frame's destination: the number of kept frames up to it, minus one (dropped frames land
+    # on the kept first frame of their run).
+    destination = keep.long().cumsum(1) - 1
+    new_lengths = keep.sum(1)
+    out = torch.zeros(batch, max(int(new_lengths.max()), 1) if batch else 1, vocab, dtype=log_probs.dtype, device=device)
+    rows = torch.arange(batch, device=device)[:, None].expand(batch, time)
+    out[rows[keep], destination[keep]] = log_probs[keep]
+    dropped = valid & ~keep
+    out[:, :, blank].index_put_((rows[dropped], destination[dropped]), log_probs[..., blank][dropped], accumulate=True)
+    return out, new_lengths

@@ -1,0 +1,306 @@
+"""CTC beam search with an n-gram language model, through flashlight-text's C++ decoders (with KenLM).
+
+Two modes, chosen by whether a lexicon is given:
+
+* **Lexicon + word LM**: hypotheses can only spell words of the lexicon (a trie of spellings); each
+  completed word is scored by the word n-gram LM (ARPA or KenLM binary), weighted by ``lm_weight``,
+  plus ``word_score`` per word. Out-of-lexicon words are allowed only when ``unk_score`` is finite.
+  Without an LM the lexicon alone constrains the search.
+* **Lexicon-free + character LM**: any label sequence; every character is scored by a character n-gram
+  LM (``recognizer-lm --unit char``), which suits open vocabularies (handwriting). ``word_score`` is
+  then added per frame of word separator (flashlight's silence score).
+
+The token list handed to flashlight is the model's own tokenizer (blank at 0, then the alphabet), so
+the two can never disagree; only the space is renamed to the word separator :data:`WORD_BOUNDARY`
+(``|``), the convention of wav2letter/flashlight lexicons and of ``recognizer-lm``'s character models.
+Lexicon spellings end with ``|`` (as ``recognizer-lm --lexicon`` writes them), so a word is complete
+when the separator after it is decoded. Our models never output a space after the last word, so with a lexicon
+one extra frame that is certainly ``|`` is appended to every utterance to complete it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import groupby
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..lm import UNK, WORD_BOUNDARY
+from ..tokenizer import BLANK
+from .beam import Hypothesis
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LMDecoder", "LexiconError", "read_lexicon"]
+
+_NEG_INF = float("-inf")
+
+
+class LexiconError(ValueError):
+    """A lexicon or language model that cannot be used with the model; the message names the file."""
+
+
+def read_lexicon(path: str | os.PathLike) -> dict[str, list[list[str]]]:
+    """A flashlight-text lexicon: ``word<whitespace>t o k e n s`` per line -> word -> its spellings."""
+    lexicon: dict[str, list[list[str]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise LexiconError(f"{path}:{number}: expected a word and its spelling, got {line.strip()!r}")
+            lexicon.setdefault(fields[0], []).append(fields[1:])
+    if not lexicon:
+        raise LexiconError(f"{path}: the lexicon is empty")
+    return lexicon
+
+
+def arpa_vocabulary(path: str | os.PathLike) -> set[str] | None:
+    """The unigrams of an ARPA file, or None for a KenLM binary (which cannot be read without KenLM)."""
+    with open(path, "rb") as f:
+        if f.read(64).lstrip()[:6] != b"\\data\\":
+            return None
+    words = set()
+    with open(path, encoding="utf-8") as f:
+        section = None
+        for line in f:
+            line = line.strip()
+            if line.startswith("\\"):
+                section = line
+                if section == "\\2-grams:" or section == "\\end\\":
+                    break
+            elif section == "\\1-grams:" and line:
+                fields = line.split()
+                if len(fields) >= 2:
+                    words.add(fields[1])
+    return words
+
+
+def decoder_tokens(alphabet: str) -> list[str]:
+    """flashlight's token list for a tokenizer: the blank, then the alphabet with the space as ``|``."""
+    if " " not in alphabet:
+        raise LexiconError(f"the model's alphabet {alphabet!r} has no space, which the LM decoder needs between words")
+    if WORD_BOUNDARY in alphabet:
+        raise LexiconError(
+            f"the model's alphabet has both ' ' and {WORD_BOUNDARY!r}; the LM decoder uses {WORD_BOUNDARY!r} for spaces"
+        )
+    return ["<blank>", *(WORD_BOUNDARY if c == " " else c for c in alphabet)]
+
+
+@dataclass(frozen=True)
+class _Resources:
+    """What is expensive to load, shared by decoders that differ only in their search settings."""
+
+    tokens: object  # flashlight Dictionary
+    words: object | None  # flashlight Dictionary of lexicon words (+ <unk>)
+    lm: object  # flashlight LM (KenLM or ZeroLM)
+    trie: object | None
+    unk: int
+
+
+def _file_key(path: str | os.PathLike | None) -> tuple[str, float] | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return str(path.resolve()), path.stat().st_mtime
+
+
+@lru_cache(maxsize=4)
+def _load(alphabet: str, lm: tuple[str, float] | None, lexicon: tuple[str, float] | None) -> _Resources:
+    """Token dictionary, LM and (with a lexicon) word dictionary and trie; cached by file and mtime."""
+    from flashlight.lib.text.dictionary import Dictionary
+
+    tokens = Dictionary(decoder_tokens(alphabet))
+    lm_path = lm[0] if lm else None
+    if lexicon is not None:
+        return _load_lexicon(tokens, alphabet, lm_path, lexicon[0])
+    if lm_path is None:
+        raise LexiconError("the LM decoder needs a language model, a lexicon, or both")
+    vocabulary = arpa_vocabulary(lm_path)
+    if vocabulary is not None:
+        known = sum(c in vocabulary for c in decoder_tokens(alphabet)[1:])
+        if known < len(alphabet) / 2:
+            raise LexiconError(
+                f"{lm_path}: only {known} of the model's {len(alphabet)} characters are in this LM's "
+                f"vocabulary; without a lexicon the LM must be a character LM (recognizer-lm --unit char) "
+                f"in the model's case, or pass a lexicon to use a word LM"
+            )
+    # Lexicon-free, the LM scores tokens: its user dictionary is the token dictionary itself.
+    return _Resources(tokens, None, _kenlm(lm_path, tokens), None, -1)
+
+
+def _load_lexicon(tokens: object, alphabet: str, lm_path: str | None, lexicon: str) -> _Resources:
+    from flashlight.lib.text.decoder import SmearingMode, Trie, ZeroLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    entries = read_lexicon(lexicon)
+    words = Dictionary()
+    usable: dict[str, list[list[int]]] = {}
+    unusable = []
+    for word, spellings in entries.items():
+        indices = [[tokens.get_index(t) for t in s] for s in spellings if all(tokens.contains(t) for t in s)]
+        if indices:
+            usable[word] = indices
+            words.add_entry(word)
+        else:
+            unusable.append(word)
+    if not usable:
+        raise LexiconError(
+            f"{lexicon}: no word is spelled with the model's characters {alphabet!r} "
+            f"(e.g. {unusable[:3]}); check the lexicon's case and its word separator ({WORD_BOUNDARY!r})"
+        )
+    if unusable:
+        log.warning("%s: %d of %d words use characters the model cannot output and are left out, e.g. %s",
+                    lexicon, len(unusable), len(entries), unusable[:5])
+    if not words.contains(UNK):
+        words.add_entry(UNK)
+    unk = words.get_index(UNK)
+    words.set_default_index(unk)
+    vocabulary = arpa_vocabulary(lm_path) if lm_path else None
+    if vocabulary is not None:
+        missing = [w for w in usable if w not in vocabulary]
+        if len(missing) == len(usable):
+            raise LexiconError(f"{lm_path}: none of the lexicon's words is in the LM; check their case")
+        if missing:
+            log.warning("%s: %d lexicon words are not in the LM (scored as <unk>), e.g. %s", lm_path, len(missing), missing[:5])
+    language_model = _kenlm(lm_path, words) if lm_path else ZeroLM()
+    trie = Trie(tokens.index_size(), tokens.get_index(WORD_BOUNDARY))
+    start = language_model.start(False)
+    for word, spellings in usable.items():
+        index = words.get_index(word)
+        _, score = language_model.score(start, index)
+        for spelling in spellings:
+            trie.insert(spelling, index, score)
+    # Each node's score becomes the best unigram score below it: the LM look-ahead for partial words.
+    trie.smear(SmearingMode.MAX)
+    return _Resources(tokens, words, language_model, trie, unk)
+
+
+def _kenlm(path: str, dictionary: object) -> object:
+    from flashlight.lib.text.decoder.kenlm import KenLM
+
+    # KenLM draws a progress bar on the process's stderr (file descriptor 2, beneath Python): keep it
+    # for the debug log rather than the user's terminal.
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            return KenLM(path, dictionary)
+        except Exception as error:  # KenLM reports format errors as C++ exceptions with its own message
+            raise LexiconError(f"{path}: KenLM cannot load this language model: {error}") from None
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            log.debug("KenLM: %s", captured.read().decode(errors="replace").strip())
+
+
+class LMDecoder:
+    """Beam search with a lexicon and/or n-gram LM (see the module docstring) for a tokenizer's alphabet.
+
+    Args:
+        alphabet: the tokenizer's alphabet (label ``i`` is ``alphabet[i - 1]``, 0 is the blank).
+        lm: ARPA or KenLM binary file: a word LM with ``lexicon``, a character LM without.
+        lexicon: flashlight lexicon (``recognizer-lm --lexicon``); None for lexicon-free decoding.
+        beam_size: hypotheses kept per frame.
+        token_beam: labels tried per frame (the best ones); None tries all.
+        beam_threshold: hypotheses scoring this much below the best are dropped.
+        lm_weight: weight of the LM score (KenLM's log10 probability) against the acoustic log-probability.
+        word_score: added per word (lexicon) or per separator frame (lexicon-free).
+        unk_score: score of a word outside the lexicon; -inf forbids them.
+    """
+
+    def __init__(
+        self,
+        alphabet: str,
+        lm: str | os.PathLike | None = None,
+        lexicon: str | os.PathLike | None = None,
+        beam_size: int = 50,
+        token_beam: int | None = None,
+        beam_threshold: float = 15.0,
+        lm_weight: float = 1.0,
+        word_score: float = 0.0,
+        unk_score: float = _NEG_INF,
+    ) -> None:
+        from flashlight.lib.text.decoder import (
+            CriterionType,
+            LexiconDecoder,
+            LexiconDecoderOptions,
+            LexiconFreeDecoder,
+            LexiconFreeDecoderOptions,
+        )
+
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+        self.alphabet = alphabet
+        self.resources = _load(alphabet, _file_key(lm), _file_key(lexicon))
+        vocab = self.resources.tokens.index_size()
+        self.separator = self.resources.tokens.get_index(WORD_BOUNDARY)
+        self.lexicon = lexicon is not None
+        token_beam = min(token_beam or vocab, vocab)
+        if lexicon is not None:
+            options = LexiconDecoderOptions(
+                beam_size=beam_size, beam_size_token=token_beam, beam_threshold=beam_threshold,
+                lm_weight=lm_weight, word_score=word_score, unk_score=unk_score, sil_score=0.0,
+                log_add=False, criterion_type=CriterionType.CTC,
+            )
+            self._decoder = LexiconDecoder(
+                options, self.resources.trie, self.resources.lm, self.separator, BLANK, self.resources.unk, [], False
+            )
+        else:
+            options = LexiconFreeDecoderOptions(
+                beam_size=beam_size, beam_size_token=token_beam, beam_threshold=beam_threshold,
+                lm_weight=lm_weight, sil_score=word_score, log_add=False, criterion_type=CriterionType.CTC,
+            )
+            self._decoder = LexiconFreeDecoder(options, self.resources.lm, self.separator, BLANK, [])
+
+    def __call__(self, log_probs: Tensor, lengths: Tensor, nbest: int = 1) -> list[list[Hypothesis]]:
+        """N-best label sequences (distinct, best first) with their total scores, per utterance."""
+        batch, _, vocab = log_probs.shape
+        if vocab != self.resources.tokens.index_size():
+            raise ValueError(f"log_probs have {vocab} classes, the decoder's alphabet {self.resources.tokens.index_size()}")
+        results = []
+        for row, length in zip(log_probs.detach().float().cpu(), lengths.tolist()):
+            emissions = row[: int(length)]
+            if self.lexicon:
+                # The extra frame that completes the last word (see the module docstring).
+                closing = torch.full((1, vocab), -1e4)
+                closing[0, self.separator] = 0.0
+                emissions = torch.cat([emissions, closing])
+            emissions = emissions.contiguous()
+            hypotheses = self._decoder.decode(emissions.data_ptr(), emissions.shape[0], vocab)
+            results.append(self._nbest(hypotheses, nbest))
+        return results
+
+    def _nbest(self, hypotheses: Sequence[object], nbest: int) -> list[Hypothesis]:
+        best: list[Hypothesis] = []
+        seen = set()
+        for hypothesis in hypotheses:
+            labels = self._labels(hypothesis.tokens)
+            if tuple(labels) not in seen:
+                seen.add(tuple(labels))
+                best.append(Hypothesis(labels, float(hypothesis.score)))
+                if len(best) == nbest:
+                    break
+        return best or [Hypothesis([], _NEG_INF)]
+
+    def _labels(self, frames: Sequence[int]) -> list[int]:
+        """Frame tokens -> labels: merge repeats, drop blanks, trim and merge word separators."""
+        labels = [token for token, _ in groupby(frames) if token != BLANK and token >= 0]
+        words = [list(group) for is_space, group in groupby(labels, key=lambda t: t == self.separator) if not is_space]
+        out: list[int] = []
+        for word in words:
+            if out:
+                out.append(self.separator)
+            out.extend(word)
+        return out

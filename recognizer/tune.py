@@ -1,0 +1,111 @@
+"""Search the LM weight and word insertion bonus of the LM decoder on a dev manifest.
+
+    recognizer-tune --checkpoint model.ckpt --manifest data/an4/dev.jsonl --lm lm.arpa --lexicon lexicon.txt
+
+The model runs once; every (LM weight, word score) pair of the grid then decodes the same
+log-probabilities. Prints the WER of each pair, then the best pair as options for
+``recognizer-transcribe``. Tune on a dev split only: never on the test split you report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import sys
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torchmetrics.functional.text import char_error_rate, word_error_rate
+
+from .decoding import DecodingOptions
+from .manifest import read_manifest
+from .transcribe import DEFAULT_MAX_FRAMES, Recognizer, add_decoding_arguments, decoding_options, load
+
+DEFAULT_LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+DEFAULT_WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+
+
+@dataclass
+class Trial:
+    """One decoding of the dev set."""
+
+    lm_weight: float
+    word_score: float
+    wer: float
+    cer: float
+
+
+def error_rates(recognizer: Recognizer, log_probs: list[torch.Tensor], references: list[str],
+                options: DecodingOptions) -> tuple[float, float]:
+    """(WER, CER) of decoding ``log_probs`` with ``options`` against normalized ``references``."""
+    hypotheses = [t.text for t in recognizer.decode(log_probs, options)]
+    return float(word_error_rate(hypotheses, references)), float(char_error_rate(hypotheses, references))
+
+
+def grid_search(
+    recognizer: Recognizer,
+    log_probs: list[torch.Tensor],
+    references: list[str],
+    options: DecodingOptions,
+    lm_weights: Sequence[float] = DEFAULT_LM_WEIGHTS,
+    word_scores: Sequence[float] = DEFAULT_WORD_SCORES,
+    report=None,
+) -> list[Trial]:
+    """Every (LM weight, word score) pair, in grid order; ``report`` is called with each trial."""
+    trials = []
+    for lm_weight, word_score in itertools.product(lm_weights, word_scores):
+        trial_options = dataclasses.replace(options, lm_weight=lm_weight, word_score=word_score)
+        trial = Trial(lm_weight, word_score, *error_rates(recognizer, log_probs, references, trial_options))
+        trials.append(trial)
+        if report is not None:
+            report(trial)
+    return trials
+
+
+def best_trial(trials: Sequence[Trial]) -> Trial:
+    """Lowest WER; ties go to lower CER, then the smaller LM weight and bonus (the milder setting)."""
+    return min(trials, key=lambda t: (round(t.wer, 6), round(t.cer, 6), t.lm_weight, abs(t.word_score)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recognizer-tune``: grid search of --lm-weight x --word-score on a dev manifest."""
+    parser = argparse.ArgumentParser(prog="recognizer-tune", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="a .ckpt written by `recognizer fit`")
+    parser.add_argument("--manifest", required=True, help="the dev manifest (JSON lines with the reference 'text')")
+    parser.add_argument("--lm-weights", type=float, nargs="+", default=list(DEFAULT_LM_WEIGHTS), metavar="W")
+    parser.add_argument("--word-scores", type=float, nargs="+", default=list(DEFAULT_WORD_SCORES), metavar="S")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="feature frames per batch")
+    add_decoding_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        options = decoding_options(args)
+        if options.decoder != "lm":
+            parser.error("tuning needs the LM decoder: give --lm and/or --lexicon")
+        recognizer = load(args.checkpoint, args.device)
+        entries = read_manifest(args.manifest, path_key=recognizer.frontend.path_key, required=("text",))
+        start = time.perf_counter()
+        inputs = [recognizer.frontend.load_entry(entry) for entry in entries]
+        log_probs = recognizer.log_probs(inputs, max_frames=args.max_frames, progress=True)
+        references = [recognizer.tokenizer.normalize(entry["text"]) for entry in entries]
+        greedy_wer, greedy_cer = error_rates(recognizer, log_probs, references, DecodingOptions())
+        print(f"{len(entries)} utterances; greedy WER {greedy_wer:.2%} CER {greedy_cer:.2%}", file=sys.stderr)
+        print("lm_weight\tword_score\tWER\tCER")
+        trials = grid_search(
+            recognizer, log_probs, references, options, args.lm_weights, args.word_scores,
+            report=lambda t: print(f"{t.lm_weight:g}\t{t.word_score:g}\t{t.wer:.2%}\t{t.cer:.2%}", flush=True),
+        )
+    except (OSError, ValueError) as error:
+        print(f"recognizer-tune: error: {error}", file=sys.stderr)
+        return 1
+    best = best_trial(trials)
+    print(f"best: --lm-weight {best.lm_weight:g} --word-score {best.word_score:g}  WER {best.wer:.2%} CER {best.cer:.2%} "
+          f"(greedy WER {greedy_wer:.2%}; {len(trials)} settings in {time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

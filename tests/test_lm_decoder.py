@@ -1,0 +1,154 @@
+"""LM decoding through flashlight-text: lexicon + word LM, lexicon-free + character LM, and their errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from recognizer import lm
+from recognizer.decoding import DecodingOptions, LexiconError, LMDecoder, decode, read_lexicon
+from recognizer.decoding.lm import decoder_tokens
+from recognizer.tokenizer import Tokenizer
+
+TEXTS = ["THE CAT SAT", "THE DOG SAT", "A CAT RAN", "THE CAT RAN", "A DOG SAT ON THE MAT"] * 4
+TOKENIZER = Tokenizer.from_texts(TEXTS)
+ALPHABET = TOKENIZER.alphabet
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("lm")
+    paths = {"words": root / "words.arpa", "chars": root / "chars.arpa", "lexicon": root / "lexicon.txt"}
+    lm.build_arpa(TEXTS, 3, path=paths["words"])
+    lm.build_arpa(TEXTS, 5, "char", path=paths["chars"])
+    lm.write_lexicon({w for t in TEXTS for w in t.split()}, paths["lexicon"])
+    return paths
+
+
+def emissions(text: str, confusions: dict[int, tuple[str, float]] | None = None, seed: int = 0) -> torch.Tensor:
+    """Log-probabilities (T, V) that spell ``text`` (each label then a blank); ``confusions`` moves
+    probability at character position i to another character (prob of the wrong one)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = TOKENIZER.encode(text)
+    logits = torch.randn(2 * len(labels), len(ALPHABET) + 1, generator=generator) * 0.3
+    for i, label in enumerate(labels):
+        logits[2 * i, label] += 6.0
+        logits[2 * i + 1, 0] += 6.0
+    probs = logits.softmax(-1)
+    for i, (char, wrong) in (confusions or {}).items():
+        row = torch.full_like(probs[2 * i], 0.01 / len(ALPHABET))
+        row[TOKENIZER.encode(char)[0]] = wrong
+        row[labels[i]] = 1 - wrong - 0.01
+        probs[2 * i] = row / row.sum()
+    return probs.log()
+
+
+def texts(hypotheses) -> list[str]:
+    return [TOKENIZER.decode(h.labels) for h in hypotheses]
+
+
+def test_token_list_is_the_tokenizer_with_the_space_as_separator():
+    tokens = decoder_tokens(ALPHABET)
+    assert len(tokens) == TOKENIZER.vocab_size and tokens[0] == "<blank>"
+    assert tokens[1:] == [("|" if c == " " else c) for c in ALPHABET]
+    with pytest.raises(LexiconError, match="no space"):
+        decoder_tokens("ABC")
+    with pytest.raises(LexiconError, match="both"):
+        decoder_tokens("AB |")
+
+
+def test_lexicon_and_word_lm_fix_an_acoustic_confusion(files):
+    # "THE CAT SAT" where the acoustics prefer D to C in CAT (0.6 to 0.39): "THE DAT SAT" greedily.
+    log_probs = emissions("THE CAT SAT", {4: ("D", 0.6)})[None]
+    lengths = torch.tensor([log_probs.shape[1]])
+    assert texts(decode(log_probs, lengths)[0]) == ["THE DAT SAT"]
+    for options in (
+        DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"])),
+        DecodingOptions("lm", lexicon=str(files["lexicon"])),  # the lexicon alone forbids DAT
+    ):
+        [best] = decode(log_probs, lengths, options, ALPHABET)
+        assert texts(best) == ["THE CAT SAT"]
+
+
+def test_word_lm_chooses_between_lexicon_words(files):
+    # "THE DOG SAT" vs "THE CAT SAT" are both words; the acoustics are split evenly on C/D at one
+    # position only, so DAT/COG are not words and the LM's preference decides (CAT is 3x as frequent).
+    log_probs = emissions("THE DOG SAT", {4: ("C", 0.49), 5: ("A", 0.49), 6: ("T", 0.49)})[None]
+    lengths = torch.tensor([log_probs.shape[1]])
+    without = decode(log_probs, lengths, DecodingOptions("lm", lexicon=str(files["lexicon"])), ALPHABET)
+    with_lm = decode(log_probs, lengths, DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"]), lm_weight=2.0), ALPHABET)
+    assert texts(without[0])[0] == "THE DOG SAT"
+    assert texts(with_lm[0])[0] == "THE CAT SAT"
+
+
+def test_lexicon_free_character_lm(files):
+    log_probs = emissions("THE CAT SAT", {4: ("D", 0.55)})[None]
+    lengths = torch.tensor([log_probs.shape[1]])
+    weak = DecodingOptions("lm", lm=str(files["chars"]), lm_weight=0.0)
+    strong = DecodingOptions("lm", lm=str(files["chars"]), lm_weight=1.0)
+    assert texts(decode(log_probs, lengths, weak, ALPHABET)[0]) == ["THE DAT SAT"]
+    assert texts(decode(log_probs, lengths, strong, ALPHABET)[0]) == ["THE CAT SAT"]
+    # a word the LM never saw stays possible when the acoustics are clear: the vocabulary is open
+    novel = emissions("THE RAT SAT")[None]
+    assert texts(decode(novel, torch.tensor([novel.shape[1]]), strong, ALPHABET)[0]) == ["THE RAT SAT"]
+    closed = DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"]))
+    assert texts(decode(novel, torch.tensor([novel.shape[1]]), closed, ALPHABET)[0]) != ["THE RAT SAT"]
+
+
+def test_nbest_batched_equals_single(files):
+    sentences = ["THE CAT SAT", "A DOG SAT ON THE MAT", "THE CAT RAN"]
+    rows = [emissions(s, {1: ("A", 0.3)}, seed=i) for i, s in enumerate(sentences)]
+    padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=float("nan"))
+    lengths = torch.tensor([r.shape[0] for r in rows])
+    options = DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"]), nbest=4, beam_size=16)
+    batched = decode(padded, lengths, options, ALPHABET)
+    for row, hypotheses in zip(rows, batched):
+        [single] = decode(row[None], torch.tensor([row.shape[0]]), options, ALPHABET)
+        assert texts(single) == texts(hypotheses)
+        assert [h.score for h in single] == pytest.approx([h.score for h in hypotheses])
+    for sentence, hypotheses in zip(sentences, batched):
+        assert texts(hypotheses)[0] == sentence
+        assert 1 < len(hypotheses) <= 4 and len(set(texts(hypotheses))) == len(hypotheses)
+        scores = [h.score for h in hypotheses]
+        assert scores == sorted(scores, reverse=True)
+        assert all(TOKENIZER.decode(h.labels) == " ".join(TOKENIZER.decode(h.labels).split()) for h in hypotheses)
+
+
+def test_settings_change_without_reloading(files):
+    first = LMDecoder(ALPHABET, files["words"], files["lexicon"], lm_weight=0.5)
+    second = LMDecoder(ALPHABET, files["words"], files["lexicon"], lm_weight=3.0, word_score=1.0)
+    assert first.resources is second.resources  # the LM and trie are loaded once
+
+
+def test_bad_lexicons_and_lms_are_clear_errors(files, tmp_path):
+    log_probs = emissions("THE CAT")[None]
+    lengths = torch.tensor([log_probs.shape[1]])
+
+    def run(**options):
+        return decode(log_probs, lengths, DecodingOptions("lm", **options), ALPHABET)
+
+    lower = tmp_path / "lower.txt"
+    lm.write_lexicon(["the", "cat"], lower)
+    with pytest.raises(LexiconError, match=f"{lower}.*case"):
+        run(lexicon=str(lower))
+    with pytest.raises(LexiconError, match="character LM"):
+        run(lm=str(files["words"]))  # a word LM without a lexicon
+    lower_lm = tmp_path / "lower.arpa"
+    lm.build_arpa(["the cat"] * 3, 2, path=lower_lm)
+    with pytest.raises(LexiconError, match="none of the lexicon's words is in the LM"):
+        run(lm=str(lower_lm), lexicon=str(files["lexicon"]))
+    malformed = tmp_path / "malformed.txt"
+    malformed.write_text("THE\tT H E |\nCAT\n")
+    with pytest.raises(LexiconError, match=f"{malformed}:2"):
+        read_lexicon(malformed)
+    corrupt = tmp_path / "corrupt.arpa"
+    corrupt.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\tTHE\n")
+    with pytest.raises(LexiconError, match=f"{corrupt}: KenLM cannot load"):
+        run(lm=str(corrupt), lexicon=str(files["lexicon"]))
+    with pytest.raises(FileNotFoundError, match="missing.arpa"):
+        run(lm=str(tmp_path / "missing.arpa"))
+    wrong_size = torch.zeros(1, 4, 3).log_softmax(-1)
+    with pytest.raises(ValueError, match="classes"):
+        decode(wrong_size, torch.tensor([4]), DecodingOptions("lm", lexicon=str(files["lexicon"])), ALPHABET)
