@@ -69,12 +69,13 @@ def main(argv: Sequence[str] | None = None) -> float:
     return cer
 
 
-#: small models the notebooks fit in about a minute when no demo checkpoint exists
+#: small models the notebooks fit in a few minutes when no demo checkpoint exists (on 2 cores:
+#: speech ~3 min, ~23 % CER; handwriting ~2 min)
 NOTEBOOK_MODELS = {
-    "speech": ["--model.hidden_size", "128", "--model.num_layers", "2", "--trainer.max_epochs", "4",
-               "--trainer.check_val_every_n_epoch", "4"],
-    "handwriting": ["--model.hidden_size", "96", "--model.num_layers", "2", "--trainer.max_epochs", "3",
-                    "--trainer.check_val_every_n_epoch", "3"],
+    "speech": ["--model.hidden_size", "128", "--model.num_layers", "2", "--trainer.max_epochs", "40",
+               "--trainer.check_val_every_n_epoch", "10"],
+    "handwriting": ["--model.hidden_size", "96", "--model.num_layers", "2", "--trainer.max_epochs", "20",
+                    "--trainer.check_val_every_n_epoch", "10"],
 }
 
 
@@ -82,7 +83,7 @@ def notebook_model(demo: str = "speech", root: Path = REPO) -> tuple[Path, dict[
     """A checkpoint and a small synthetic corpus (train/dev/test manifests) for the notebooks.
 
     The checkpoint is the best of ``recognizer-demo`` when it has been run, else the notebooks'
-    quick model when one was already fitted, else a quick model fitted now (about a minute on 2
+    quick model when one was already fitted, else a quick model fitted now (a few minutes on 2
     cores, with the same CLI as ``recognizer fit``): a rough model, enough to see what CTC does.
     """
     from recognizer.cli import run_cli
@@ -102,7 +103,7 @@ def notebook_model(demo: str = "speech", root: Path = REPO) -> tuple[Path, dict[
         "fit", "--config", str(config),
         "--data.train_manifest", str(corpus["train"]), "--data.val_manifest", str(corpus["dev"]),
         "--data.test_manifest", str(corpus["test"]), *NOTEBOOK_MODELS[demo],
-        "--model.warmup_steps", "20", "--trainer.max_time", "00:00:01:30",
+        "--model.warmup_steps", "20", "--trainer.max_time", "00:00:04:00",
         "--trainer.default_root_dir", str(root / "runs" / f"notebook-{demo}"), "--trainer.enable_progress_bar", "false",
     ])
     callback = cli.trainer.checkpoint_callback

@@ -206,15 +206,18 @@ def test_matches_reference_formulas_with_closed_form_discounts() -> None:
             assert arpa.log10(word, history) == pytest.approx(math.log10(reference(word, history)), abs=1e-6)
 
 
-def test_kenlm_scores_match_the_backoff_query(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", ["word", "char"])
+@pytest.mark.parametrize("order", [2, 3, 4, 5])
+def test_kenlm_scores_match_the_backoff_query(tmp_path: Path, unit: str, order: int) -> None:
     kenlm = pytest.importorskip("kenlm")
-    corpus = zipf_corpus(200, 20, seed=5)
+    corpus = zipf_corpus(300, 30, seed=5) if unit == "word" else char_corpus(300, seed=5)
     path = tmp_path / "lm.arpa"
-    arpa = Arpa(lm.build_arpa(corpus, order=3, path=path))
+    arpa = Arpa(lm.build_arpa(corpus, order=order, unit=unit, path=path))
     model = kenlm.Model(str(path))
-    for sentence in corpus[:20] + ["w1 never-seen w2", "w3 w3 w3 w3"]:
-        expected = arpa.sentence_log10(sentence.split())
-        assert model.score(sentence, bos=True, eos=True) == pytest.approx(expected, abs=1e-4)
+    for sentence in corpus[:30] + (["w1 never-seen w2", "w3 w3 w3 w3"] if unit == "word" else ["dd cba", "x a"]):
+        tokens = lm.tokenize(sentence, unit)
+        expected = arpa.sentence_log10([t if (t,) in arpa.prob else "<unk>" for t in tokens])
+        assert model.score(" ".join(tokens), bos=True, eos=True) == pytest.approx(expected, abs=1e-4)
 
 
 @pytest.mark.parametrize("unit", ["word", "char"])
