@@ -134,6 +134,7 @@ class Recognizer:
         transcripts: list[Transcript | None] = [None] * len(log_probs)
         for batch in _length_batches([e.shape[0] for e in log_probs], max_frames):
             padded, lengths = _pad([log_probs[i] for i in batch])
+            padded = padded.to(self.device)  # the batched searches and alignment run on the model's device
             hypotheses = decode(padded, lengths, options, self.tokenizer.alphabet)
             paths = forced_align(padded, lengths, [h[0].labels for h in hypotheses]) if timestamps else None
             for position, (index, nbest) in enumerate(zip(batch, hypotheses)):
