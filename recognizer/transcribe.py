@@ -18,7 +18,18 @@ import torch
 from tqdm import tqdm
 
 from .data import budget_batches
-from .decoding import DECODERS, DEFAULT_BEAM_SIZE, Decoder, DecodingOptions, align_chars, align_words, decode, forced_align, scale_spans
+from .decoding import (
+    DECODERS,
+    DEFAULT_BEAM_SIZE,
+    Decoder,
+    DecodingOptions,
+    align_chars,
+    align_words,
+    decode,
+    forced_align,
+    prepare,
+    scale_spans,
+)
 from .module import CTCModule
 
 DEFAULT_MAX_FRAMES = 100_000  # per batch of inference: ~17 minutes of audio at a 10 ms hop
@@ -93,8 +104,10 @@ class Recognizer:
             options: ``DecodingOptions`` fields: ``beam_size``, ``nbest``, ``lm``, ``lexicon``,
                 ``lm_weight``, ``word_score``, ``token_beam``, ...
         """
+        options = _options(decoder, options)
+        prepare(options, self.tokenizer.alphabet)  # a bad LM or lexicon fails before the model runs
         emissions = self.log_probs(inputs, max_frames=max_frames, progress=progress)
-        transcripts = self.decode(emissions, decoder, timestamps=timestamps, max_frames=max_frames, **options)
+        transcripts = self.decode(emissions, options, timestamps=timestamps, max_frames=max_frames)
         for index, (source, transcript) in enumerate(zip(inputs, transcripts)):
             transcript.source = str(source) if isinstance(source, (str, os.PathLike)) else f"<array {index}>"
         return transcripts
@@ -115,7 +128,7 @@ class Recognizer:
             padded, lengths = _pad([features[i] for i in batch])
             log_probs, out_lengths = self.module(padded.to(self.device), lengths.to(self.device))
             for index, row, length in zip(batch, log_probs.cpu(), out_lengths.tolist()):
-                results[index] = row[:length]
+                results[index] = row[:length].clone()  # not a view that would keep the whole batch alive
         return results  # type: ignore[return-value]
 
     @torch.no_grad()
@@ -134,7 +147,8 @@ class Recognizer:
         transcripts: list[Transcript | None] = [None] * len(log_probs)
         for batch in _length_batches([e.shape[0] for e in log_probs], max_frames):
             padded, lengths = _pad([log_probs[i] for i in batch])
-            padded = padded.to(self.device)  # the batched searches and alignment run on the model's device
+            if options.decoder != "lm" or timestamps:  # flashlight's search runs on the CPU
+                padded = padded.to(self.device)  # the batched searches and alignment run on the model's device
             hypotheses = decode(padded, lengths, options, self.tokenizer.alphabet)
             paths = forced_align(padded, lengths, [h[0].labels for h in hypotheses]) if timestamps else None
             for position, (index, nbest) in enumerate(zip(batch, hypotheses)):
@@ -199,13 +213,21 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lm", help="n-gram LM (ARPA or KenLM binary): a word LM with --lexicon, a character LM without")
     group.add_argument("--lexicon", help="lexicon file (recognizer-lm --lexicon); without it the LM decoder is lexicon-free")
     group.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM score (tune with recognizer-tune)")
-    group.add_argument("--word-score", type=float, default=0.0, help="insertion bonus per word")
-    group.add_argument("--unk-score", type=float, default=float("-inf"), help="score of a word outside the lexicon (default: never)")
+    group.add_argument("--word-score", type=float, default=0.0,
+                       help="insertion bonus per word (without a lexicon: per frame of word separator)")
+    group.add_argument("--unk-score", type=float, default=float("-inf"),
+                       help="with a lexicon: score of leaving it (default: never)")
+    group.add_argument("--beam-threshold", type=float, default=DecodingOptions.beam_threshold,
+                       help="lm: drop hypotheses this far below the best")
+    group.add_argument("--blank-skip", type=float, default=DecodingOptions.blank_skip,
+                       help="beam and lm: collapse runs of frames whose blank probability is at least this "
+                       "before the search; 1 to search every frame")
 
 
 def decoding_options(args: argparse.Namespace) -> DecodingOptions:
     """``DecodingOptions`` from arguments added by ``add_decoding_arguments``."""
-    names = ("decoder", "beam_size", "token_beam", "lm", "lexicon", "lm_weight", "word_score", "unk_score")
+    names = ("decoder", "beam_size", "token_beam", "lm", "lexicon", "lm_weight", "word_score", "unk_score",
+             "beam_threshold", "blank_skip")
     values = {name: getattr(args, name) for name in names}
     values.update(nbest=getattr(args, "nbest", 1))
     if values["decoder"] is None:

@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torchmetrics.functional.text import char_error_rate, word_error_rate
 
-from .decoding import DecodingOptions
+from .decoding import DecodingOptions, prepare
 from .manifest import read_manifest
 from .transcribe import DEFAULT_MAX_FRAMES, Recognizer, add_decoding_arguments, decoding_options, load
 
@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.decoder != "lm":
             parser.error("tuning needs the LM decoder: give --lm and/or --lexicon")
         recognizer = load(args.checkpoint, args.device)
+        prepare(options, recognizer.tokenizer.alphabet)  # a bad LM or lexicon fails before the model runs
         entries = read_manifest(args.manifest, path_key=recognizer.frontend.path_key, required=("text",))
         start = time.perf_counter()
         inputs = [recognizer.frontend.load_entry(entry) for entry in entries]

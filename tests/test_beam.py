@@ -161,17 +161,20 @@ def test_token_beam_reduces_work_without_changing_results() -> None:
     _same(exact, pruned)
 
 
-def test_blank_skip_reduces_work_and_approximates() -> None:
+def test_collapsed_blank_runs_reduce_work_and_approximate() -> None:
+    from recognizer.decoding import collapse_blank_frames
+
     lengths = torch.tensor([40, 33])
     log_probs = peaky_log_probs(2, 40, 8, seed=11)
     exact, exact_stats = _prefix_beam_search(log_probs, lengths, beam_size=4, nbest=2)
-    skipped, skip_stats = _prefix_beam_search(log_probs, lengths, beam_size=4, nbest=2, blank_skip=0.999)
+    collapsed, collapsed_lengths = collapse_blank_frames(log_probs, lengths, 0.999)
+    skipped, skip_stats = _prefix_beam_search(collapsed, collapsed_lengths, beam_size=4, nbest=2)
     _same(exact, skipped, atol=1e-2)
-    assert skip_stats.skipped_frames > 0
-    assert skip_stats.full_frames + skip_stats.skipped_frames == exact_stats.full_frames == 73
+    assert exact_stats.full_frames == 73 and skip_stats.full_frames == int(collapsed_lengths.sum()) < 73
     assert skip_stats.candidates < exact_stats.candidates
-    never, _ = _prefix_beam_search(log_probs, lengths, beam_size=4, nbest=2, blank_skip=1.0)
-    _same(exact, never, atol=0)
+    never, never_lengths = collapse_blank_frames(log_probs, lengths, 1.0)
+    assert torch.equal(never_lengths, lengths)
+    _same(exact, _prefix_beam_search(never, never_lengths, beam_size=4, nbest=2)[0], atol=0)
 
 
 def test_float32_and_bad_arguments() -> None:
@@ -189,8 +192,8 @@ def test_float32_and_bad_arguments() -> None:
 def test_cuda_matches_cpu() -> None:
     lengths = torch.tensor([25, 18, 25])
     log_probs = peaky_log_probs(3, 25, 10, seed=4)
-    cpu = prefix_beam_search(log_probs, lengths, beam_size=6, nbest=3, token_beam=7, blank_skip=0.999)
-    cuda = prefix_beam_search(log_probs.cuda(), lengths.cuda(), beam_size=6, nbest=3, token_beam=7, blank_skip=0.999)
+    cpu = prefix_beam_search(log_probs, lengths, beam_size=6, nbest=3, token_beam=7)
+    cuda = prefix_beam_search(log_probs.cuda(), lengths.cuda(), beam_size=6, nbest=3, token_beam=7)
     _same(cpu, cuda)
     assert [[h.labels for h in hyps] for hyps in prefix_beam_search(log_probs.cuda(), lengths, beam_size=1)] == [
         [labels] for labels in greedy_decode(log_probs, lengths)
@@ -230,10 +233,12 @@ def test_collapse_blank_frames_keeps_the_blank_path_and_separators():
     lengths = torch.tensor([7, 3])
     out, new_lengths = collapse_blank_frames(log_probs, lengths, 0.999)
     assert new_lengths.tolist() == [4, 2]
+    # every class of a kept frame also pays for the blanks of the frames dropped after it
+    assert torch.allclose(out[0, 1], log_probs[0, 1] + 2 * math.log(0.9995))
     assert torch.allclose(out[0, 1, 0], torch.tensor(3 * math.log(0.9995)))  # the run's blank path, exactly
-    assert torch.allclose(out[0, 3, 0], torch.tensor(2 * math.log(0.9995)))
-    assert torch.equal(out[0, 1, 1:], log_probs[0, 1, 1:]) and torch.equal(out[0, 2], log_probs[0, 4])
-    assert torch.allclose(out[1, 1, 0], torch.tensor(2 * math.log(0.9995))) and (out[1, 2:] == 0).all()
+    assert torch.allclose(out[0, 3], log_probs[0, 5] + math.log(0.9995))
+    assert torch.equal(out[0, 0], log_probs[0, 0]) and torch.equal(out[0, 2], log_probs[0, 4])
+    assert torch.allclose(out[1, 1], log_probs[1, 1] + math.log(0.9995)) and (out[1, 2:] == 0).all()
     # the labels survive: A, blank, A
     assert greedy_decode(out, new_lengths) == [[1, 1], [1]]
     with pytest.raises(ValueError):

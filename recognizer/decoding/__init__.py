@@ -16,7 +16,7 @@ from .beam import Hypothesis, prefix_beam_search
 from .frames import collapse_blank_frames
 from .greedy import greedy_decode, min_ctc_frames
 from .lm import LexiconError, LMDecoder, read_lexicon
-from .search import DECODERS, DEFAULT_BEAM_SIZE, Decoder, DecodingOptions, decode
+from .search import DECODERS, DEFAULT_BEAM_SIZE, Decoder, DecodingOptions, decode, prepare
 
 __all__ = [
     "DECODERS",
@@ -24,6 +24,7 @@ __all__ = [
     "Decoder",
     "DecodingOptions",
     "decode",
+    "prepare",
     "LMDecoder",
     "LexiconError",
     "read_lexicon",

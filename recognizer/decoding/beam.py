@@ -11,12 +11,13 @@ its last label) and *extend* with each non-blank label ``c`` (through a blank-en
 ``c`` is the last label, the CTC rule). Two candidates can only be the same prefix when one is
 "A extended with c" and the other is "B stays" with ``B == A + c`` (the beam's prefixes are distinct,
 and so are the extensions of distinct prefixes); such pairs are found by comparing A's hash with B's
-parent hash (plus the lengths) and merged into B, which is what makes this a *prefix* beam search.
+parent hash and merged into B, which is what makes this a *prefix* beam search. Runs of confident
+blank frames are best collapsed before the search (``recognizer.decoding.frames``, on by default in
+``decode``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -27,8 +28,8 @@ from ..tokenizer import BLANK
 __all__ = ["Hypothesis", "prefix_beam_search"]
 
 # Odd 64-bit multiplier (the FNV-64 prime); int64 arithmetic wraps, so the hash is the polynomial
-# sum of (label + 1) * BASE**k modulo 2**64: labels are never 0 in it, so prefixes of different lengths
-# differ too, and a collision (which would merge two different prefixes) is not a practical concern.
+# sum of (label + 1) * BASE**k modulo 2**64. Two different prefixes (of any lengths) collide, and would be
+# merged, only with probability ~2**-64 per pair: not a practical concern.
 _HASH_BASE = 1099511628211
 _NO_PARENT = -3  # the empty prefix's "parent": no prefix hashes to it (in practice)
 _NEG_INF = float("-inf")
@@ -53,13 +54,6 @@ class _Beams:
     hash: Tensor
     parent: Tensor  # hash of the prefix without its last label
 
-    def take(self, rows: Tensor) -> "_Beams":
-        return _Beams(*(getattr(self, f).index_select(0, rows) for f in self.__dataclass_fields__))
-
-    def put(self, rows: Tensor, other: "_Beams") -> None:
-        for f in self.__dataclass_fields__:
-            getattr(self, f).index_copy_(0, rows, getattr(other, f))
-
     def head(self, n: int) -> "_Beams":
         return _Beams(*(getattr(self, f)[:n] for f in self.__dataclass_fields__))
 
@@ -73,8 +67,7 @@ class _Stats:
     """Work counters, for tests and tuning."""
 
     candidates: int = 0  # candidate scores ranked by topk, summed over frames
-    full_frames: int = 0  # (utterance, frame) pairs that went through the full expansion
-    skipped_frames: int = 0  # (utterance, frame) pairs handled by ``blank_skip``
+    full_frames: int = 0  # (utterance, frame) pairs expanded
 
 
 def prefix_beam_search(
@@ -83,7 +76,6 @@ def prefix_beam_search(
     beam_size: int = 8,
     nbest: int = 1,
     token_beam: int | None = None,
-    blank_skip: float | None = None,
     blank: int = BLANK,
 ) -> list[list[Hypothesis]]:
     """CTC prefix beam search (no language model) on the device of ``log_probs``.
@@ -104,10 +96,6 @@ def prefix_beam_search(
             ``token_beam >= beam_size + 1`` the result is the same as without pruning (barring
             ties): a label outside the top ``beam_size + 1`` is beaten, for the same prefix, by at
             least ``beam_size`` candidates.
-        blank_skip: a frame whose blank probability exceeds this (e.g. ``0.999``) only updates the
-            existing prefixes (blank, or repeat of the last label) without creating or merging
-            new ones: an approximation that drops less than ``1 - blank_skip`` of the mass per
-            frame and saves the expansion and ranking. ``None``: off.
         blank: index of the CTC blank.
 
     Returns:
@@ -116,7 +104,7 @@ def prefix_beam_search(
         the paths the search kept (exact when the beam never prunes); for ``beam_size == 1`` the
         best path's log-probability.
     """
-    return _prefix_beam_search(log_probs, lengths, beam_size, nbest, token_beam, blank_skip, blank)[0]
+    return _prefix_beam_search(log_probs, lengths, beam_size, nbest, token_beam, blank)[0]
 
 
 @torch.inference_mode()  # cheaper per operation than no_grad: the time loop runs many small ones
@@ -126,7 +114,6 @@ def _prefix_beam_search(
     beam_size: int = 8,
     nbest: int = 1,
     token_beam: int | None = None,
-    blank_skip: float | None = None,
     blank: int = BLANK,
     viterbi: bool | None = None,
 ) -> tuple[list[list[Hypothesis]], _Stats]:
@@ -137,8 +124,6 @@ def _prefix_beam_search(
         raise ValueError(f"beam_size and nbest must be >= 1, got {beam_size} and {nbest}")
     if token_beam is not None and token_beam < 1:
         raise ValueError(f"token_beam must be >= 1 or None, got {token_beam}")
-    if blank_skip is not None and not 0.0 < blank_skip <= 1.0:
-        raise ValueError(f"blank_skip must be a probability in (0, 1] or None, got {blank_skip}")
     if viterbi is None:
         viterbi = beam_size == 1
     plus = torch.maximum if viterbi else torch.logaddexp
@@ -161,15 +146,10 @@ def _prefix_beam_search(
         tokens = nonblank.expand(batch, frames, -1)
         token_lp = log_probs.index_select(2, nonblank)
 
-    # Decide per (utterance, frame) on the host once, so the time loop needs no device sync.
-    lengths_cpu = lengths.detach().to("cpu", torch.long).clamp(0, frames)
-    active = torch.arange(frames)[None, :] < lengths_cpu[:, None]  # (batch, time)
-    if blank_skip is not None:
-        skip = (log_probs[:, :, blank] > math.log(blank_skip)).cpu() & active
-    else:
-        skip = torch.zeros_like(active)
-    full = active & ~skip
+    lengths_cpu = lengths.clamp(0, frames)
     frames_used = int(lengths_cpu.max()) if batch else 0
+    # Utterances still running at each frame: the first ``running[t]`` rows (longest first).
+    running = (torch.arange(frames_used)[:, None] < lengths_cpu[None, :]).sum(1).tolist()
     stats = _Stats()
 
     beams = _Beams(
@@ -185,37 +165,16 @@ def _prefix_beam_search(
     source = torch.arange(K, device=device).expand(frames_used, batch, K).clone()
     appended = torch.full((frames_used, batch, K), -1, device=device, dtype=torch.long)
 
-    full_counts, skip_counts = full.sum(0).tolist(), skip.sum(0).tolist()
     for t in range(frames_used):
-        n_full, n_skip = full_counts[t], skip_counts[t]
-        if n_full and bool(full[:n_full, t].all()):  # the running utterances are the first rows: views
-            new, src, app, n_cand = _expand(
-                beams.head(n_full), log_probs[:n_full, t], tokens[:n_full, t], token_lp[:n_full, t], blank, plus
-            )
-            if n_full == batch:
-                beams = new
-            else:
-                beams.put_head(new)
-            source[t, :n_full], appended[t, :n_full] = src, app
-        elif n_full:  # with blank_skip, skipped rows can sit anywhere
-            rows = full[:, t].nonzero().squeeze(1).to(device)
-            new, src, app, n_cand = _expand(
-                beams.take(rows), log_probs[:, t].index_select(0, rows), tokens[:, t].index_select(0, rows),
-                token_lp[:, t].index_select(0, rows), blank, plus,
-            )
-            beams.put(rows, new)
-            source[t].index_copy_(0, rows, src)
-            appended[t].index_copy_(0, rows, app)
-        if n_full:
-            stats.candidates += n_cand
-            stats.full_frames += n_full
-        if n_skip:
-            rows = skip[:, t].nonzero().squeeze(1).to(device)
-            sub = beams.take(rows)
-            lp = log_probs[:, t].index_select(0, rows)
-            _stay_only(sub, lp, blank, plus)
-            beams.put(rows, sub)
-            stats.skipped_frames += n_skip
+        n = running[t]
+        new, src, app, n_cand = _expand(beams.head(n), log_probs[:n, t], tokens[:n, t], token_lp[:n, t], blank, plus)
+        if n == batch:
+            beams = new
+        else:
+            beams.put_head(new)
+        source[t, :n], appended[t, :n] = src, app
+        stats.candidates += n_cand
+        stats.full_frames += n
 
     results = _read_back(beams, source, appended, min(nbest, K), plus)
     unsorted: list[list[Hypothesis]] = [[] for _ in results]
@@ -272,14 +231,6 @@ def _expand(
         parent=torch.where(is_ext, src_hash, beams.parent.gather(1, src)),
     )
     return new, src, label, rows * scores.shape[1]
-
-
-def _stay_only(beams: _Beams, lp: Tensor, blank: int, plus) -> None:
-    """``blank_skip`` frame: prefixes only continue (blank or repeat); nothing new, nothing merged."""
-    total = plus(beams.pb, beams.pnb)
-    repeat = beams.pnb + lp.gather(1, beams.last)
-    beams.pnb = torch.where(beams.length > 0, repeat, torch.full_like(repeat, _NEG_INF))
-    beams.pb = total + lp[:, blank, None]
 
 
 def _read_back(beams: _Beams, source: Tensor, appended: Tensor, nbest: int, plus) -> list[list[Hypothesis]]:

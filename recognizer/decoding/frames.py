@@ -2,10 +2,13 @@
 
 CTC outputs are peaky: most frames are the blank with a probability near 1, and a beam search
 spends most of its time on them without changing its ranking. A run of consecutive frames whose
-blank probability is at least ``threshold`` is collapsed into its first frame, whose blank
-log-probability becomes the sum over the run, so the all-blank path through the run keeps its exact
-score; only the non-blank mass of the dropped frames (less than ``1 - threshold`` each) is lost. One
-frame of each run is kept, so a blank still separates repeated labels ("LL") as CTC requires.
+blank probability is at least ``threshold`` is collapsed into its first frame. The blank
+log-probabilities of the dropped frames are added to every class of the kept frame: a path through
+the run emits whatever it emits on the kept frame and blanks through the rest, and keeps its exact
+score. Only the paths that emit something on a dropped frame are lost (less than ``1 - threshold``
+of the mass per frame). One frame of each run is kept, so a blank still separates repeated labels
+("LL") as CTC requires, and the best label of every kept frame is unchanged (greedy decoding of the
+result equals greedy decoding of the input).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ def collapse_blank_frames(
     """
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"blank threshold must be in (0, 1], got {threshold}")
+    if log_probs.dtype not in (torch.float32, torch.float64):
+        log_probs = log_probs.float()  # sums over long runs would drift in half precision
     batch, time, vocab = log_probs.shape
     device = log_probs.device
     lengths = lengths.to(device)
@@ -43,5 +48,6 @@ def collapse_blank_frames(
     rows = torch.arange(batch, device=device)[:, None].expand(batch, time)
     out[rows[keep], destination[keep]] = log_probs[keep]
     dropped = valid & ~keep
-    out[:, :, blank].index_put_((rows[dropped], destination[dropped]), log_probs[..., blank][dropped], accumulate=True)
-    return out, new_lengths
+    run_blank = torch.zeros(batch, out.shape[1], dtype=log_probs.dtype, device=device)
+    run_blank.index_put_((rows[dropped], destination[dropped]), log_probs[..., blank][dropped], accumulate=True)
+    return out + run_blank[:, :, None], new_lengths

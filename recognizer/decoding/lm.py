@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 __all__ = ["LMDecoder", "LexiconError", "read_lexicon"]
 
 _NEG_INF = float("-inf")
+_CLOSING_PENALTY = -1e4  # log-probability of everything but the separator on the closing frame
 
 
 class LexiconError(ValueError):
@@ -181,7 +182,8 @@ def _load_lexicon(tokens: object, alphabet: str, lm_path: str | None, lexicon: s
         _, score = language_model.score(start, index)
         for spelling in spellings:
             trie.insert(spelling, index, score)
-    # Each node's score becomes the best unigram score below it: the LM look-ahead for partial words.
+    # Each node's score becomes the best score below it (log P(word | <s>)): the LM look-ahead for
+    # partial words.
     trie.smear(SmearingMode.MAX)
     return _Resources(tokens, words, language_model, trie, unk)
 
@@ -217,7 +219,8 @@ class LMDecoder:
         beam_threshold: hypotheses scoring this much below the best are dropped.
         lm_weight: weight of the LM score (KenLM's log10 probability) against the acoustic log-probability.
         word_score: added per word (lexicon) or per separator frame (lexicon-free).
-        unk_score: score of a word outside the lexicon; -inf forbids them.
+        unk_score: score of leaving the lexicon (charged where a spelling leaves the trie, so an
+            unknown word may pay it more than once); -inf forbids words outside the lexicon.
     """
 
     def __init__(
@@ -274,7 +277,7 @@ class LMDecoder:
             emissions = row[: int(length)]
             if self.lexicon:
                 # The extra frame that completes the last word (see the module docstring).
-                closing = torch.full((1, vocab), -1e4)
+                closing = torch.full((1, vocab), _CLOSING_PENALTY)
                 closing[0, self.separator] = 0.0
                 emissions = torch.cat([emissions, closing])
             emissions = emissions.contiguous()
@@ -287,9 +290,15 @@ class LMDecoder:
         seen = set()
         for hypothesis in hypotheses:
             labels = self._labels(hypothesis.tokens)
+            score = float(hypothesis.score)
+            if score < _CLOSING_PENALTY / 2:
+                # No hypothesis could end its last word on the closing frame (pruned away): the best
+                # one keeps that word as the model spelled it, unscored by the LM, and we take back
+                # the closing frame's penalty so scores stay comparable.
+                score -= _CLOSING_PENALTY
             if tuple(labels) not in seen:
                 seen.add(tuple(labels))
-                best.append(Hypothesis(labels, float(hypothesis.score)))
+                best.append(Hypothesis(labels, score))
                 if len(best) == nbest:
                     break
         return best or [Hypothesis([], _NEG_INF)]

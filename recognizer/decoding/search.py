@@ -36,7 +36,8 @@ class DecodingOptions:
         lexicon: ``lm`` only: lexicon file (``recognizer-lm --lexicon``); None decodes lexicon-free.
         lm_weight: ``lm`` only: weight of the LM score.
         word_score: ``lm`` only: insertion bonus per word (per word-separator frame without lexicon).
-        unk_score: ``lm`` only: score of a word outside the lexicon (-inf: never).
+        unk_score: ``lm`` only: score of leaving the lexicon (-inf: never). flashlight charges it
+            where a spelling leaves the lexicon's trie, so an unknown word may pay it more than once.
         beam_threshold: ``lm`` only: hypotheses this far below the best are pruned.
     """
 
@@ -61,6 +62,12 @@ class DecodingOptions:
             raise ValueError(f"an LM or lexicon was given but decoder={self.decoder!r}; use decoder='lm'")
         if self.nbest < 1 or (self.beam_size is not None and self.beam_size < 1):
             raise ValueError(f"nbest and beam_size must be at least 1, got {self.nbest} and {self.beam_size}")
+        if self.token_beam is not None and self.token_beam < 1:
+            raise ValueError(f"token_beam must be at least 1 (or None for every label), got {self.token_beam}")
+        if self.blank_skip is not None and not 0.0 < self.blank_skip <= 1.0:
+            raise ValueError(f"blank_skip must be a probability in (0, 1] (or None for off), got {self.blank_skip}")
+        if not self.beam_threshold > 0:
+            raise ValueError(f"beam_threshold must be positive, got {self.beam_threshold}")
 
     @property
     def beam(self) -> int:
@@ -70,6 +77,14 @@ class DecodingOptions:
     def to_dict(self) -> dict[str, Any]:
         """Plain values, for checkpoints and configs."""
         return asdict(self)
+
+
+def prepare(options: DecodingOptions, alphabet: str) -> None:
+    """Load what the decoder needs (LM, lexicon) now, so a bad file fails before the model runs."""
+    if options.decoder == "lm":
+        from .lm import LMDecoder
+
+        LMDecoder(alphabet, options.lm, options.lexicon)  # the loaded files are cached for decode()
 
 
 @torch.inference_mode()  # cheaper per operation than no_grad: the search runs many small ones
@@ -88,7 +103,7 @@ def decode(
     if options.decoder == "greedy":
         best = log_probs.max(dim=-1).values
         frames = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < lengths[:, None].to(log_probs.device)
-        scores = (best * frames).sum(dim=1).tolist()
+        scores = torch.where(frames, best, 0.0).sum(dim=1).tolist()  # padding may hold anything, even -inf
         return [[Hypothesis(labels, score)] for labels, score in zip(greedy_decode(log_probs, lengths), scores)]
     if options.blank_skip is not None:
         log_probs, lengths = collapse_blank_frames(log_probs, lengths, options.blank_skip)
