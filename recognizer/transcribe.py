@@ -212,10 +212,10 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--token-beam", type=int, help="labels tried per frame, most probable first (default: all)")
     group.add_argument("--lm", help="n-gram LM (ARPA or KenLM binary): a word LM with --lexicon, a character LM without")
     group.add_argument("--lexicon", help="lexicon file (recognizer-lm --lexicon); without it the LM decoder is lexicon-free")
-    group.add_argument("--lm-weight", type=float, default=1.0, help="weight of the LM score (tune with recognizer-tune)")
-    group.add_argument("--word-score", type=float, default=0.0,
+    group.add_argument("--lm-weight", type=float, default=DecodingOptions.lm_weight, help="weight of the LM score (tune with recognizer-tune)")
+    group.add_argument("--word-score", type=float, default=DecodingOptions.word_score,
                        help="insertion bonus per word (without a lexicon: per frame of word separator)")
-    group.add_argument("--unk-score", type=float, default=float("-inf"),
+    group.add_argument("--unk-score", type=float, default=DecodingOptions.unk_score,
                        help="with a lexicon: score of leaving it (default: never)")
     group.add_argument("--beam-threshold", type=float, default=DecodingOptions.beam_threshold,
                        help="lm: drop hypotheses this far below the best")

@@ -35,6 +35,7 @@ from torch import Tensor
 from ..lm import UNK, WORD_BOUNDARY
 from ..tokenizer import BLANK
 from .beam import Hypothesis
+from .search import DEFAULT_BEAM_SIZE, DecodingOptions
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,8 @@ def _load(alphabet: str, lm: tuple[str, float] | None, lexicon: tuple[str, float
     """Token dictionary, LM and (with a lexicon) word dictionary and trie; cached by file and mtime."""
     from flashlight.lib.text.dictionary import Dictionary
 
-    tokens = Dictionary(decoder_tokens(alphabet))
+    token_list = decoder_tokens(alphabet)
+    tokens = Dictionary(token_list)
     lm_path = lm[0] if lm else None
     if lexicon is not None:
         return _load_lexicon(tokens, alphabet, lm_path, lexicon[0])
@@ -129,7 +131,7 @@ def _load(alphabet: str, lm: tuple[str, float] | None, lexicon: tuple[str, float
         raise LexiconError("the LM decoder needs a language model, a lexicon, or both")
     vocabulary = arpa_vocabulary(lm_path)
     if vocabulary is not None:
-        known = sum(c in vocabulary for c in decoder_tokens(alphabet)[1:])
+        known = sum(c in vocabulary for c in token_list[1:])
         if known < len(alphabet) / 2:
             raise LexiconError(
                 f"{lm_path}: only {known} of the model's {len(alphabet)} characters are in this LM's "
@@ -228,12 +230,12 @@ class LMDecoder:
         alphabet: str,
         lm: str | os.PathLike | None = None,
         lexicon: str | os.PathLike | None = None,
-        beam_size: int = 50,
+        beam_size: int = DEFAULT_BEAM_SIZE["lm"],
         token_beam: int | None = None,
-        beam_threshold: float = 15.0,
-        lm_weight: float = 1.0,
-        word_score: float = 0.0,
-        unk_score: float = _NEG_INF,
+        beam_threshold: float = DecodingOptions.beam_threshold,
+        lm_weight: float = DecodingOptions.lm_weight,
+        word_score: float = DecodingOptions.word_score,
+        unk_score: float = DecodingOptions.unk_score,
     ) -> None:
         from flashlight.lib.text.decoder import (
             CriterionType,
@@ -245,7 +247,6 @@ class LMDecoder:
 
         if beam_size < 1:
             raise ValueError(f"beam_size must be at least 1, got {beam_size}")
-        self.alphabet = alphabet
         self.resources = _load(alphabet, _file_key(lm), _file_key(lexicon))
         vocab = self.resources.tokens.index_size()
         self.separator = self.resources.tokens.get_index(WORD_BOUNDARY)
