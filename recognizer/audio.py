@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import soundfile
 import torch
-import torchaudio
 
+from .environment import import_torchaudio
 from .frontend import Frontend
+
+torchaudio = import_torchaudio()  # a torch/torchaudio mismatch is one clear error, not a linker message
 
 SAMPLE_RATE = 16000
 N_MELS = 80
@@ -147,6 +149,7 @@ class AudioFrontend(Frontend):
     path_key = "audio_filepath"
     suffixes = AUDIO_SUFFIXES
     timestamp_unit = "seconds"
+    training_only = ("freq_masks", "freq_width", "time_masks", "time_width")
 
     def __init__(
         self,

@@ -6,17 +6,29 @@ hyperparameters so every checkpoint carries them.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import logging
 import os
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+from jsonargparse import Namespace
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
+from .callbacks import LastCheckpoint
+from .checkpoint import Disagreement, plain, agree, read_checkpoint
 from .data import DataModule
+from .frontend import FRONTENDS
 from .module import CTCModule
+
+log = logging.getLogger(__name__)
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -54,27 +66,127 @@ class RecognizerCLI(LightningCLI):
         parser.link_arguments("data.tokenizer_config", "model.tokenizer", apply_on="instantiate")
         parser.link_arguments("data.frontend_config", "model.frontend", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val_cer",
                 "checkpoint.mode": "min",
                 "checkpoint.save_top_k": 3,
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,  # last.ckpt is LastCheckpoint's: more often, atomic, on signals
                 "checkpoint.filename": "epoch{epoch:03d}-cer{val_cer:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
         parser.add_lightning_class_args(PredictionWriter, "predictions")
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except SystemExit:  # Lightning ends a SIGTERM'd fit with SIGTERMException, after LastCheckpoint saved
+            if self.last_checkpoint() is None or self.last_checkpoint().interrupted is None:
+                raise
+
+    def last_checkpoint(self) -> LastCheckpoint | None:
+        """The run's ``LastCheckpoint`` callback (``interrupted`` tells whether a signal stopped it)."""
+        trainer = getattr(self, "trainer", None)
+        return next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None) if trainer else None
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
+        if config.get("logger") in (None, True):  # not configured: Lightning's default, plus CSV
+            config["logger"] = default_loggers(config.get("default_root_dir"))
+        return super()._instantiate_trainer(config, callbacks)
+
     def _parse_ckpt_path(self) -> None:
-        # With --ckpt_path, Lightning replaces the model's settings with the checkpoint's. That is
-        # right for the architecture (it must match the weights), but how to decode is chosen at
-        # validate/test/predict time: a configured `model.decoding` wins over the one it was trained with.
-        key = f"{self.config.get('subcommand')}.model.decoding"
-        decoding = self.config.get(key) if self.config.get("subcommand") else None
+        # With --ckpt_path the checkpoint is the truth: Lightning puts its model settings into the
+        # config, and `hold_to_checkpoint` makes the data's tokenizer and front-end (linked into the
+        # model at instantiation) the checkpoint's too; a config that contradicts them is an error.
+        # How to decode is chosen at validate/test/predict time: a configured `model.decoding` wins.
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        decoding = config.get("model.decoding")
+        checkpoint, configured_model = None, None
+        if ckpt_path and ckpt_path not in LIGHTNING_CKPT_ALIASES:
+            checkpoint = read_checkpoint(ckpt_path)  # one clear error for a bad file, before Lightning's load
+            configured_model = config.get("model").clone()
         super()._parse_ckpt_path()
+        config = self.config[subcommand]
+        if checkpoint is not None:
+            for warning in hold_to_checkpoint(config, configured_model, checkpoint["hyper_parameters"], ckpt_path, subcommand == "fit"):
+                log.warning(warning)
         if decoding is not None:
-            self.config[key] = decoding
+            config["model.decoding"] = decoding
+
+
+#: --ckpt_path values that Lightning resolves itself
+LIGHTNING_CKPT_ALIASES = ("last", "best", "hpc", "registry")
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items() if p.default is not p.empty}
+
+
+def hold_to_checkpoint(config: Namespace, configured_model: Namespace, hparams: dict[str, Any], path: str, training: bool) -> list[str]:
+    """Make ``config`` (one subcommand's) use the checkpoint's tokenizer, front-end and encoder.
+
+    Raises ``Disagreement`` naming the first field the config sets differently; returns warnings for
+    training-only settings the config changes (kept when ``training``: they shape the resumed run).
+    """
+    warnings = []
+
+    def use(field: str, configured: Any, default: Any, stored: Any, training_only: bool = False) -> Any:
+        value, warning = agree(field, configured, default, stored, path, training_only)
+        if warning:
+            warnings.append(warning)
+        return value if training or not training_only else stored
+
+    data_defaults = _defaults(DataModule)
+    tokenizer = hparams["tokenizer"]
+    for name in ("alphabet", "case", "keep"):  # what the labels mean; unknown/replacement stay the run's policy
+        config[f"data.{name}"] = use(f"data.{name}", config.get(f"data.{name}"), data_defaults.get(name), tokenizer.get(name))
+
+    stored = dict(hparams["frontend"])
+    modality = stored.pop("modality", None)
+    if modality not in FRONTENDS:
+        raise Disagreement(f"{path}: the checkpoint's front-end has an unknown modality {modality!r}")
+    module, name = FRONTENDS[modality].split(":")
+    frontend_class = getattr(importlib.import_module(module), name)
+    class_path = f"{module}.{name}"
+    configured = config.get("data.frontend")
+    if configured is not None and configured.get("class_path") not in (None, class_path):
+        raise Disagreement(f"{path}: the checkpoint is a {modality} model ({class_path}) but data.frontend is {configured.class_path}")
+    init_args = configured.get("init_args") if configured is not None else None
+    init_args = init_args.clone() if init_args is not None else Namespace()
+    frontend_defaults = _defaults(frontend_class)
+    for key, value in stored.items():
+        init_args[key] = use(f"data.frontend.init_args.{key}", init_args.get(key), frontend_defaults.get(key), value,
+                             training_only=key in frontend_class.training_only)
+    config["data.frontend"] = Namespace(class_path=class_path, init_args=init_args)
+
+    model_defaults = _defaults(CTCModule)
+    for key, value in hparams.items():
+        if key in ("tokenizer", "frontend", "decoding") or key not in model_defaults:
+            continue
+        configured = configured_model.get(key)
+        if key in CTCModule.optimizer_settings:
+            if plain(configured) not in (plain(value), plain(model_defaults[key])):
+                warnings.append(f"model.{key}: the config's {configured!r} is ignored; the run continues the "
+                                f"checkpoint's optimizer and schedule ({value!r})")
+            config[f"model.{key}"] = value
+            continue
+        config[f"model.{key}"] = use(f"model.{key}", configured, model_defaults[key], value,
+                                     training_only=key in CTCModule.training_only)
+    return warnings
+
+
+def default_loggers(root: str | os.PathLike | None) -> list[Logger]:
+    """TensorBoard event files and a ``metrics.csv`` in the same ``lightning_logs/version_N`` folder
+    (checkpoints go beside them): ``tensorboard --logdir ROOT`` shows the curves, scripts read the CSV."""
+    root = str(root or os.getcwd())
+    tensorboard = TensorBoardLogger(root, name="lightning_logs")
+    return [tensorboard, CSVLogger(root, name="lightning_logs", version=tensorboard.version)]
 
 
 def run_cli(args: Sequence[str] | None = None, run: bool = True) -> RecognizerCLI:
@@ -92,9 +204,13 @@ def run_cli(args: Sequence[str] | None = None, run: bool = True) -> RecognizerCL
     )
 
 
-def main() -> None:
-    """Entry point of ``recognizer``."""
-    run_cli()
+def main() -> int:
+    """Entry point of ``recognizer``; after SIGINT/SIGTERM, exits with 128 + the signal's number."""
+    callback = run_cli().last_checkpoint()
+    if callback is not None and callback.interrupted is not None:
+        print(f"recognizer: stopped by {callback.interrupted.name}; resume with --ckpt_path {callback.last_path}", file=sys.stderr)
+        return 128 + int(callback.interrupted)
+    return 0
 
 
 if __name__ == "__main__":

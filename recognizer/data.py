@@ -55,6 +55,10 @@ class LengthBudgetBatchSampler(Sampler[list[int]]):
     each takes every ``num_replicas``-th one. With ``equal_shards`` (training) the list is padded by
     repeating batches so every rank runs the same number of steps; without it (evaluation) ranks
     may get unequal counts and no utterance is counted twice.
+
+    With ``tag_epoch`` each item is yielded as ``(index, epoch)``, so the dataset can seed the item's
+    augmentation from it (independent of workers, prefetching and resumption). ``resume(epoch, done)``
+    makes that epoch's iteration start after its first ``done`` batches (a resumed run).
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class LengthBudgetBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         equal_shards: bool = True,
         jitter: float = 0.1,
+        tag_epoch: bool = False,
     ) -> None:
         self.lengths = list(lengths)
         self.max_frames = max_frames
@@ -78,12 +83,25 @@ class LengthBudgetBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.equal_shards = equal_shards
         self.jitter = jitter
+        self.tag_epoch = tag_epoch
+        self._resume: tuple[int, int] | None = None
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning before each epoch; fixes this epoch's batches."""
         self.epoch = epoch
         self._batches = self._make_batches()
+        self._start = 0
+        if self._resume is not None and self._resume[0] == epoch:  # may be set again for the same epoch
+            self._start = min(self._resume[1], len(self._batches))
+        else:
+            self._resume = None
+
+    def resume(self, epoch: int, done: int) -> None:
+        """Go to ``epoch`` and skip its first ``done`` batches, as a run resumed mid-epoch must (until
+        another epoch is set)."""
+        self._resume = (epoch, done)
+        self.set_epoch(epoch)
 
     def _make_batches(self) -> list[list[int]]:
         lengths = np.asarray(self.lengths, dtype=np.float64)
@@ -103,11 +121,28 @@ class LengthBudgetBatchSampler(Sampler[list[int]]):
             batches = batches[self.rank :: self.num_replicas]
         return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches)
+    @property
+    def sampler(self) -> "_EpochSetter":
+        """Lightning calls ``set_epoch`` on ``batch_sampler.sampler``, never on the batch sampler itself:
+        without this, every epoch would repeat the first one's batches."""
+        return _EpochSetter(self)
+
+    def __iter__(self) -> Iterator[list]:
+        for batch in self._batches[self._start :]:
+            yield [(index, self.epoch) for index in batch] if self.tag_epoch else batch
 
     def __len__(self) -> int:
-        return len(self._batches)
+        return len(self._batches)  # the whole epoch: Lightning counts the skipped batches as done
+
+
+class _EpochSetter:
+    """What Lightning sees as ``batch_sampler.sampler``: forwards ``set_epoch`` to the batch sampler."""
+
+    def __init__(self, batch_sampler: LengthBudgetBatchSampler) -> None:
+        self.batch_sampler = batch_sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batch_sampler.set_epoch(epoch)
 
 
 class ManifestDataset(Dataset):
@@ -117,18 +152,22 @@ class ManifestDataset(Dataset):
     cannot encode fails at setup, naming the utterance, not in the middle of training.
     """
 
-    def __init__(self, entries: list[dict[str, Any]], frontend: Frontend, augment: bool = False) -> None:
+    def __init__(self, entries: list[dict[str, Any]], frontend: Frontend, augment: bool = False, seed: int = 0) -> None:
         self.entries = entries
         self.frontend = frontend
         self.augment = augment
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """``index``, or ``(index, epoch)`` from a batch sampler with ``tag_epoch``: then the item's
+        augmentation draws from a generator seeded by (seed, epoch, index), so it is the same whatever
+        the workers, the prefetching or a resumption."""
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
         entry = self.entries[index]
-        # torch's RNG is seeded per worker and epoch by Lightning, so augmentation is reproducible by seed.
-        rng = np.random.default_rng(int(torch.randint(2**62, ()))) if self.augment else None
+        rng = np.random.default_rng([self.seed, epoch, index]) if self.augment else None
         features = self.frontend.features(self.frontend.load_entry(entry), rng)
         return {"id": entry["id"], "entry": entry, "features": features, "labels": entry.get("labels", [])}
 
@@ -195,6 +234,7 @@ class DataModule(pl.LightningDataModule):
         self.seed = seed
         self.stats_utterances = stats_utterances
         self._entries: dict[str, list[dict[str, Any]]] = {}
+        self._resume_position: tuple[int, int] | None = None
         options = dict(case=case, keep=keep, unknown=unknown, replacement=replacement)
         if alphabet:
             self.tokenizer = Tokenizer(alphabet=alphabet, **options)
@@ -237,7 +277,7 @@ class DataModule(pl.LightningDataModule):
                     self.manifests[stage], changed, "dropped" if self.tokenizer.unknown == "drop" else "replaced",
                     dict(self.tokenizer.unknown_counts),
                 )
-        return ManifestDataset(entries, self.frontend, augment=augment)
+        return ManifestDataset(entries, self.frontend, augment=augment, seed=self.seed)
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
@@ -261,6 +301,7 @@ class DataModule(pl.LightningDataModule):
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
             equal_shards=train,
+            tag_epoch=train,
         )
         return DataLoader(
             dataset,
@@ -268,10 +309,28 @@ class DataModule(pl.LightningDataModule):
             collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # The loader's own generator: starting an iteration must not draw from the global one,
+            # which dropout uses (an exact resume restores it).
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
+        loader = self._loader(self.train_set, train=True)
+        if self._resume_position is not None:  # kept: Lightning may make a loader just to count its batches
+            loader.batch_sampler.resume(*self._resume_position)
+        return loader
+
+    # Lightning saves this in every checkpoint and restores it before the loaders are made.
+    def state_dict(self) -> dict[str, Any]:
+        """The training position: epoch and batches already trained on in it."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        return {"epoch": trainer.current_epoch, "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "epoch" in state_dict:
+            self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, train=False) if self.val_set is not None else []

@@ -18,12 +18,28 @@ from typing import Sequence
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+PACKAGE = Path(__file__).resolve().parent
+#: the source checkout (holding pyproject.toml and configs/), or the folder above site-packages' copy
+REPO = PACKAGE.parent
+
+
+def config_file(name: str) -> Path:
+    """A shipped config such as ``speech/demo.yaml``: ``configs/`` of a source checkout (editable
+    install), else the copy inside the installed package (``recognizer/configs``)."""
+    for root in (REPO / "configs", PACKAGE / "configs"):
+        if (root / name).is_file():
+            return root / name
+    raise FileNotFoundError(f"config {name!r} is neither in {REPO / 'configs'} nor in {PACKAGE / 'configs'}")
+
+
+def workspace() -> Path:
+    """Where the notebooks keep generated corpora and runs: the source checkout when running from
+    one, else the current folder (an installed package has no checkout)."""
+    return REPO if (REPO / "pyproject.toml").is_file() else Path.cwd()
+
+
 #: demo name -> (config, generated corpus in ``recognizer.prepare.SYNTHETIC``)
-DEMOS = {
-    "speech": (REPO / "configs" / "speech" / "demo.yaml", "synthetic-speech"),
-    "handwriting": (REPO / "configs" / "handwriting" / "demo.yaml", "synthetic-ink"),
-}
+DEMOS = {"speech": ("speech/demo.yaml", "synthetic-speech"), "handwriting": ("handwriting/demo.yaml", "synthetic-ink")}
 
 
 def main(argv: Sequence[str] | None = None) -> float:
@@ -32,9 +48,12 @@ def main(argv: Sequence[str] | None = None) -> float:
     parser.add_argument("demo", nargs="?", choices=sorted(DEMOS), default="speech")
     parser.add_argument("--config", help="training config (default: configs/<demo>/demo.yaml)")
     parser.add_argument("--examples", type=int, default=5, help="transcripts to show")
+    sizes = parser.add_argument_group("corpus size (default: the generator's; a smaller one for a quick look)")
+    for split in ("train", "dev", "test"):
+        sizes.add_argument(f"--num-{split}", type=int, metavar="N", help=f"{split} utterances to generate")
     args, overrides = parser.parse_known_args(argv)
     default_config, corpus_name = DEMOS[args.demo]
-    config_path = args.config or str(default_config)
+    config_path = args.config or str(config_file(default_config))
 
     from torchmetrics.functional.text import char_error_rate, word_error_rate
 
@@ -46,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> float:
     start = time.perf_counter()
     config = yaml.safe_load(Path(config_path).read_text())
     corpus = Path(config["data"]["train_manifest"]).parent
-    importlib.import_module(SYNTHETIC[corpus_name][0]).prepare(corpus)
+    sizes = {f"num_{split}": getattr(args, f"num_{split}") for split in ("train", "dev", "test")}
+    importlib.import_module(SYNTHETIC[corpus_name][0]).prepare(corpus, **{k: v for k, v in sizes.items() if v is not None})
     print(f"[demo] corpus ready in {time.perf_counter() - start:.0f} s: {corpus}")
 
     cli = run_cli(["fit", "--config", config_path, *overrides])
@@ -79,17 +99,20 @@ NOTEBOOK_MODELS = {
 }
 
 
-def notebook_model(demo: str = "speech", root: Path = REPO) -> tuple[Path, dict[str, Path]]:
+def notebook_model(demo: str = "speech", root: Path | None = None) -> tuple[Path, dict[str, Path]]:
     """A checkpoint and a small synthetic corpus (train/dev/test manifests) for the notebooks.
 
     The checkpoint is the best of ``recognizer-demo`` when it has been run, else the notebooks'
     quick model when one was already fitted, else a quick model fitted now (a few minutes on 2
     cores, with the same CLI as ``recognizer fit``): a rough model, enough to see what CTC does.
+    Everything lives under ``root`` (default: ``workspace()``).
     """
     from recognizer.cli import run_cli
     from recognizer.prepare import SYNTHETIC
 
+    root = root or workspace()
     config, corpus_name = DEMOS[demo]
+    config = config_file(config)
     corpus = importlib.import_module(SYNTHETIC[corpus_name][0]).prepare(
         root / "data" / f"notebook-{demo}", num_train=800, num_dev=40, num_test=20, seed=7
     )

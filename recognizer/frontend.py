@@ -29,6 +29,9 @@ class Frontend:
     path_key: str = ""
     #: file suffixes this front-end reads (for error messages and file discovery)
     suffixes: tuple[str, ...] = ()
+    #: settings that only shape training (augmentation): a resumed run may change them, the weights
+    #: do not depend on them
+    training_only: tuple[str, ...] = ()
 
     @property
     def feature_dim(self) -> int:

@@ -18,12 +18,14 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
+from .checkpoint import CheckpointError, first_line, read_checkpoint
 from .decoding import DecodingOptions, decode
 from .frontend import from_config
 from .model import Encoder
 from .tokenizer import BLANK, Tokenizer
 
 log = logging.getLogger(__name__)
+
 
 
 class CTCModule(pl.LightningModule):
@@ -41,6 +43,11 @@ class CTCModule(pl.LightningModule):
             greedy by default; ``beam``, or ``lm`` with an LM file and/or a lexicon). A plain dict is
             accepted too (that is how checkpoints store it).
     """
+
+    #: settings that shape training but not what the weights compute: a resumed run may change them
+    training_only = ("dropout",)
+    #: optimizer and schedule settings: a resumed run continues the checkpoint's optimizer state
+    optimizer_settings = ("lr", "weight_decay", "warmup_steps", "min_lr_ratio")
 
     def __init__(
         self,
@@ -93,15 +100,14 @@ class CTCModule(pl.LightningModule):
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "CTCModule":
         """Rebuild a trained module from a checkpoint file alone, without unpickling arbitrary code."""
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-        try:
-            hparams = checkpoint["hyper_parameters"]
-            state = checkpoint["state_dict"]
-        except (KeyError, TypeError):
-            raise ValueError(f"{path}: not a recognizer checkpoint (no hyper_parameters/state_dict)") from None
+        checkpoint = read_checkpoint(path, map_location)
+        hparams = checkpoint["hyper_parameters"]
         accepted = inspect.signature(cls.__init__).parameters
-        module = cls(**{k: v for k, v in hparams.items() if k in accepted})
-        module.load_state_dict(state)
+        try:
+            module = cls(**{k: v for k, v in hparams.items() if k in accepted})
+            module.load_state_dict(checkpoint["state_dict"])
+        except (RuntimeError, TypeError, ValueError) as error:  # weights that do not fit the settings
+            raise CheckpointError(f"{path}: the weights do not fit the model its settings describe ({first_line(error)})") from None
         return module.eval()
 
     # ------------------------------------------------------------------------------------ training

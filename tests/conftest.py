@@ -8,6 +8,17 @@ from typing import Callable
 
 import pytest
 
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A torch/torchaudio mismatch stops the run with one readable line, not a collection error per file."""
+    from recognizer.environment import DependencyError, import_torchaudio
+
+    try:
+        import_torchaudio()
+    except DependencyError as error:
+        pytest.exit(f"broken install: {error}", returncode=3)
+
+
 # Real corpora live beside the checkout, never inside it (see ../shared/data/README.md).
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

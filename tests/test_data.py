@@ -54,3 +54,17 @@ def test_greedy_merges_repeats_and_drops_blanks():
 def test_min_ctc_frames_counts_repeats():
     assert min_ctc_frames([1, 1, 2, 2, 2, 3]) == 6 + 3
     assert min_ctc_frames([]) == 0
+
+
+def test_lightning_reshuffles_the_batches_every_epoch():
+    """Lightning sets the epoch through ``batch_sampler.sampler``; the batches must change with it."""
+    from lightning_fabric.utilities.data import _set_sampler_epoch
+    from torch.utils.data import DataLoader
+
+    from recognizer.data import LengthBudgetBatchSampler
+
+    sampler = LengthBudgetBatchSampler([5, 9, 3, 7, 1, 8, 2, 6, 4, 10] * 4, 20, seed=0)
+    loader = DataLoader(list(range(40)), batch_sampler=sampler)
+    first = list(sampler)
+    _set_sampler_epoch(loader, 1)
+    assert sampler.epoch == 1 and list(sampler) != first

@@ -30,6 +30,7 @@ class InkFrontend(Frontend):
     path_key = "ink_filepath"
     suffixes = INK_SUFFIXES
     timestamp_unit = "points"
+    training_only = ("augment", "scale", "shear", "rotation_deg", "jitter", "time_stretch")
 
     def __init__(
         self,

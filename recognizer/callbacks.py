@@ -1,0 +1,167 @@
+"""Training that never loses work: ``last.ckpt`` kept current and written atomically, a clean stop
+on SIGINT/SIGTERM, and the random state needed for an exact resume in the middle of an epoch.
+
+The batch position within the epoch is the DataModule's (``recognizer.data``); the weights, optimizer,
+schedule and loop counters are Lightning's; this callback adds the random generators and decides when
+to write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+LAST = "last.ckpt"
+
+
+def random_state() -> dict[str, Any]:
+    """The state of every random generator training draws from (torch CPU and CUDA, NumPy, Python)."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()  # plain values: weights_only loading
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state: dict[str, Any]) -> None:
+    """Restore what ``random_state`` returned."""
+    torch.set_rng_state(state["torch"])
+    numpy_state = dict(state["numpy"])
+    numpy_state["state"] = {**numpy_state["state"], "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}
+    np.random.set_state(numpy_state)
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_atomically(trainer: pl.Trainer, path: Path) -> None:
+    """``trainer.save_checkpoint`` to a temporary file, then rename: a kill during the write leaves the
+    previous file intact. Every rank must call it (the checkpoint is gathered collectively)."""
+    temporary = path.with_name(f".{path.name}.partial")
+    trainer.save_checkpoint(temporary)
+    if trainer.is_global_zero:
+        os.replace(temporary, path)
+    trainer.strategy.barrier("last_checkpoint")
+
+
+class LastCheckpoint(Callback):
+    """Keeps ``<checkpoint dir>/last.ckpt`` current, so a run can always be resumed.
+
+    Written at every training epoch end (after validation), every ``every_n_train_steps`` steps and
+    every ``every_n_minutes`` minutes (0 disables either), when fit ends (also when ``max_time`` cuts
+    it short), and after the current batch when the process receives SIGINT (Ctrl-C) or SIGTERM; then
+    training stops cleanly and ``interrupted`` holds the signal. A second Ctrl-C stops at once.
+    Resuming with ``--ckpt_path last.ckpt`` continues with exactly the batches not yet trained on.
+
+    Args:
+        every_n_train_steps: also write after every N optimizer steps.
+        every_n_minutes: also write when this many minutes have passed since the last write.
+        dirpath: where to write; default: the ``ModelCheckpoint``'s folder (beside the top-k files).
+    """
+
+    def __init__(self, every_n_train_steps: int = 0, every_n_minutes: float = 5.0, dirpath: str | None = None) -> None:
+        if every_n_train_steps < 0 or every_n_minutes < 0:
+            raise ValueError("every_n_train_steps and every_n_minutes must be >= 0 (0 disables them)")
+        self.every_n_train_steps = every_n_train_steps
+        self.every_n_minutes = every_n_minutes
+        self.dirpath = dirpath
+        self.interrupted: signal.Signals | None = None
+        self.last_path: Path | None = None
+        self._saved_at = time.monotonic()
+        self._saved_step = -1
+        self._pending_random_state: dict[str, Any] | None = None
+        self._previous_handlers: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------------------ where and when
+    def _path(self, trainer: pl.Trainer) -> Path:
+        if self.dirpath:
+            folder = Path(self.dirpath)
+        elif trainer.checkpoint_callback is not None and trainer.checkpoint_callback.dirpath:
+            folder = Path(trainer.checkpoint_callback.dirpath)
+        else:
+            folder = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+        return folder / LAST
+
+    def save(self, trainer: pl.Trainer, reason: str) -> None:
+        """Write ``last.ckpt`` now (once per optimizer step at most)."""
+        if trainer.global_step == self._saved_step or trainer.sanity_checking:
+            return
+        path = self._path(trainer)
+        if trainer.is_global_zero:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        save_atomically(trainer, path)
+        self._saved_at, self._saved_step, self.last_path = time.monotonic(), trainer.global_step, path
+        log.debug("wrote %s (%s, step %d)", path, reason, trainer.global_step)
+
+    # ------------------------------------------------------------------------------------- signals
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.interrupted is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.interrupted = signal.Signals(signum)
+        print(f"\n{self.interrupted.name}: saving a resumable checkpoint after this batch "
+              "(Ctrl-C again to stop at once)", flush=True)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._saved_at = time.monotonic()
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous_handlers[signum] = signal.signal(signum, self._handle)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer, "end of fit")
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    def _stop_if_interrupted(self, trainer: pl.Trainer) -> bool:
+        if self.interrupted is None:
+            return False
+        self.save(trainer, self.interrupted.name)
+        trainer.should_stop = True
+        return True
+
+    # ------------------------------------------------------------------------------------ training
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        # Restored here, not when the checkpoint is read: the sanity check and the data loaders'
+        # start must not consume the generators the uninterrupted run had not consumed either.
+        if self._pending_random_state is not None:
+            set_random_state(self._pending_random_state)
+            self._pending_random_state = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._stop_if_interrupted(trainer):
+            return
+        steps_due = self.every_n_train_steps and trainer.global_step % self.every_n_train_steps == 0
+        time_due = self.every_n_minutes and time.monotonic() - self._saved_at >= 60 * self.every_n_minutes
+        if steps_due or time_due:
+            self.save(trainer, "steps" if steps_due else "time")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._stop_if_interrupted(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer, "epoch end")
+
+    # ---------------------------------------------------------------------------------- its state
+    def state_dict(self) -> dict[str, Any]:
+        return {"random_state": random_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending_random_state = state_dict.get("random_state")

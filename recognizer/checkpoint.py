@@ -1,0 +1,83 @@
+"""Reading checkpoints safely, and holding a run's config to the checkpoint it resumes or evaluates.
+
+The checkpoint is the truth: its tokenizer, front-end and encoder settings are what the weights
+were trained with. A config that disagrees on something that changes what the model computes is an
+error naming the field; on a training-only setting (augmentation, dropout) it is a warning. Nothing
+here needs Lightning.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: what a recognizer checkpoint's hyper_parameters must hold to rebuild the model
+CHECKPOINT_SETTINGS = ("tokenizer", "frontend")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable recognizer checkpoint; the message names it and says why."""
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only`` (no code is unpickled) and check that it is ours.
+
+    Truncated, random, pickled-code or another project's files raise ``CheckpointError`` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except RuntimeError as error:
+        if "device" in str(error).lower() or "cuda" in str(error).lower():
+            raise CheckpointError(f"{path}: cannot load onto {map_location}: {first_line(error)}") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a PyTorch file: {first_line(error)})") from None
+    except Exception as error:  # pickle.UnpicklingError (weights_only refusals), EOFError, zip errors, ...
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {first_line(error)})") from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a recognizer checkpoint (no hyper_parameters and state_dict)")
+    missing = [name for name in CHECKPOINT_SETTINGS if not isinstance(hparams.get(name), dict)]
+    if missing:
+        raise CheckpointError(f"{path}: not a recognizer checkpoint (its hyper_parameters lack {', '.join(missing)})")
+    return checkpoint
+
+
+class Disagreement(CheckpointError):
+    """A config setting that contradicts the checkpoint on something the weights depend on."""
+
+
+def plain(value: Any) -> Any:
+    """Tuples as lists, so a YAML list and a stored tuple compare equal."""
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def agree(
+    field: str, configured: Any, default: Any, stored: Any, checkpoint: str | os.PathLike, training_only: bool = False
+) -> tuple[Any, str | None]:
+    """The value a run must use for ``field``, and a warning if the config is overridden.
+
+    The checkpoint's value wins. A configured value equal to the parameter's default counts as not
+    set (the config said nothing). Any other difference is a ``Disagreement`` naming the field, except
+    for ``training_only`` settings, where the config's value is kept (it changes how training
+    goes on, not what the weights compute) with a warning.
+    """
+    if plain(configured) == plain(stored) or plain(configured) == plain(default):
+        return stored, None
+    if training_only:
+        return configured, f"{field}: the config's {configured!r} replaces the checkpoint's {stored!r} (training only)"
+    raise Disagreement(
+        f"{checkpoint}: {field} is {configured!r} in the config but {stored!r} in the checkpoint, which was "
+        f"trained with it; remove the setting or pass the matching checkpoint"
+    )
