@@ -26,6 +26,11 @@ N_MELS = 80
 WINDOW_MS = 25.0
 HOP_MS = 10.0
 LOG_FLOOR = 1e-6  # keeps log() finite in digital silence
+#: sample values beyond this are not audio scaled to [-1, 1] (e.g. int16 values in a float array):
+#: their features would be meaningless to the model, or overflow
+MAX_AMPLITUDE = 1e3
+#: a manifest duration may differ from the file's length by this much (or 10 %) before it is an error
+DURATION_TOLERANCE_S = 0.5
 
 # libsndfile's container names that are also file suffixes (wav, flac, ogg, mp3, aiff, au, ...)
 _LIBSNDFILE_SUFFIXES = {name.lower() for name in soundfile.available_formats()} | {"aif", "opus", "sph", "oga"}
@@ -50,7 +55,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch
                 warnings.simplefilter("ignore")
                 data, rate = librosa.load(path, sr=None, mono=True, dtype=np.float32)
     except Exception as error:
-        raise AudioError(f"{path}: cannot read audio ({error})") from None
+        reason = str(error).replace(f"Error opening {path!r}: ", "")  # soundfile repeats the path
+        raise AudioError(f"{path}: cannot read audio ({reason})") from None
     return prepare_waveform(torch.from_numpy(np.ascontiguousarray(data)), rate, sample_rate, name=path)
 
 
@@ -61,6 +67,10 @@ def prepare_waveform(
 
     A 2-D input is (channels, samples) if its first dimension is the smaller one.
     """
+    if isinstance(waveform, np.ndarray) and np.issubdtype(waveform.dtype, np.integer):
+        waveform = waveform / float(np.iinfo(waveform.dtype).max + 1)  # PCM integers -> [-1, 1)
+    elif isinstance(waveform, torch.Tensor) and not waveform.is_floating_point():
+        waveform = waveform / float(torch.iinfo(waveform.dtype).max + 1)
     waveform = torch.as_tensor(waveform, dtype=torch.float32)
     if waveform.ndim == 2:
         waveform = waveform.mean(dim=0 if waveform.shape[0] <= waveform.shape[1] else 1)
@@ -70,6 +80,12 @@ def prepare_waveform(
         raise AudioError(f"{name}: the audio is empty (zero samples)")
     if not torch.isfinite(waveform).all():
         raise AudioError(f"{name}: the audio contains NaN or infinite samples")
+    peak = float(waveform.abs().max())
+    if peak > MAX_AMPLITUDE:
+        raise AudioError(
+            f"{name}: sample values reach {peak:.4g}; expected audio scaled to [-1, 1] "
+            "(divide 16-bit PCM values by 32768, or pass the integer array itself)"
+        )
     if rate != sample_rate:
         waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
     return waveform
@@ -179,13 +195,38 @@ class AudioFrontend(Frontend):
     def frame_unit(self) -> float:
         return self.hop_ms / 1000
 
-    def load(self, source: Any) -> torch.Tensor:
-        """A path, a waveform already at ``sample_rate``, or a ``(waveform, rate)`` pair."""
+    def load(self, source: Any, name: str | None = None) -> torch.Tensor:
+        """A path, a waveform already at ``sample_rate``, or a ``(waveform, rate)`` pair; ``name``
+        replaces the source in error messages."""
         if isinstance(source, (str, os.PathLike)):
-            return load_audio(source, self.sample_rate)
-        if isinstance(source, tuple) and len(source) == 2:
-            return prepare_waveform(source[0], source[1], self.sample_rate)
-        return prepare_waveform(source, self.sample_rate, self.sample_rate)
+            name = name or str(source)
+            waveform = load_audio(source, self.sample_rate)
+        elif isinstance(source, tuple) and len(source) == 2:
+            name = name or "<array>"
+            waveform = prepare_waveform(source[0], source[1], self.sample_rate, name=name)
+        else:
+            name = name or "<array>"
+            waveform = prepare_waveform(source, self.sample_rate, self.sample_rate, name=name)
+        window = round(self.sample_rate * self.window_ms / 1000)
+        if waveform.numel() < window:
+            raise AudioError(
+                f"{name}: the audio is too short ({waveform.numel()} samples at {self.sample_rate} Hz): "
+                f"at least one {self.window_ms:g} ms analysis window ({window} samples) is needed"
+            )
+        return waveform
+
+    def load_entry(self, entry: dict[str, Any]) -> torch.Tensor:
+        """The entry's audio; a manifest ``duration`` far from the file's real length is an error."""
+        where = entry.get("source", entry[self.path_key])
+        waveform = self.load(entry[self.path_key], name=f"{where}: {entry[self.path_key]}")
+        if "duration" in entry:
+            actual = waveform.numel() / self.sample_rate
+            if abs(actual - float(entry["duration"])) > max(DURATION_TOLERANCE_S, 0.1 * actual):
+                raise AudioError(
+                    f"{where}: duration {entry['duration']} s, but {entry[self.path_key]} is {actual:.2f} s long; "
+                    "fix the manifest (batching and skips rely on it)"
+                )
+        return waveform
 
     def features(self, raw: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
         features = log_mel(raw, self.sample_rate, self.n_mels, self.window_ms, self.hop_ms)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -51,7 +52,12 @@ def main(argv: Sequence[str] | None = None) -> float:
     sizes = parser.add_argument_group("corpus size (default: the generator's; a smaller one for a quick look)")
     for split in ("train", "dev", "test"):
         sizes.add_argument(f"--num-{split}", type=int, metavar="N", help=f"{split} utterances to generate")
-    args, overrides = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The demo's own options first, then everything from the first unknown `--x.y` on goes to
+    # `recognizer fit` (a plain positional would swallow the value of `--trainer.max_epochs 1`).
+    split = next((i for i, arg in enumerate(argv) if arg.startswith("--") and "." in arg.split("=")[0]), len(argv))
+    args = parser.parse_args(argv[:split])
+    overrides = argv[split:]
     default_config, corpus_name = DEMOS[args.demo]
     config_path = args.config or str(config_file(default_config))
 

@@ -50,6 +50,11 @@ class Frontend:
         """Read an input (path or in-memory data) into the front-end's raw form."""
         raise NotImplementedError
 
+    def expand(self, path: str) -> list[str]:
+        """The inputs one file holds, as sources ``load`` accepts: the file itself, unless its format
+        holds several samples (e.g. InkML pages)."""
+        return [path]
+
     def load_entry(self, entry: dict[str, Any]) -> Any:
         """Read a manifest entry's input (the path under ``path_key``; a modality may use more fields)."""
         return self.load(entry[self.path_key])

@@ -7,6 +7,7 @@ Relative paths resolve against the manifest's own folder, so a corpus folder can
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -33,11 +34,15 @@ def read_manifest(
         raise ManifestError(f"{path}: manifest not found")
     root = path.parent
     entries = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ManifestError(f"{where}: not UTF-8 text (byte {error.start + 1} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError as error:
@@ -50,6 +55,8 @@ def read_manifest(
                 raise ManifestError(f"{where}: missing field(s) {', '.join(map(repr, missing))}")
             if "text" in entry and not isinstance(entry["text"], str):
                 raise ManifestError(f"{where}: field 'text' must be a string")
+            if "duration" in entry:
+                entry["duration"] = _duration(entry["duration"], where)
             if path_key:
                 file = Path(os.path.expanduser(str(entry[path_key])))
                 file = file if file.is_absolute() else root / file
@@ -60,7 +67,18 @@ def read_manifest(
             entry.setdefault("id", where)
             entry["source"] = where
             entries.append(entry)
+    if not entries:
+        raise ManifestError(f"{path}: the manifest has no entries")
     return entries
+
+
+def _duration(value: Any, where: str) -> float:
+    """A manifest duration: a finite, positive number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ManifestError(f"{where}: field 'duration' must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ManifestError(f"{where}: field 'duration' must be a positive, finite number of seconds, got {value!r}")
+    return float(value)
 
 
 def write_manifest(path: str | os.PathLike, entries: Iterable[dict[str, Any]], relative: bool = True) -> Path:

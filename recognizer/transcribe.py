@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import torch
 from tqdm import tqdm
@@ -33,6 +33,9 @@ from .decoding import (
 from .module import CTCModule
 
 DEFAULT_MAX_FRAMES = 100_000  # per batch of inference: ~17 minutes of audio at a 10 ms hop
+DEFAULT_CHUNK = 256  # inputs whose features are held in memory at once
+#: what to do with an input that cannot be read: stop, or record its error and go on
+OnError = Literal["raise", "skip"]
 
 
 @dataclass
@@ -42,15 +45,18 @@ class Transcript:
     ``source`` is its path, or ``<array N>`` for in-memory input; ``score`` the log-probability of the
     best hypothesis; ``nbest`` the alternatives (``{"text", "score"}``, best first) when more than one
     was asked for; ``words`` the word timestamps and confidences (``{"word", "start", "end",
-    "confidence"}``, in ``unit``: seconds for audio, resampled-point indices for ink) when asked for.
+    "confidence"}``, in ``unit``: seconds for audio, resampled-point indices for ink) when asked for;
+    ``error`` the one-line reason an input failed (with ``on_error="skip"``).
     """
 
     source: str
-    text: str
+    text: str | None
     score: float | None = None
     nbest: list[dict[str, Any]] | None = None
     words: list[dict[str, Any]] | None = None
     unit: str | None = None
+    #: why this input could not be transcribed (``text`` is then None); set only with ``on_error="skip"``
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields that are set, for JSON."""
@@ -73,6 +79,8 @@ class Recognizer:
     def _check_source(self, source: Any) -> None:
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
+            if not path.is_file() and "#" in path.name:  # page.inkml#<sample id>
+                path = Path(str(source).rpartition("#")[0])
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no such file")
             if path.suffix.lower() not in self.frontend.suffixes:
@@ -80,8 +88,22 @@ class Recognizer:
                     f"{path}: the checkpoint is a {self.modality} model, which reads {', '.join(self.frontend.suffixes)} files"
                 )
 
+    def _features(self, source: Any) -> torch.Tensor:
+        self._check_source(source)
+        return self.frontend.features(self.frontend.load(source))
+
     @torch.no_grad()
-    def transcribe(
+    def transcribe(self, inputs: Sequence[Any], decoder: Decoder | DecodingOptions = "greedy", **kwargs: Any) -> list[Transcript]:
+        """Transcribe paths or in-memory inputs in batches of similar length; results keep the input
+        order. Takes the arguments of ``transcribe_iter``, e.g.
+        ``transcribe(files, "beam", beam_size=8, nbest=3, timestamps=True, on_error="skip")``."""
+        results: list[Transcript | None] = [None] * len(_as_list(inputs))
+        for index, transcript in self.transcribe_iter(inputs, decoder, **kwargs):
+            results[index] = transcript
+        return results  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def transcribe_iter(
         self,
         inputs: Sequence[Any],
         decoder: Decoder | DecodingOptions = "greedy",
@@ -89,28 +111,40 @@ class Recognizer:
         timestamps: bool = False,
         max_frames: int = DEFAULT_MAX_FRAMES,
         progress: bool = False,
+        on_error: OnError = "raise",
+        chunk: int = DEFAULT_CHUNK,
         **options: Any,
-    ) -> list[Transcript]:
-        """Transcribe paths or in-memory inputs in batches of similar length; results keep the input order.
+    ) -> Iterator[tuple[int, Transcript]]:
+        """``(input index, Transcript)`` as each batch finishes (not in input order), holding the
+        features of at most ``chunk`` inputs at a time: memory stays flat for any number of inputs.
 
         Args:
-            inputs: file paths, or in-memory inputs: for audio a waveform at the model's rate or a
+            inputs: a list of file paths, or in-memory inputs: for audio a waveform at the model's rate or a
                 ``(waveform, rate)`` pair; for ink a ``recognizer.ink.Ink``.
             decoder: ``greedy`` (best path), ``beam`` (prefix beam search) or ``lm`` (beam search with
                 an n-gram LM and/or lexicon), or a whole ``DecodingOptions``.
             timestamps: align the best transcript to the input: word start/end and confidence.
             max_frames: feature frames per batch.
             progress: show a progress bar.
+            on_error: ``raise`` stops at the first unusable input; ``skip`` gives it a ``Transcript``
+                whose ``error`` says why, and goes on.
+            chunk: inputs whose features are held in memory at once.
             options: ``DecodingOptions`` fields: ``beam_size``, ``nbest``, ``lm``, ``lexicon``,
                 ``lm_weight``, ``word_score``, ``token_beam``, ...
         """
+        inputs = _as_list(inputs)
         options = _options(decoder, options)
         prepare(options, self.tokenizer.alphabet)  # a bad LM or lexicon fails before the model runs
-        emissions = self.log_probs(inputs, max_frames=max_frames, progress=progress)
-        transcripts = self.decode(emissions, options, timestamps=timestamps, max_frames=max_frames)
-        for index, (source, transcript) in enumerate(zip(inputs, transcripts)):
-            transcript.source = str(source) if isinstance(source, (str, os.PathLike)) else f"<array {index}>"
-        return transcripts
+        for batch in self._log_probs_iter(inputs, max_frames, progress, on_error, chunk):
+            good = [(index, output) for index, output in batch if not isinstance(output, BaseException)]
+            decoded = dict(zip([i for i, _ in good], self.decode([o for _, o in good], options, timestamps=timestamps, max_frames=max_frames)))
+            for index, output in batch:
+                name = str(inputs[index]) if isinstance(inputs[index], (str, os.PathLike)) else f"<array {index}>"
+                if isinstance(output, BaseException):
+                    yield index, Transcript(source=name, text=None, error=" ".join(str(output).split()))
+                else:
+                    decoded[index].source = name
+                    yield index, decoded[index]
 
     @torch.no_grad()
     def log_probs(self, inputs: Sequence[Any], max_frames: int = DEFAULT_MAX_FRAMES, progress: bool = False) -> list[torch.Tensor]:
@@ -118,18 +152,43 @@ class Recognizer:
 
         Decode them with ``decode`` (e.g. many times, with different settings, as tuning does).
         """
-        features = []
-        for source in inputs:
-            self._check_source(source)
-            features.append(self.frontend.features(self.frontend.load(source)))
+        inputs = _as_list(inputs)
         results: list[torch.Tensor | None] = [None] * len(inputs)
-        batches = _length_batches([f.shape[0] for f in features], max_frames)
-        for batch in tqdm(batches, desc="transcribing", unit="batch", disable=not progress, file=sys.stderr):
-            padded, lengths = _pad([features[i] for i in batch])
-            log_probs, out_lengths = self.module(padded.to(self.device), lengths.to(self.device))
-            for index, row, length in zip(batch, log_probs.cpu(), out_lengths.tolist()):
-                results[index] = row[:length].clone()  # not a view that would keep the whole batch alive
+        for batch in self._log_probs_iter(inputs, max_frames, progress, "raise", DEFAULT_CHUNK):
+            for index, output in batch:
+                results[index] = output  # type: ignore[assignment]
         return results  # type: ignore[return-value]
+
+    def _log_probs_iter(
+        self, inputs: list[Any], max_frames: int, progress: bool, on_error: OnError, chunk: int
+    ) -> Iterator[list[tuple[int, torch.Tensor | BaseException]]]:
+        """Batches of ``(input index, log-probabilities)``: features chunk by chunk, batched by length
+        within a chunk; with ``on_error="skip"`` an unusable input comes as its exception."""
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error={on_error!r}: expected 'raise' or 'skip'")
+        with tqdm(total=len(inputs), desc="transcribing", unit="input", disable=not progress, file=sys.stderr, leave=False) as bar:
+            yield from self._chunks(inputs, max_frames, on_error, chunk, bar)
+
+    def _chunks(
+        self, inputs: list[Any], max_frames: int, on_error: OnError, chunk: int, bar: tqdm
+    ) -> Iterator[list[tuple[int, torch.Tensor | BaseException]]]:
+        for start in range(0, len(inputs), max(1, chunk)):
+            indices, features = [], []
+            for index in range(start, min(start + chunk, len(inputs))):
+                try:
+                    features.append(self._features(inputs[index]))
+                    indices.append(index)
+                except (ValueError, OSError) as error:
+                    if on_error == "raise":
+                        raise
+                    bar.update(1)
+                    yield [(index, error)]
+            for batch in _length_batches([f.shape[0] for f in features], max_frames):
+                padded, lengths = _pad([features[i] for i in batch])
+                log_probs, out_lengths = self.module(padded.to(self.device), lengths.to(self.device))
+                # clone: not views that would keep the whole batch alive
+                yield [(indices[p], row[:n].clone()) for p, row, n in zip(batch, log_probs.cpu(), out_lengths.tolist())]
+                bar.update(len(batch))
 
     @torch.no_grad()
     def decode(
@@ -169,6 +228,13 @@ class Recognizer:
         return transcripts  # type: ignore[return-value]
 
 
+def _as_list(inputs: Sequence[Any]) -> list[Any]:
+    """The inputs as a list; a lone path or string is a mistake that would be read character by character."""
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        raise TypeError(f"inputs must be a list of inputs, got a single {type(inputs).__name__}: pass [{str(inputs)!r}]")
+    return list(inputs)
+
+
 def _options(decoder: Decoder | DecodingOptions, overrides: dict[str, Any]) -> DecodingOptions:
     if isinstance(decoder, DecodingOptions):
         return dataclasses.replace(decoder, **overrides)
@@ -186,19 +252,89 @@ def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def load(checkpoint: str | os.PathLike, device: str | torch.device | None = None) -> Recognizer:
     """Load a checkpoint written by ``recognizer fit``; ``device`` defaults to CUDA when available."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = _device(device)
     return Recognizer(CTCModule.from_checkpoint(checkpoint, map_location=device), device)
 
 
-def _write(results: Iterable[Transcript], output: str | None) -> None:
-    if output is None:
-        for result in results:
-            print(f"{result.source}\t{result.text}")
-        return
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w", encoding="utf-8") as f:
-        for result in results:
-            f.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+def _device(device: str | torch.device | None) -> torch.device:
+    """The device to run on (default: CUDA when available); one that does not exist is a ValueError."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {str(device)!r}: not a device name ({error}); use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0 or (device.index or 0) >= count:
+            raise ValueError(f"device {str(device)!r} does not exist: this machine has {count} CUDA device(s)")
+    elif device.type not in ("cpu", "mps"):
+        raise ValueError(f"device {str(device)!r}: unsupported; use cpu, cuda or cuda:N")
+    return device
+
+
+#: exit status when some inputs failed and were recorded (``--on-error skip``); 1 is a failure of the run
+SOME_FAILED = 3
+
+
+class _Output:
+    """Where results go as each batch finishes: ``path<TAB>text`` lines on stdout, or JSON lines in a
+    file (flushed per batch). Opened before the model loads, so an unwritable path fails first."""
+
+    def __init__(self, path: str | None, resume: bool) -> None:
+        self.path = Path(path) if path else None
+        self.done: set[str] = set()
+        self._file = None
+        if self.path is None:
+            return
+        if resume and self.path.is_file():
+            self.done = _completed_sources(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a" if resume else "w", encoding="utf-8")
+        except OSError as error:
+            raise OSError(f"{self.path}: cannot write the output ({error.strerror or error})") from None
+
+    def write(self, transcript: Transcript) -> None:
+        if transcript.error is not None:
+            tqdm.write(f"recognizer-transcribe: {transcript.error}", file=sys.stderr)  # above the progress bar
+        if self._file is None:
+            if transcript.error is None:
+                print(f"{transcript.source}\t{transcript.text}", flush=True)
+        else:
+            self._file.write(json.dumps(transcript.to_dict(), ensure_ascii=False) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _completed_sources(path: Path) -> set[str]:
+    """Sources already in a JSON-lines output; a last line cut short by a kill is removed."""
+    done = set()
+    with open(path, "rb+") as f:
+        good = 0
+        for line in f:
+            try:
+                done.add(json.loads(line)["source"])
+            except (ValueError, KeyError, TypeError):
+                break  # an interrupted write: everything from here is redone
+            good += len(line)
+        f.truncate(good)
+    return done
+
+
+def _expand(frontend: Any, files: Sequence[str]) -> list[str]:
+    """Each file's samples (several for a multi-sample InkML page); unreadable files stay as they are
+    so that their error is reported like any other."""
+    inputs = []
+    for file in files:
+        try:
+            inputs.extend(frontend.expand(file))
+        except (ValueError, OSError):
+            inputs.append(file)
+    return inputs
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
@@ -236,27 +372,43 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``recognizer-transcribe --checkpoint model.ckpt FILE...``"""
+    """``recognizer-transcribe --checkpoint model.ckpt FILE...``; exits 0 when every input was
+    transcribed, ``SOME_FAILED`` (3) when some (not all) were recorded as failed, 1 when none could be
+    transcribed or the run itself failed."""
     parser = argparse.ArgumentParser(prog="recognizer-transcribe", description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", help="input files (audio for a speech model)")
+    parser.add_argument("files", nargs="+", help="input files (audio for a speech model; ink, with page.inkml#id for one sample)")
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by `recognizer fit`")
-    parser.add_argument("--output", help="write JSON lines here instead of printing `path<TAB>text`")
+    parser.add_argument("--output", help="write JSON lines here (flushed after every batch) instead of printing `path<TAB>text`")
+    parser.add_argument("--resume", action="store_true", help="with --output: append, skipping inputs already in it")
+    parser.add_argument("--on-error", choices=("skip", "stop"), default="skip",
+                        help="skip (default): report an unusable input (stderr, and a {source, error} line in --output), "
+                        "go on, exit 3 at the end (1 if all failed); stop: exit 1 at the first one")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--nbest", type=int, default=1, help="alternatives per input (JSON output)")
     parser.add_argument("--timestamps", action="store_true", help="word timestamps and confidences (JSON output)")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="feature frames per batch")
     add_decoding_arguments(parser)
     args = parser.parse_args(argv)
+    if args.resume and not args.output:
+        parser.error("--resume needs --output")
+    options = decoding_options(args)
+    output = _Output(args.output, args.resume)
     try:
-        options = decoding_options(args)
         recognizer = load(args.checkpoint, args.device)
-        results = recognizer.transcribe(
-            args.files, options, timestamps=args.timestamps, max_frames=args.max_frames, progress=len(args.files) > 1,
+        inputs = [i for i in _expand(recognizer.frontend, args.files) if i not in output.done]
+        failed = 0
+        results = recognizer.transcribe_iter(
+            inputs, options, timestamps=args.timestamps, max_frames=args.max_frames, progress=len(inputs) > 1,
+            on_error="skip" if args.on_error == "skip" else "raise",
         )
-    except (OSError, ValueError) as error:
-        print(f"recognizer-transcribe: error: {error}", file=sys.stderr)
-        return 1
-    _write(results, args.output)
+        for _, transcript in results:  # batch by batch, as each finishes
+            output.write(transcript)
+            failed += transcript.error is not None
+    finally:
+        output.close()
+    if failed:
+        print(f"recognizer-transcribe: {failed} of {len(inputs)} input(s) failed", file=sys.stderr)
+        return 1 if failed == len(inputs) else SOME_FAILED
     return 0
 
 

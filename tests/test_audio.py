@@ -61,3 +61,29 @@ def test_frontend_config_round_trip():
     rebuilt = from_config(frontend.config())
     assert isinstance(rebuilt, AudioFrontend) and rebuilt.config() == frontend.config()
     assert rebuilt.estimate_frames({"duration": 1.0}) == 51
+
+
+def test_audio_shorter_than_one_window_is_a_clear_error(tmp_path):
+    path = write_wav(tmp_path / "click.wav", np.full(100, 0.1))  # 6 ms
+    with pytest.raises(AudioError, match=r"click\.wav: the audio is too short \(100 samples at 16000 Hz\)"):
+        AudioFrontend().load(path)
+
+
+def test_samples_far_outside_the_unit_range_are_refused_and_pcm_integers_scaled():
+    frontend = AudioFrontend()
+    tone = np.sin(np.linspace(0, 800 * np.pi, 16000)).astype(np.float32) * 0.5
+    with pytest.raises(AudioError, match=r"<array>: sample values reach 1e\+20"):
+        frontend.load(tone * 2e20)
+    with pytest.raises(AudioError, match="divide 16-bit PCM values by 32768"):
+        frontend.load(tone * 32767)
+    pcm = (tone * 32767).astype(np.int16)  # integer PCM is scaled, not refused
+    torch.testing.assert_close(frontend.load(pcm), torch.from_numpy(tone), atol=1e-4, rtol=0)
+    assert torch.isfinite(frontend.features(frontend.load(pcm))).all()
+
+
+def test_manifest_duration_far_from_the_file_is_an_error(tmp_path):
+    path = write_wav(tmp_path / "a.wav", np.zeros(16000))
+    frontend = AudioFrontend()
+    assert frontend.load_entry({"audio_filepath": str(path), "duration": 1.2, "source": "m.jsonl:1"}).numel() == 16000
+    with pytest.raises(AudioError, match=r"m\.jsonl:4: duration 12\.0 s, but .*a\.wav is 1\.00 s long"):
+        frontend.load_entry({"audio_filepath": str(path), "duration": 12.0, "source": "m.jsonl:4"})

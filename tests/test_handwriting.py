@@ -83,6 +83,7 @@ def test_tiny_handwriting_fit_then_checkpoint_alone_transcribes_ink_files(tiny_i
                          capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     rows = [json.loads(line) for line in output.read_text().splitlines()]
+    rows = sorted(rows, key=lambda row: files.index(row["source"]))  # written as batches finish
     assert [row["source"] for row in rows] == files
 
     import recognizer
@@ -102,6 +103,28 @@ def test_tiny_handwriting_fit_then_checkpoint_alone_transcribes_ink_files(tiny_i
     points = model.frontend.features(model.frontend.load(files[0])).shape[0]
     assert aligned.unit == "points"
     assert all(0 <= w["start"] < w["end"] <= points + model.module.model.stride for w in aligned.words)
+
+    # a multi-sample InkML page: every sample, or one chosen with page.inkml#<id>
+    from recognizer.ink.formats import read_inkml
+
+    traces, groups = [], []
+    for number, file in enumerate(files[:2]):
+        strokes = read_json_ink(file).strokes
+        ids = []
+        for s, stroke in enumerate(strokes):
+            ids.append(f"s{number}-{s}")
+            traces.append(f'<trace xml:id="{ids[-1]}">' + ", ".join(f"{x:.3f} {y:.3f}" for x, y, _ in stroke) + "</trace>")
+        groups.append(f'<traceGroup xml:id="line{number}"><annotation type="truth">?</annotation>'
+                      + "".join(f'<traceView traceDataRef="#{i}"/>' for i in ids) + "</traceGroup>")
+    page = tmp_path / "page.inkml"
+    page.write_text('<ink xmlns="http://www.w3.org/2003/InkML">' + "".join(traces + groups) + "</ink>")
+    assert len(read_inkml(page)) == 2
+    run = subprocess.run([BIN / "recognizer-transcribe", "--checkpoint", lonely, page, f"{page}#line1"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = [line.split("\t") for line in run.stdout.splitlines()]
+    assert sorted(source for source, _ in lines) == [f"{page}#line0", f"{page}#line1", f"{page}#line1"]
+    assert len({text for source, text in lines if source.endswith("#line1")}) == 1
 
     # the checkpoint says which modality it is: audio to an ink model is a clear error
     (tmp_path / "speech.wav").write_bytes(b"RIFF")

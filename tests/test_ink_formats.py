@@ -110,7 +110,6 @@ def test_iam_without_time_is_nan(tmp_path):
         ((point(1, 2), '<Point x="1" time="3"/>'), r"stroke 2, point 1 .*'y': missing"),
         ((point(1, 2) + '<Point x="1" y="two" time="3"/>',), r"stroke 1, point 2 .*'y': not a number"),
         ((point(1, 2) + point(1, 2, "soon"),), r"stroke 1, point 2 .*'time': not a number"),
-        ((point(1, 2) + point(1, 2, None),), r"1 of 2 points lack the 'time'"),
         ((point("nan", 2),), "NaN or infinite coordinates"),
         ((point(1, "1e12"),), "absurd coordinates"),
         (("", ""), "no points"),
@@ -350,3 +349,24 @@ def test_load_ink_suffixes(tmp_path):
     upper = write(tmp_path / "UP.JSON", '{"strokes": [[[1, 2]]]}')
     assert load_ink(upper).num_points == 1
     assert math.isnan(load_ink(upper).strokes[0][0, 2])
+
+
+def test_partly_missing_timestamps_read_as_untimed_in_every_format(tmp_path):
+    """Some points with a time, others without (absent or NaN): one rule for every reader."""
+    iam = tmp_path / "line.xml"
+    iam.write_text('<WhiteboardCaptureSession><StrokeSet><Stroke>'
+                   '<Point x="1" y="2" time="3"/><Point x="2" y="2"/><Point x="3" y="2" time="nan"/>'
+                   '</Stroke></StrokeSet></WhiteboardCaptureSession>')
+    inkml = tmp_path / "line.inkml"
+    inkml.write_text(f'<ink {INKML_NS}><traceFormat><channel name="X"/><channel name="Y"/><channel name="T"/>'
+                     '</traceFormat><trace>1 2 3, 2 2 ?, 3 2 4</trace></ink>')
+    json_ink = tmp_path / "line.json"
+    json_ink.write_text('{"strokes": [[[1, 2, 3], [2, 2, NaN], [3, 2, 4]]]}')
+    for path in (iam, inkml, json_ink):
+        ink = load_ink(path)
+        assert not ink.has_time and np.isnan(ink.points()[:, 2]).all(), path
+        assert ink.dropped_times in (1, 2)
+    infinite = tmp_path / "infinite.json"
+    infinite.write_text('{"strokes": [[[1, 2, 3], [2, 2, Infinity]]]}')
+    with pytest.raises(InkError, match="infinite timestamp"):
+        load_ink(infinite)

@@ -51,3 +51,26 @@ def test_write_then_read_is_nemo_compatible(tmp_path):
     stored = json.loads(path.read_text())
     assert stored == {"audio_filepath": "wav/x.wav", "duration": 0.5, "text": "yes"}
     assert read_manifest(path, path_key="audio_filepath")[0]["text"] == "yes"
+
+
+@pytest.mark.parametrize(
+    "duration, message",
+    [("-1.5", "positive, finite"), ('"2.5 s"', "must be a number of seconds"), ("NaN", "positive, finite"),
+     ("Infinity", "positive, finite"), ("0", "positive, finite"), ("true", "must be a number")],
+)
+def test_bad_durations_name_the_line(tmp_path, duration, message):
+    path = _manifest(tmp_path, ['{"audio_filepath": "a.wav", "text": "a", "duration": 1}',
+                                '{"audio_filepath": "a.wav", "text": "b", "duration": ' + duration + '}'])
+    with pytest.raises(ManifestError, match=rf"m\.jsonl:2: field 'duration' .*{message}"):
+        read_manifest(path, path_key="audio_filepath")
+
+
+def test_non_utf8_and_empty_manifests(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"text": "ok"}\n{"text": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"latin1\.jsonl:2: not UTF-8 text \(byte 14 of the line\)"):
+        read_manifest(path)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(ManifestError, match=r"empty\.jsonl: the manifest has no entries"):
+        read_manifest(empty)

@@ -83,6 +83,7 @@ def test_checkpoint_alone_transcribes(trained, tiny_speech, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     rows = [json.loads(line) for line in output.read_text().splitlines()]
+    rows = sorted(rows, key=lambda row: files.index(row["source"]))  # written as batches finish
     assert [row["source"] for row in rows] == files
     assert all(isinstance(row["text"], str) for row in rows)
 
@@ -108,7 +109,8 @@ def test_transcribe_beam_nbest_timestamps(trained, tiny_speech, tmp_path):
         capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stderr
-    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    by_source = {row["source"]: row for row in map(json.loads, output.read_text().splitlines())}
+    rows = [by_source[entry["audio_filepath"]] for entry in entries]
     for row, entry in zip(rows, entries):
         assert row["unit"] == "seconds"
         assert 1 <= len(row["nbest"]) <= 3 and row["nbest"][0]["text"] == row["text"]

@@ -10,7 +10,7 @@ import torch
 
 from ..frontend import Frontend
 from . import functional as F
-from .formats import INK_SUFFIXES, load_ink
+from .formats import INK_SUFFIXES, load_ink, read_inkml
 from .ink import Ink
 
 
@@ -71,9 +71,24 @@ class InkFrontend(Frontend):
         return 1.0  # one feature frame per resampled point
 
     def load(self, source: Any, line_id: str | None = None) -> Ink:
-        """An ink file (``.xml`` IAM-OnDB, ``.inkml``, ``.json``) or an ``Ink``; returns it normalized."""
-        ink = source if isinstance(source, Ink) else load_ink(Path(source), line_id)
+        """An ink file (``.xml`` IAM-OnDB, ``.inkml``, ``.json``), ``page.inkml#<sample id>``, or an
+        ``Ink``; returns it normalized."""
+        if isinstance(source, Ink):
+            ink = source
+        else:
+            path = Path(source)
+            if line_id is None and "#" in path.name and not path.is_file():
+                path, line_id = Path(str(source).rpartition("#")[0]), str(source).rpartition("#")[2]
+            ink = load_ink(path, line_id)
         return F.normalize(ink, slant=self.slant, baseline=self.baseline)
+
+    def expand(self, path: str) -> list[str]:
+        """Every sample of a multi-sample InkML file as ``path#<sample id>``; other files as they are."""
+        if Path(path).suffix.lower() == ".inkml" and Path(path).is_file():
+            samples = read_inkml(path)
+            if len(samples) > 1:
+                return [sample.source for sample in samples]
+        return [path]
 
     def load_entry(self, entry: dict[str, Any]) -> Ink:
         """A manifest entry's ink, normalized; kept in memory, since training reads it every epoch."""

@@ -27,12 +27,15 @@ class Ink:
         text: the transcription, when known.
         source: where it came from (file, and line id inside it), for error messages.
         empty_strokes: strokes without points that the reader dropped (a counted, documented skip).
+        dropped_times: timestamps dropped because other points of the sample had none (NaN): such ink
+            is read as untimed, whatever its format.
     """
 
     strokes: list[np.ndarray]
     text: str | None = None
     source: str = "<ink>"
     empty_strokes: int = field(default=0)
+    dropped_times: int = field(default=0)
 
     def __post_init__(self) -> None:
         strokes = []
@@ -52,6 +55,16 @@ class Ink:
             strokes.append(stroke)
         if not strokes:
             raise InkError(f"{self.source}: the ink has no points")
+        # One rule for every reader: timestamps are used only when every point has a finite one. Ink
+        # with some missing (NaN) is read as untimed, and the dropped timestamps are counted.
+        times = np.concatenate([stroke[:, 2] for stroke in strokes])
+        if np.isinf(times).any():
+            raise InkError(f"{self.source}: {int(np.isinf(times).sum())} point(s) have an infinite timestamp")
+        timed = np.isfinite(times)
+        if timed.any() and not timed.all():
+            self.dropped_times = int(timed.sum())
+            for stroke in strokes:
+                stroke[:, 2] = np.nan
         self.strokes = strokes
 
     @property
