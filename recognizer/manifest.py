@@ -21,13 +21,15 @@ def read_manifest(
     path: str | os.PathLike,
     required: Sequence[str] = ("text",),
     path_key: str | None = None,
+    allow_empty: bool = False,
 ) -> list[dict[str, Any]]:
     """Read a JSON-lines manifest.
 
     Every line must be a JSON object holding the ``required`` keys. If ``path_key`` is given, that
     field is a file path: it is resolved against the manifest's folder and must exist. Each entry
     gets an ``id`` (kept if present, else the file's stem, else ``<manifest>:<line>``) and a
-    ``source`` (``<manifest>:<line>``) for error messages. Blank lines are skipped.
+    ``source`` (``<manifest>:<line>``) for error messages. Blank lines are skipped. A manifest with
+    no entries is an error unless ``allow_empty``.
     """
     path = Path(path)
     if not path.is_file():
@@ -67,7 +69,7 @@ def read_manifest(
             entry.setdefault("id", where)
             entry["source"] = where
             entries.append(entry)
-    if not entries:
+    if not entries and not allow_empty:
         raise ManifestError(f"{path}: the manifest has no entries")
     return entries
 

@@ -229,3 +229,21 @@ def test_validate_with_a_bad_manifest_is_one_line(trained, tiny_speech, tmp_path
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1] == f"recognizer: error: {bad}:1: not UTF-8 text (byte 41 of the line)"
     assert "Traceback" not in run.stderr
+
+
+def test_a_write_cut_short_leaves_the_previous_last_checkpoint(tmp_path):
+    from recognizer.callbacks import save_atomically
+
+    last = tmp_path / "last.ckpt"
+    last.write_bytes(b"the previous checkpoint")
+
+    class DyingTrainer:
+        is_global_zero = True
+
+        def save_checkpoint(self, path):
+            Path(path).write_bytes(b"half a check")
+            raise KeyboardInterrupt  # killed in the middle of the write
+
+    with pytest.raises(KeyboardInterrupt):
+        save_atomically(DyingTrainer(), last)
+    assert last.read_bytes() == b"the previous checkpoint"
