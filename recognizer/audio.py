@@ -26,9 +26,10 @@ N_MELS = 80
 WINDOW_MS = 25.0
 HOP_MS = 10.0
 LOG_FLOOR = 1e-6  # keeps log() finite in digital silence
-#: sample values beyond this are not audio scaled to [-1, 1] (e.g. int16 values in a float array):
-#: their features would be meaningless to the model, or overflow
-MAX_AMPLITUDE = 1e3
+#: sample values beyond this are not audio scaled to [-1, 1] (e.g. int16 values in a float array,
+#: whose features would be far louder than anything the model saw, or overflow); clipped or
+#: resampled audio overshoots 1 by far less
+MAX_AMPLITUDE = 8.0
 #: a manifest duration may differ from the file's length by this much (or 10 %) before it is an error
 DURATION_TOLERANCE_S = 0.5
 
@@ -67,10 +68,13 @@ def prepare_waveform(
 
     A 2-D input is (channels, samples) if its first dimension is the smaller one.
     """
+    if isinstance(waveform, torch.Tensor) and not waveform.is_floating_point():
+        waveform = waveform.numpy()
     if isinstance(waveform, np.ndarray) and np.issubdtype(waveform.dtype, np.integer):
-        waveform = waveform / float(np.iinfo(waveform.dtype).max + 1)  # PCM integers -> [-1, 1)
-    elif isinstance(waveform, torch.Tensor) and not waveform.is_floating_point():
-        waveform = waveform / float(torch.iinfo(waveform.dtype).max + 1)
+        info = np.iinfo(waveform.dtype)  # PCM integers -> [-1, 1)
+        half = (int(info.max) - int(info.min) + 1) // 2  # 32768 for int16, 128 for uint8
+        offset = half if info.min == 0 else 0  # unsigned PCM (8-bit WAV) is centred on half
+        waveform = (waveform.astype(np.float64) - offset) / half
     waveform = torch.as_tensor(waveform, dtype=torch.float32)
     if waveform.ndim == 2:
         waveform = waveform.mean(dim=0 if waveform.shape[0] <= waveform.shape[1] else 1)

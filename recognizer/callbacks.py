@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,26 @@ def save_atomically(trainer: pl.Trainer, path: Path) -> None:
     trainer.strategy.barrier("last_checkpoint")
 
 
-class LastCheckpoint(Callback):
+def _any_rank(trainer: pl.Trainer, decision: bool) -> bool:
+    """True on every rank if it is True on any (a no-op without DDP)."""
+    if trainer.world_size == 1:
+        return decision
+    return trainer.strategy.reduce_boolean_decision(decision, all=False)
+
+
+class LastCheckpoint(Checkpoint):
     """Keeps ``<checkpoint dir>/last.ckpt`` current, so a run can always be resumed.
 
-    Written at every training epoch end (after validation), every ``every_n_train_steps`` steps and
-    every ``every_n_minutes`` minutes (0 disables either), when fit ends (also when ``max_time`` cuts
-    it short), and after the current batch when the process receives SIGINT (Ctrl-C) or SIGTERM; then
+    Written at every completed training epoch's end (after validation), every ``every_n_train_steps``
+    steps and every ``every_n_minutes`` minutes (0 disables either), after the batch at which the run
+    stops early (``max_time``, early stopping), when fit ends, and after the current batch when the
+    process receives SIGINT (Ctrl-C) or SIGTERM; then
     training stops cleanly and ``interrupted`` holds the signal. A second Ctrl-C stops at once.
     Resuming with ``--ckpt_path last.ckpt`` continues with exactly the batches not yet trained on.
+
+    It is a ``Checkpoint`` so that Lightning runs it after ``ModelCheckpoint``: the epoch's top-k
+    bookkeeping is in the file. Writes wait for the end of a gradient-accumulation window, and
+    under DDP every rank decides together (a write is collective).
 
     Args:
         every_n_train_steps: also write after every N optimizer steps.
@@ -96,9 +109,9 @@ class LastCheckpoint(Callback):
             folder = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
         return folder / LAST
 
-    def save(self, trainer: pl.Trainer, reason: str) -> None:
-        """Write ``last.ckpt`` now (once per optimizer step at most)."""
-        if trainer.global_step == self._saved_step or trainer.sanity_checking:
+    def save(self, trainer: pl.Trainer, reason: str, force: bool = False) -> None:
+        """Write ``last.ckpt`` now (unless it already holds this step, or ``force``)."""
+        if trainer.sanity_checking or (trainer.global_step == self._saved_step and not force):
             return
         path = self._path(trainer)
         if trainer.is_global_zero:
@@ -122,7 +135,13 @@ class LastCheckpoint(Callback):
                 self._previous_handlers[signum] = signal.signal(signum, self._handle)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.save(trainer, "end of fit")
+        if self.interrupted is None:  # after a signal, the file written then is the resumable state
+            self.save(trainer, "end of fit")  # only if no file holds this step yet (e.g. max_steps)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Lightning stops a SIGTERM'd validation with SIGTERMException before our hooks see it.
+        if isinstance(exception, SIGTERMException) and self.interrupted is not None and trainer.global_step > 0:
+            self.save(trainer, "SIGTERM")
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for signum, handler in self._previous_handlers.items():
@@ -130,8 +149,9 @@ class LastCheckpoint(Callback):
         self._previous_handlers.clear()
 
     def _stop_if_interrupted(self, trainer: pl.Trainer) -> bool:
-        if self.interrupted is None:
+        if not _any_rank(trainer, self.interrupted is not None):
             return False
+        self.interrupted = self.interrupted or signal.SIGTERM  # a signal that reached another rank
         self.save(trainer, self.interrupted.name)
         trainer.should_stop = True
         return True
@@ -145,19 +165,28 @@ class LastCheckpoint(Callback):
             self._pending_random_state = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.fit_loop._should_accumulate():  # gradients of this window are not in the weights yet
+            return
         if self._stop_if_interrupted(trainer):
             return
-        steps_due = self.every_n_train_steps and trainer.global_step % self.every_n_train_steps == 0
-        time_due = self.every_n_minutes and time.monotonic() - self._saved_at >= 60 * self.every_n_minutes
-        if steps_due or time_due:
+        steps_due = bool(self.every_n_train_steps) and trainer.global_step % self.every_n_train_steps == 0
+        time_due = bool(self.every_n_minutes) and time.monotonic() - self._saved_at >= 60 * self.every_n_minutes
+        if steps_due or _any_rank(trainer, time_due):  # each rank has its own clock
             self.save(trainer, "steps" if steps_due else "time")
+        elif trainer.should_stop:  # max_time or early stopping ends the run after this batch
+            self.save(trainer, "stop")
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._stop_if_interrupted(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.save(trainer, "epoch end")
+        # After ModelCheckpoint's top-k save of this epoch. Not when the epoch was cut short (a
+        # signal, max_time): Lightning closes it early, and a file claiming it complete would skip
+        # its remaining batches; the file written at the stop is the resumable one.
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if self.interrupted is None and done >= trainer.num_training_batches:
+            self.save(trainer, "epoch end", force=True)
 
     # ---------------------------------------------------------------------------------- its state
     def state_dict(self) -> dict[str, Any]:

@@ -108,7 +108,7 @@ class RecognizerCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         decoding = config.get("model.decoding")
         checkpoint, configured_model = None, None
-        if ckpt_path and ckpt_path not in LIGHTNING_CKPT_ALIASES:
+        if ckpt_path and ckpt_path not in LIGHTNING_CKPT_ALIASES and not str(ckpt_path).startswith(REMOTE_CKPT_PREFIXES):
             checkpoint = read_checkpoint(ckpt_path)  # one clear error for a bad file, before Lightning's load
             configured_model = config.get("model").clone()
         super()._parse_ckpt_path()
@@ -120,8 +120,9 @@ class RecognizerCLI(LightningCLI):
             config["model.decoding"] = decoding
 
 
-#: --ckpt_path values that Lightning resolves itself
+#: --ckpt_path values that Lightning resolves itself (their settings are checked when the weights load)
 LIGHTNING_CKPT_ALIASES = ("last", "best", "hpc", "registry")
+REMOTE_CKPT_PREFIXES = ("registry:", "s3://", "gs://", "http://", "https://")
 
 
 def _defaults(cls: type) -> dict[str, Any]:
@@ -138,9 +139,9 @@ def hold_to_checkpoint(config: Namespace, configured_model: Namespace, hparams: 
 
     def use(field: str, configured: Any, default: Any, stored: Any, training_only: bool = False) -> Any:
         value, warning = agree(field, configured, default, stored, path, training_only)
-        if warning:
+        if warning and training:
             warnings.append(warning)
-        return value if training or not training_only else stored
+        return value if training or not training_only else stored  # evaluation: only the checkpoint matters
 
     data_defaults = _defaults(DataModule)
     tokenizer = hparams["tokenizer"]
@@ -171,7 +172,7 @@ def hold_to_checkpoint(config: Namespace, configured_model: Namespace, hparams: 
             continue
         configured = configured_model.get(key)
         if key in CTCModule.optimizer_settings:
-            if plain(configured) not in (plain(value), plain(model_defaults[key])):
+            if training and plain(configured) not in (plain(value), plain(model_defaults[key])):
                 warnings.append(f"model.{key}: the config's {configured!r} is ignored; the run continues the "
                                 f"checkpoint's optimizer and schedule ({value!r})")
             config[f"model.{key}"] = value
@@ -186,7 +187,8 @@ def default_loggers(root: str | os.PathLike | None) -> list[Logger]:
     (checkpoints go beside them): ``tensorboard --logdir ROOT`` shows the curves, scripts read the CSV."""
     root = str(root or os.getcwd())
     tensorboard = TensorBoardLogger(root, name="lightning_logs")
-    return [tensorboard, CSVLogger(root, name="lightning_logs", version=tensorboard.version)]
+    # CSV first: it creates the folder (it warns about a folder that exists), TensorBoard writes beside it.
+    return [CSVLogger(root, name="lightning_logs", version=tensorboard.version), tensorboard]
 
 
 def run_cli(args: Sequence[str] | None = None, run: bool = True) -> RecognizerCLI:
@@ -208,7 +210,8 @@ def main() -> int:
     """Entry point of ``recognizer``; after SIGINT/SIGTERM, exits with 128 + the signal's number."""
     callback = run_cli().last_checkpoint()
     if callback is not None and callback.interrupted is not None:
-        print(f"recognizer: stopped by {callback.interrupted.name}; resume with --ckpt_path {callback.last_path}", file=sys.stderr)
+        resume = f"resume with --ckpt_path {callback.last_path}" if callback.last_path else "stopped before any training step; nothing to resume"
+        print(f"recognizer: stopped by {callback.interrupted.name}; {resume}", file=sys.stderr)
         return 128 + int(callback.interrupted)
     return 0
 

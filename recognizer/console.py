@@ -36,6 +36,10 @@ def run(prog: str, module: str, function: str = "main", needs_torchaudio: bool =
         return int(main() or 0)
     except (DependencyError, ValueError, OSError) as error:
         return _fail(prog, error)
+    except Exception as error:
+        if type(error).__name__ == "MisconfigurationException":  # Lightning's word for a bad setting
+            return _fail(prog, error)
+        raise
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return INTERRUPTED

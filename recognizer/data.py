@@ -7,6 +7,7 @@ everything here is modality-agnostic.
 from __future__ import annotations
 
 import logging
+import signal
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -191,6 +192,12 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _ignore_interrupts(worker_id: int) -> None:
+    """Ctrl-C reaches the whole process group: workers leave it to the main process, which saves a
+    checkpoint after the current batch and stops them itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class DataModule(pl.LightningDataModule):
     """Manifests -> length-budget batches, for any modality's front-end.
 
@@ -312,6 +319,7 @@ class DataModule(pl.LightningDataModule):
             # The loader's own generator: starting an iteration must not draw from the global one,
             # which dropout uses (an exact resume restores it).
             generator=torch.Generator().manual_seed(self.seed),
+            worker_init_fn=_ignore_interrupts if self.num_workers else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -56,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> float:
     # The demo's own options first, then everything from the first unknown `--x.y` on goes to
     # `recognizer fit` (a plain positional would swallow the value of `--trainer.max_epochs 1`).
     split = next((i for i, arg in enumerate(argv) if arg.startswith("--") and "." in arg.split("=")[0]), len(argv))
-    args = parser.parse_args(argv[:split])
-    overrides = argv[split:]
+    args, unknown = parser.parse_known_args(argv[:split])  # e.g. --seed_everything 1
+    overrides = [*unknown, *argv[split:]]
     default_config, corpus_name = DEMOS[args.demo]
     config_path = args.config or str(config_file(default_config))
 
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> float:
     print(f"[demo] corpus ready in {time.perf_counter() - start:.0f} s: {corpus}")
 
     cli = run_cli(["fit", "--config", config_path, *overrides])
-    checkpoint = cli.trainer.checkpoint_callback.best_model_path or cli.trainer.checkpoint_callback.last_model_path
+    checkpoint = cli.trainer.checkpoint_callback.best_model_path or str(cli.last_checkpoint().last_path)
     print(f"[demo] trained in {time.perf_counter() - start:.0f} s: {checkpoint}")
 
     model = recognizer.load(checkpoint)
@@ -135,8 +135,7 @@ def notebook_model(demo: str = "speech", root: Path | None = None) -> tuple[Path
         "--model.warmup_steps", "20", "--trainer.max_time", "00:00:04:00",
         "--trainer.default_root_dir", str(root / "runs" / f"notebook-{demo}"), "--trainer.enable_progress_bar", "false",
     ])
-    callback = cli.trainer.checkpoint_callback
-    return Path(callback.best_model_path or callback.last_model_path), corpus
+    return Path(cli.trainer.checkpoint_callback.best_model_path or cli.last_checkpoint().last_path), corpus
 
 
 def entry() -> None:

@@ -97,7 +97,8 @@ class Recognizer:
         """Transcribe paths or in-memory inputs in batches of similar length; results keep the input
         order. Takes the arguments of ``transcribe_iter``, e.g.
         ``transcribe(files, "beam", beam_size=8, nbest=3, timestamps=True, on_error="skip")``."""
-        results: list[Transcript | None] = [None] * len(_as_list(inputs))
+        inputs = _as_list(inputs)  # once: a generator would be empty the second time
+        results: list[Transcript | None] = [None] * len(inputs)
         for index, transcript in self.transcribe_iter(inputs, decoder, **kwargs):
             results[index] = transcript
         return results  # type: ignore[return-value]
@@ -291,9 +292,12 @@ class _Output:
             self.done = _completed_sources(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a" if resume else "w", encoding="utf-8")
+            # Append mode: an existing file is emptied only at the first result, not when a later
+            # step (loading the checkpoint) fails.
+            self._file = open(self.path, "a", encoding="utf-8")
         except OSError as error:
             raise OSError(f"{self.path}: cannot write the output ({error.strerror or error})") from None
+        self._truncate = not resume
 
     def write(self, transcript: Transcript) -> None:
         if transcript.error is not None:
@@ -302,6 +306,9 @@ class _Output:
             if transcript.error is None:
                 print(f"{transcript.source}\t{transcript.text}", flush=True)
         else:
+            if self._truncate:
+                self._file.truncate(0)
+                self._truncate = False
             self._file.write(json.dumps(transcript.to_dict(), ensure_ascii=False) + "\n")
             self._file.flush()
 
@@ -311,17 +318,21 @@ class _Output:
 
 
 def _completed_sources(path: Path) -> set[str]:
-    """Sources already in a JSON-lines output; a last line cut short by a kill is removed."""
+    """Sources already in a JSON-lines output (results and error records alike). A last line cut
+    short by a kill (no newline) is removed, so that input is done again."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+        with open(path, "rb+") as f:
+            f.truncate(len(data))
     done = set()
-    with open(path, "rb+") as f:
-        good = 0
-        for line in f:
-            try:
-                done.add(json.loads(line)["source"])
-            except (ValueError, KeyError, TypeError):
-                break  # an interrupted write: everything from here is redone
-            good += len(line)
-        f.truncate(good)
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            done.add(json.loads(line)["source"])
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{path}:{number}: not a recognizer-transcribe result line; cannot --resume into this file") from None
     return done
 
 

@@ -75,6 +75,22 @@ def test_interrupted_run_resumes_to_the_same_weights(signum, reference, tiny_spe
     assert_same_weights(final, last_checkpoint(resumed_root))
 
 
+def test_sigterm_during_validation_saves_and_resumes_to_the_same_weights(reference, tiny_speech, tmp_path):
+    final, per_epoch = reference
+    root = tmp_path / "interrupted"
+    run = subprocess.run(
+        [BIN / "recognizer", *fit_args(tiny_speech, root), "--trainer.callbacks+=fault_callbacks.SignalInValidation",
+         "--trainer.callbacks.epoch", "0", "--trainer.callbacks.signum", str(int(signal.SIGTERM))],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(TESTS)}, timeout=600,
+    )
+    assert run.returncode == 128 + signal.SIGTERM, run.stderr[-2000:]
+    interrupted = last_checkpoint(root)
+    assert torch.load(interrupted, weights_only=True)["global_step"] == per_epoch
+    cli = run_cli([*fit_args(tiny_speech, tmp_path / "resumed"), "--ckpt_path", str(interrupted)])
+    assert cli.trainer.current_epoch == EPOCHS
+    assert_same_weights(final, last_checkpoint(tmp_path / "resumed"))
+
+
 def test_sampler_resumes_after_the_batches_done() -> None:
     lengths = [5, 9, 3, 7, 1, 8, 2, 6, 4, 10] * 3
     full = LengthBudgetBatchSampler(lengths, 20, seed=3)
