@@ -72,8 +72,8 @@ class LastCheckpoint(Checkpoint):
     Written at every completed training epoch's end (after validation), every ``every_n_train_steps``
     steps and every ``every_n_minutes`` minutes (0 disables either), after the batch at which the run
     stops early (``max_time``, early stopping), when fit ends, and after the current batch when the
-    process receives SIGINT (Ctrl-C) or SIGTERM; then
-    training stops cleanly and ``interrupted`` holds the signal. A second Ctrl-C stops at once.
+    process receives SIGINT (Ctrl-C) or SIGTERM: then training stops cleanly and ``interrupted``
+    holds the signal. A second Ctrl-C stops at once.
     Resuming with ``--ckpt_path last.ckpt`` continues with exactly the batches not yet trained on.
 
     It is a ``Checkpoint`` so that Lightning runs it after ``ModelCheckpoint``: the epoch's top-k
