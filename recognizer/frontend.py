@@ -9,6 +9,8 @@ values saved in the checkpoint (``config()``), from which ``from_config`` rebuil
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,6 +74,16 @@ class Frontend:
     def config(self) -> dict[str, Any]:
         """Plain settings for the checkpoint, including ``modality``."""
         raise NotImplementedError
+
+
+def split_sample(source: str | os.PathLike) -> tuple[Path, str | None]:
+    """``page.inkml#line3`` -> (``page.inkml``, ``"line3"``): a sample inside a multi-sample file. A
+    path that names an existing file is taken whole, even with a ``#`` in its name."""
+    path = Path(source)
+    if "#" in path.name and not path.is_file():
+        file, _, sample = str(source).rpartition("#")
+        return Path(file), sample
+    return path, None
 
 
 def from_config(config: dict[str, Any]) -> Frontend:

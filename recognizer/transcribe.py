@@ -30,6 +30,7 @@ from .decoding import (
     prepare,
     scale_spans,
 )
+from .frontend import split_sample
 from .module import CTCModule
 
 DEFAULT_MAX_FRAMES = 100_000  # per batch of inference: ~17 minutes of audio at a 10 ms hop
@@ -78,9 +79,7 @@ class Recognizer:
 
     def _check_source(self, source: Any) -> None:
         if isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if not path.is_file() and "#" in path.name:  # page.inkml#<sample id>
-                path = Path(str(source).rpartition("#")[0])
+            path, _ = split_sample(source)  # page.inkml#<sample id>
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no such file")
             if path.suffix.lower() not in self.frontend.suffixes:

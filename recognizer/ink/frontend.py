@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..frontend import Frontend
+from ..frontend import Frontend, split_sample
 from . import functional as F
 from .formats import INK_SUFFIXES, load_ink, read_inkml
 from .ink import Ink
@@ -76,10 +76,8 @@ class InkFrontend(Frontend):
         if isinstance(source, Ink):
             ink = source
         else:
-            path = Path(source)
-            if line_id is None and "#" in path.name and not path.is_file():
-                path, line_id = Path(str(source).rpartition("#")[0]), str(source).rpartition("#")[2]
-            ink = load_ink(path, line_id)
+            path, sample = split_sample(source)
+            ink = load_ink(path, line_id if line_id is not None else sample)
         return F.normalize(ink, slant=self.slant, baseline=self.baseline)
 
     def expand(self, path: str) -> list[str]:
