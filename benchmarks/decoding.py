@@ -47,7 +47,10 @@ BETAS = (-1.0, 0.0, 0.5, 1.0, 2.0, 3.0)
 def make_venv(path: Path) -> Path:
     python = path / "bin" / "python"
     if not python.exists():
-        print(f"creating {path} with {' '.join(PYCTCDECODE_REQUIREMENTS)} (kenlm compiles: a few minutes)", file=sys.stderr)
+        print(
+            f"creating {path} with {' '.join(PYCTCDECODE_REQUIREMENTS)} (kenlm compiles: a few minutes)",
+            file=sys.stderr,
+        )
         subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", *PYCTCDECODE_REQUIREMENTS], check=True)
     return python
@@ -89,7 +92,10 @@ def main() -> None:
     write_lexicon({w for t in train_texts for w in t.split()}, lexicon)
     log_probs = model.log_probs([e[key] for e in dev])
     frames = sum(e.shape[0] for e in log_probs)
-    print(f"{len(dev)} utterances, {frames} output frames; LM from {len(train_texts)} training transcripts", file=sys.stderr)
+    print(
+        f"{len(dev)} utterances, {frames} output frames; LM from {len(train_texts)} training transcripts",
+        file=sys.stderr,
+    )
 
     def wer_cer(texts: list[str]) -> tuple[float, float]:
         return float(word_error_rate(texts, references)), float(char_error_rate(texts, references))
@@ -110,20 +116,29 @@ def main() -> None:
     }
     rows = []
     for name, options in ours.items():
-        transcripts, seconds = timed(lambda: model.decode(log_probs, options), args.repeats)
+        transcripts, seconds = timed(lambda options=options: model.decode(log_probs, options), args.repeats)
         wer, cer = wer_cer([t.text for t in transcripts])
         rows.append({"decoder": f"recognizer {name}", "wer": wer, "cer": cer, "utt_per_s": len(dev) / seconds})
 
     # pyctcdecode, in its own environment, on the same log-probabilities and the same ARPA file.
     np.savez(out / "log_probs.npz", *[e.numpy() for e in log_probs])
     labels = ["", *tokenizer.alphabet]  # pyctcdecode's blank is "", its word separator " "
-    job = {"log_probs": str(out / "log_probs.npz"), "labels": labels, "lm": str(arpa), "beam": args.beam,
-           "alphas": ALPHAS, "betas": BETAS, "repeats": args.repeats}
+    job = {
+        "log_probs": str(out / "log_probs.npz"),
+        "labels": labels,
+        "lm": str(arpa),
+        "beam": args.beam,
+        "alphas": ALPHAS,
+        "betas": BETAS,
+        "repeats": args.repeats,
+    }
     (out / "pyctcdecode_job.json").write_text(json.dumps(job))
     python = make_venv(Path(args.pyctcdecode_venv))
 
     def worker(*command: str) -> dict:
-        run = subprocess.run([str(python), str(WORKER), str(out / "pyctcdecode_job.json"), *command], capture_output=True, text=True)
+        run = subprocess.run(
+            [str(python), str(WORKER), str(out / "pyctcdecode_job.json"), *command], capture_output=True, text=True
+        )
         if run.returncode:
             sys.exit(f"pyctcdecode worker failed:\n{run.stderr}")
         return json.loads(run.stdout)
@@ -132,7 +147,10 @@ def main() -> None:
     best = min(grid, key=lambda g: (round(wer_cer(g["texts"])[0], 6), g["alpha"]))
     print(f"pyctcdecode: best alpha {best['alpha']} beta {best['beta']}", file=sys.stderr)
     timing = worker("time", str(best["alpha"]), str(best["beta"]))
-    for name, key_ in ((f"pyctcdecode beam {args.beam}, no LM", "no_lm"), (f"pyctcdecode {args.order}-gram LM, beam {args.beam}", "lm")):
+    for name, key_ in (
+        (f"pyctcdecode beam {args.beam}, no LM", "no_lm"),
+        (f"pyctcdecode {args.order}-gram LM, beam {args.beam}", "lm"),
+    ):
         wer, cer = wer_cer(timing[key_]["texts"])
         rows.append({"decoder": name, "wer": wer, "cer": cer, "utt_per_s": len(dev) / timing[key_]["seconds"]})
 
@@ -140,20 +158,38 @@ def main() -> None:
     ratios = {
         "prefix beam / pyctcdecode no LM (throughput)": beam["utt_per_s"] / their_beam["utt_per_s"],
         "LM decoder, default pruning / pyctcdecode LM (throughput)": lm["utt_per_s"] / their_lm["utt_per_s"],
-        "LM decoder, pyctcdecode-like pruning / pyctcdecode LM (throughput)": lm_pruned["utt_per_s"] / their_lm["utt_per_s"],
+        "LM decoder, pyctcdecode-like pruning / pyctcdecode LM (throughput)": lm_pruned["utt_per_s"]
+        / their_lm["utt_per_s"],
         "LM WER reduction vs greedy (relative)": 1 - lm["wer"] / greedy["wer"],
     }
-    table = ["| decoder | WER | CER | utt/s (1 thread, median of %d) |" % args.repeats, "|---|---|---|---|"]
+    table = [f"| decoder | WER | CER | utt/s (1 thread, median of {args.repeats}) |", "|---|---|---|---|"]
     table += [f"| {r['decoder']} | {r['wer']:.2%} | {r['cer']:.2%} | {r['utt_per_s']:.0f} |" for r in rows]
-    report = "\n".join(table) + "\n\n" + "\n".join(f"- {k}: {v:.1%}" if "WER" in k else f"- {k}: {v:.2f}x" for k, v in ratios.items())
-    settings = (f"ours: lm_weight {tuned.lm_weight}, word_score {tuned.word_score}; pyctcdecode: alpha {best['alpha']}, "
-                f"beta {best['beta']} (each the best of its grid on dev)")
+    report = (
+        "\n".join(table)
+        + "\n\n"
+        + "\n".join(f"- {k}: {v:.1%}" if "WER" in k else f"- {k}: {v:.2f}x" for k, v in ratios.items())
+    )
+    settings = (
+        f"ours: lm_weight {tuned.lm_weight}, word_score {tuned.word_score}; pyctcdecode: alpha {best['alpha']}, "
+        f"beta {best['beta']} (each the best of its grid on dev)"
+    )
     print(report + "\n- " + settings)
-    (out / "decoding.json").write_text(json.dumps({
-        "rows": rows, "ratios": ratios, "ours_grid": [t.__dict__ for t in trials],
-        "pyctcdecode_grid": [{"alpha": g["alpha"], "beta": g["beta"], "wer": wer_cer(g["texts"])[0]} for g in grid],
-        "settings": settings, "machine": f"{platform.machine()} {platform.processor()}".strip(), "torch_threads": 1,
-    }, indent=1))
+    (out / "decoding.json").write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "ratios": ratios,
+                "ours_grid": [t.__dict__ for t in trials],
+                "pyctcdecode_grid": [
+                    {"alpha": g["alpha"], "beta": g["beta"], "wer": wer_cer(g["texts"])[0]} for g in grid
+                ],
+                "settings": settings,
+                "machine": f"{platform.machine()} {platform.processor()}".strip(),
+                "torch_threads": 1,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,19 +34,23 @@ def main() -> None:
     seconds = time.perf_counter() - start
     references = [model.tokenizer.normalize(entry["text"]) for entry in entries]
     audio = sum(float(entry.get("duration", 0)) for entry in entries)
-    print(json.dumps({
-        "checkpoint": args.checkpoint,
-        "manifest": args.manifest,
-        "utterances": len(entries),
-        "cer": round(float(char_error_rate(hypotheses, references)), 4),
-        "wer": round(float(word_error_rate(hypotheses, references)), 4),
-        "parameters": sum(p.numel() for p in model.module.model.parameters()),
-        "transcription_seconds": round(seconds, 2),
-        "x_real_time": round(audio / seconds, 1) if audio else None,
-        "device": args.device,
-        "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-    }))
+    print(
+        json.dumps(
+            {
+                "checkpoint": args.checkpoint,
+                "manifest": args.manifest,
+                "utterances": len(entries),
+                "cer": round(float(char_error_rate(hypotheses, references)), 4),
+                "wer": round(float(word_error_rate(hypotheses, references)), 4),
+                "parameters": sum(p.numel() for p in model.module.model.parameters()),
+                "transcription_seconds": round(seconds, 2),
+                "x_real_time": round(audio / seconds, 1) if audio else None,
+                "device": args.device,
+                "threads": torch.get_num_threads(),
+                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,11 @@ def main() -> None:
         y, _ = fused(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
         return pad_packed_sequence(y, batch_first=True)[0]
 
-    candidates = {"packed": packed, "per-direction (ours)": lambda: ours(x, lengths), "padded (inexact)": lambda: fused(x)[0]}
+    candidates = {
+        "packed": packed,
+        "per-direction (ours)": lambda: ours(x, lengths),
+        "padded (inexact)": lambda: fused(x)[0],
+    }
     medians = {}
     for name, run in candidates.items():
         times = []
@@ -49,8 +53,10 @@ def main() -> None:
     frames = int(lengths.sum())
     print(f"batch {BATCH} x up to {FRAMES} frames, {LAYERS}x{HIDDEN} BLSTM, {torch.get_num_threads()} threads")
     for name, seconds in medians.items():
-        print(f"{name:22s} {seconds * 1000:8.0f} ms  {frames / seconds:8.0f} frames/s  "
-              f"{medians['packed'] / seconds:5.1f}x packed")
+        print(
+            f"{name:22s} {seconds * 1000:8.0f} ms  {frames / seconds:8.0f} frames/s  "
+            f"{medians['packed'] / seconds:5.1f}x packed"
+        )
 
 
 if __name__ == "__main__":

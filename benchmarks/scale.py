@@ -32,7 +32,11 @@ def write_manifest(folder: Path, an4: Path, lines: int) -> Path:
         text, _, utt = line.rpartition("(")
         transcripts[utt.strip(") ")] = text.replace("<s>", "").replace("</s>", "").strip()
     rows = [
-        {"audio_filepath": str(w), "duration": round(soundfile.info(w).duration, 3), "text": transcripts.get(w.stem, "A B C")}
+        {
+            "audio_filepath": str(w),
+            "duration": round(soundfile.info(w).duration, 3),
+            "text": transcripts.get(w.stem, "A B C"),
+        }
         for w in wavs
     ]
     path = folder / "million.jsonl"
@@ -55,7 +59,9 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="scale-"))
     start = time.perf_counter()
     manifest = write_manifest(folder, Path(args.an4), args.lines)
-    print(f"wrote {args.lines:,} lines ({manifest.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.1f} s")
+    print(
+        f"wrote {args.lines:,} lines ({manifest.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.1f} s"
+    )
 
     base = peak_rss_mib()
     start = time.perf_counter()
@@ -73,9 +79,11 @@ def main() -> None:
         start = time.perf_counter()
         sampler.set_epoch(epoch)
         times.append(time.perf_counter() - start)
-    print(f"DataModule(): read + alphabet {built:.1f} s; setup (labels) {setup:.1f} s; frame estimates {estimate:.1f} s; "
-          f"sampler per epoch {sorted(times)[1]:.2f} s (median of 3), {len(sampler):,} batches; "
-          f"peak RSS {peak_rss_mib():.0f} MiB ({peak_rss_mib() - base:.0f} MiB over the {base:.0f} MiB before)")
+    print(
+        f"DataModule(): read + alphabet {built:.1f} s; setup (labels) {setup:.1f} s; frame estimates {estimate:.1f} s; "
+        f"sampler per epoch {sorted(times)[1]:.2f} s (median of 3), {len(sampler):,} batches; "
+        f"peak RSS {peak_rss_mib():.0f} MiB ({peak_rss_mib() - base:.0f} MiB over the {base:.0f} MiB before)"
+    )
     del data, sampler
 
     class FirstStep(Exception):
@@ -83,14 +91,42 @@ def main() -> None:
 
     start = time.perf_counter()
     try:
-        run_cli(["fit", "--config", str(Path(__file__).resolve().parents[1] / "configs" / "speech" / "an4.yaml"),
-                 "--data.train_manifest", str(manifest), "--data.val_manifest", "null", "--data.test_manifest", "null",
-                 "--model.hidden_size", "16", "--model.num_layers", "1", "--trainer.max_steps", "1",
-                 "--trainer.logger", "false", "--checkpoint.monitor", "null", "--checkpoint.save_top_k", "1", "--trainer.enable_progress_bar", "false",
-                 "--trainer.default_root_dir", str(folder), "--trainer.limit_val_batches", "0"])
+        run_cli(
+            [
+                "fit",
+                "--config",
+                str(Path(__file__).resolve().parents[1] / "configs" / "speech" / "an4.yaml"),
+                "--data.train_manifest",
+                str(manifest),
+                "--data.val_manifest",
+                "null",
+                "--data.test_manifest",
+                "null",
+                "--model.hidden_size",
+                "16",
+                "--model.num_layers",
+                "1",
+                "--trainer.max_steps",
+                "1",
+                "--trainer.logger",
+                "false",
+                "--checkpoint.monitor",
+                "null",
+                "--checkpoint.save_top_k",
+                "1",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.default_root_dir",
+                str(folder),
+                "--trainer.limit_val_batches",
+                "0",
+            ]
+        )
     finally:
         first_step = time.perf_counter() - start
-    print(f"recognizer fit: start to end of the first optimizer step {first_step:.1f} s; peak RSS {peak_rss_mib():.0f} MiB")
+    print(
+        f"recognizer fit: start to end of the first optimizer step {first_step:.1f} s; peak RSS {peak_rss_mib():.0f} MiB"
+    )
     os.remove(manifest)
 
 

@@ -25,8 +25,20 @@ def run(checkpoint: str, files: list[str], output: Path) -> tuple[float, float]:
     """(peak RSS in MiB, seconds) of one transcription process over ``files``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    result = subprocess.run([Path(sys.executable).parent / "recognizer-transcribe", "--checkpoint", checkpoint, "--device", "cpu",
-                             "--output", str(output), *files], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            Path(sys.executable).parent / "recognizer-transcribe",
+            "--checkpoint",
+            checkpoint,
+            "--device",
+            "cpu",
+            "--output",
+            str(output),
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(result.stderr[-2000:])

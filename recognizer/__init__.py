@@ -1,8 +1,8 @@
 """recognizer: sequence-to-text recognition (speech, online handwriting) with BLSTM-CTC.
 
-    import recognizer
-    model = recognizer.load("model.ckpt")
-    print(model.transcribe(["utterance.wav"])[0].text)
+import recognizer
+model = recognizer.load("model.ckpt")
+print(model.transcribe(["utterance.wav"])[0].text)
 """
 
 __all__ = ["Recognizer", "Transcript", "load"]

@@ -125,8 +125,10 @@ class LastCheckpoint(Checkpoint):
         if self.interrupted is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.interrupted = signal.Signals(signum)
-        print(f"\n{self.interrupted.name}: saving a resumable checkpoint after this batch "
-              "(Ctrl-C again to stop at once)", flush=True)
+        print(
+            f"\n{self.interrupted.name}: saving a resumable checkpoint after this batch (Ctrl-C again to stop at once)",
+            flush=True,
+        )
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._saved_at = time.monotonic()
@@ -157,14 +159,18 @@ class LastCheckpoint(Checkpoint):
         return True
 
     # ------------------------------------------------------------------------------------ training
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         # Restored here, not when the checkpoint is read: the sanity check and the data loaders'
         # start must not consume the generators the uninterrupted run had not consumed either.
         if self._pending_random_state is not None:
             set_random_state(self._pending_random_state)
             self._pending_random_state = None
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.fit_loop._should_accumulate():  # gradients of this window are not in the weights yet
             return
         if self._stop_if_interrupted(trainer):

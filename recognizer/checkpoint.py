@@ -40,11 +40,17 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except RuntimeError as error:
         if "device" in str(error).lower() or "cuda" in str(error).lower():
             raise CheckpointError(f"{path}: cannot load onto {map_location}: {first_line(error)}") from None
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a PyTorch file: {first_line(error)})") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or not a PyTorch file: {first_line(error)})"
+        ) from None
     except Exception as error:  # pickle.UnpicklingError (weights_only refusals), EOFError, zip errors, ...
         lines = str(error).splitlines()
         refusal = next((line.strip() for line in lines if "Unsupported global" in line), None)
-        reason = f"it holds code, which is never loaded: {refusal}" if refusal else f"{type(error).__name__}: {first_line(error)}"
+        reason = (
+            f"it holds code, which is never loaded: {refusal}"
+            if refusal
+            else f"{type(error).__name__}: {first_line(error)}"
+        )
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):

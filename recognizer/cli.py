@@ -12,18 +12,18 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
-
-from jsonargparse import Namespace
+from typing import Any
 
 import pytorch_lightning as pl
+from jsonargparse import Namespace
 from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from .callbacks import LastCheckpoint
-from .checkpoint import Disagreement, plain, agree, read_checkpoint
+from .checkpoint import Disagreement, agree, plain, read_checkpoint
 from .data import DataModule
 from .frontend import FRONTENDS
 from .module import CTCModule
@@ -52,7 +52,9 @@ class PredictionWriter(BasePredictionWriter):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "w", encoding="utf-8")
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ) -> None:
         for item in prediction:
             self._file.write(json.dumps(item, ensure_ascii=False) + "\n")
 
@@ -108,13 +110,19 @@ class RecognizerCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         decoding = config.get("model.decoding")
         checkpoint, configured_model = None, None
-        if ckpt_path and ckpt_path not in LIGHTNING_CKPT_ALIASES and not str(ckpt_path).startswith(REMOTE_CKPT_PREFIXES):
+        if (
+            ckpt_path
+            and ckpt_path not in LIGHTNING_CKPT_ALIASES
+            and not str(ckpt_path).startswith(REMOTE_CKPT_PREFIXES)
+        ):
             checkpoint = read_checkpoint(ckpt_path)  # one clear error for a bad file, before Lightning's load
             configured_model = config.get("model").clone()
         super()._parse_ckpt_path()
         config = self.config[subcommand]
         if checkpoint is not None:
-            for warning in hold_to_checkpoint(config, configured_model, checkpoint["hyper_parameters"], ckpt_path, subcommand == "fit"):
+            for warning in hold_to_checkpoint(
+                config, configured_model, checkpoint["hyper_parameters"], ckpt_path, subcommand == "fit"
+            ):
                 log.warning(warning)
         if decoding is not None:
             config["model.decoding"] = decoding
@@ -126,10 +134,14 @@ REMOTE_CKPT_PREFIXES = ("registry:", "s3://", "gs://", "http://", "https://")
 
 
 def _defaults(cls: type) -> dict[str, Any]:
-    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items() if p.default is not p.empty}
+    return {
+        name: p.default for name, p in inspect.signature(cls.__init__).parameters.items() if p.default is not p.empty
+    }
 
 
-def hold_to_checkpoint(config: Namespace, configured_model: Namespace, hparams: dict[str, Any], path: str, training: bool) -> list[str]:
+def hold_to_checkpoint(
+    config: Namespace, configured_model: Namespace, hparams: dict[str, Any], path: str, training: bool
+) -> list[str]:
     """Make ``config`` (one subcommand's) use the checkpoint's tokenizer, front-end and encoder.
 
     Raises ``Disagreement`` naming the first field the config sets differently; returns warnings for
@@ -146,7 +158,9 @@ def hold_to_checkpoint(config: Namespace, configured_model: Namespace, hparams: 
     data_defaults = _defaults(DataModule)
     tokenizer = hparams["tokenizer"]
     for name in ("alphabet", "case", "keep"):  # what the labels mean; unknown/replacement stay the run's policy
-        config[f"data.{name}"] = use(f"data.{name}", config.get(f"data.{name}"), data_defaults.get(name), tokenizer.get(name))
+        config[f"data.{name}"] = use(
+            f"data.{name}", config.get(f"data.{name}"), data_defaults.get(name), tokenizer.get(name)
+        )
 
     stored = dict(hparams["frontend"])
     modality = stored.pop("modality", None)
@@ -157,13 +171,20 @@ def hold_to_checkpoint(config: Namespace, configured_model: Namespace, hparams: 
     class_path = f"{module}.{name}"
     configured = config.get("data.frontend")
     if configured is not None and configured.get("class_path") not in (None, class_path):
-        raise Disagreement(f"{path}: the checkpoint is a {modality} model ({class_path}) but data.frontend is {configured.class_path}")
+        raise Disagreement(
+            f"{path}: the checkpoint is a {modality} model ({class_path}) but data.frontend is {configured.class_path}"
+        )
     init_args = configured.get("init_args") if configured is not None else None
     init_args = init_args.clone() if init_args is not None else Namespace()
     frontend_defaults = _defaults(frontend_class)
     for key, value in stored.items():
-        init_args[key] = use(f"data.frontend.init_args.{key}", init_args.get(key), frontend_defaults.get(key), value,
-                             training_only=key in frontend_class.training_only)
+        init_args[key] = use(
+            f"data.frontend.init_args.{key}",
+            init_args.get(key),
+            frontend_defaults.get(key),
+            value,
+            training_only=key in frontend_class.training_only,
+        )
     config["data.frontend"] = Namespace(class_path=class_path, init_args=init_args)
 
     model_defaults = _defaults(CTCModule)
@@ -173,12 +194,15 @@ def hold_to_checkpoint(config: Namespace, configured_model: Namespace, hparams: 
         configured = configured_model.get(key)
         if key in CTCModule.optimizer_settings:
             if training and plain(configured) not in (plain(value), plain(model_defaults[key])):
-                warnings.append(f"model.{key}: the config's {configured!r} is ignored; the run continues the "
-                                f"checkpoint's optimizer and schedule ({value!r})")
+                warnings.append(
+                    f"model.{key}: the config's {configured!r} is ignored; the run continues the "
+                    f"checkpoint's optimizer and schedule ({value!r})"
+                )
             config[f"model.{key}"] = value
             continue
-        config[f"model.{key}"] = use(f"model.{key}", configured, model_defaults[key], value,
-                                     training_only=key in CTCModule.training_only)
+        config[f"model.{key}"] = use(
+            f"model.{key}", configured, model_defaults[key], value, training_only=key in CTCModule.training_only
+        )
     return warnings
 
 
@@ -210,7 +234,11 @@ def main() -> int:
     """Entry point of ``recognizer``; after SIGINT/SIGTERM, exits with 128 + the signal's number."""
     callback = run_cli().last_checkpoint()
     if callback is not None and callback.interrupted is not None:
-        resume = f"resume with --ckpt_path {callback.last_path}" if callback.last_path else "stopped before any training step; nothing to resume"
+        resume = (
+            f"resume with --ckpt_path {callback.last_path}"
+            if callback.last_path
+            else "stopped before any training step; nothing to resume"
+        )
         print(f"recognizer: stopped by {callback.interrupted.name}; {resume}", file=sys.stderr)
         return 128 + int(callback.interrupted)
     return 0

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -123,7 +124,7 @@ class LengthBudgetBatchSampler(Sampler[list[int]]):
         return batches
 
     @property
-    def sampler(self) -> "_EpochSetter":
+    def sampler(self) -> _EpochSetter:
         """Lightning calls ``set_epoch`` on ``batch_sampler.sampler``, never on the batch sampler itself:
         without this, every epoch would repeat the first one's batches."""
         return _EpochSetter(self)
@@ -234,7 +235,12 @@ class DataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.frontend = frontend
-        self.manifests = {"fit": train_manifest, "validate": val_manifest, "test": test_manifest, "predict": predict_manifest}
+        self.manifests = {
+            "fit": train_manifest,
+            "validate": val_manifest,
+            "test": test_manifest,
+            "predict": predict_manifest,
+        }
         self.max_frames = max_frames
         self.max_batch_size = max_batch_size
         self.num_workers = num_workers
@@ -281,7 +287,9 @@ class DataModule(pl.LightningDataModule):
             if changed:
                 log.warning(
                     "%s: %d character(s) outside the alphabet were %s: %s",
-                    self.manifests[stage], changed, "dropped" if self.tokenizer.unknown == "drop" else "replaced",
+                    self.manifests[stage],
+                    changed,
+                    "dropped" if self.tokenizer.unknown == "drop" else "replaced",
                     dict(self.tokenizer.unknown_counts),
                 )
         return ManifestDataset(entries, self.frontend, augment=augment, seed=self.seed)
@@ -334,7 +342,10 @@ class DataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is None or trainer.state.fn != "fit":
             return {}
-        return {"epoch": trainer.current_epoch, "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+        return {
+            "epoch": trainer.current_epoch,
+            "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "epoch" in state_dict:
@@ -368,4 +379,9 @@ class DataModule(pl.LightningDataModule):
         return mean.float(), std.float()
 
 
-_MANIFEST_ARGS = {"fit": "train_manifest", "validate": "val_manifest", "test": "test_manifest", "predict": "predict_manifest"}
+_MANIFEST_ARGS = {
+    "fit": "train_manifest",
+    "validate": "val_manifest",
+    "test": "test_manifest",
+    "predict": "predict_manifest",
+}

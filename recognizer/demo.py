@@ -14,8 +14,8 @@ import argparse
 import importlib
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 
@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> float:
     config = yaml.safe_load(Path(config_path).read_text())
     corpus = Path(config["data"]["train_manifest"]).parent
     sizes = {f"num_{split}": getattr(args, f"num_{split}") for split in ("train", "dev", "test")}
-    importlib.import_module(SYNTHETIC[corpus_name][0]).prepare(corpus, **{k: v for k, v in sizes.items() if v is not None})
+    importlib.import_module(SYNTHETIC[corpus_name][0]).prepare(
+        corpus, **{k: v for k, v in sizes.items() if v is not None}
+    )
     print(f"[demo] corpus ready in {time.perf_counter() - start:.0f} s: {corpus}")
 
     cli = run_cli(["fit", "--config", config_path, *overrides])
@@ -98,10 +100,26 @@ def main(argv: Sequence[str] | None = None) -> float:
 #: small models the notebooks fit in a few minutes when no demo checkpoint exists (on 2 cores:
 #: speech ~3 min, ~23 % CER; handwriting ~2 min)
 NOTEBOOK_MODELS = {
-    "speech": ["--model.hidden_size", "128", "--model.num_layers", "2", "--trainer.max_epochs", "40",
-               "--trainer.check_val_every_n_epoch", "10"],
-    "handwriting": ["--model.hidden_size", "96", "--model.num_layers", "2", "--trainer.max_epochs", "20",
-                    "--trainer.check_val_every_n_epoch", "10"],
+    "speech": [
+        "--model.hidden_size",
+        "128",
+        "--model.num_layers",
+        "2",
+        "--trainer.max_epochs",
+        "40",
+        "--trainer.check_val_every_n_epoch",
+        "10",
+    ],
+    "handwriting": [
+        "--model.hidden_size",
+        "96",
+        "--model.num_layers",
+        "2",
+        "--trainer.max_epochs",
+        "20",
+        "--trainer.check_val_every_n_epoch",
+        "10",
+    ],
 }
 
 
@@ -128,13 +146,28 @@ def notebook_model(demo: str = "speech", root: Path | None = None) -> tuple[Path
             return min(checkpoints, key=lambda p: float(p.stem.split("cer")[-1].strip("=_-") or "inf")), corpus
         if last := sorted(runs.rglob("last.ckpt")):
             return last[-1], corpus
-    cli = run_cli([
-        "fit", "--config", str(config),
-        "--data.train_manifest", str(corpus["train"]), "--data.val_manifest", str(corpus["dev"]),
-        "--data.test_manifest", str(corpus["test"]), *NOTEBOOK_MODELS[demo],
-        "--model.warmup_steps", "20", "--trainer.max_time", "00:00:04:00",
-        "--trainer.default_root_dir", str(root / "runs" / f"notebook-{demo}"), "--trainer.enable_progress_bar", "false",
-    ])
+    cli = run_cli(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--data.train_manifest",
+            str(corpus["train"]),
+            "--data.val_manifest",
+            str(corpus["dev"]),
+            "--data.test_manifest",
+            str(corpus["test"]),
+            *NOTEBOOK_MODELS[demo],
+            "--model.warmup_steps",
+            "20",
+            "--trainer.max_time",
+            "00:00:04:00",
+            "--trainer.default_root_dir",
+            str(root / "runs" / f"notebook-{demo}"),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     return Path(cli.trainer.checkpoint_callback.best_model_path or cli.last_checkpoint().last_path), corpus
 
 

@@ -14,10 +14,10 @@ import importlib
 import re
 import sys
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Iterator, Sequence
 
 #: the packages whose native libraries must agree with each other (pinned together in pyproject.toml)
 TORCH_FAMILY = ("torch", "torchaudio")
@@ -77,12 +77,19 @@ def import_torchaudio() -> ModuleType:
 # ------------------------------------------------------------------------------------- smoke check
 def _check_pins() -> str:
     pins = pinned_versions()
-    wrong = {name: installed_version(name) for name, version in pins.items() if installed_version(name).split("+")[0] != version}
+    wrong = {
+        name: installed_version(name)
+        for name, version in pins.items()
+        if installed_version(name).split("+")[0] != version
+    }
     if wrong:
         raise DependencyError(
-            "installed " + ", ".join(f"{name} {version}" for name, version in wrong.items())
-            + " but recognizer needs " + ", ".join(f"{name}=={pins[name]}" for name in wrong)
-            + ". Fix: pip install " + " ".join(f"'{name}=={pins[name]}'" for name in pins)
+            "installed "
+            + ", ".join(f"{name} {version}" for name, version in wrong.items())
+            + " but recognizer needs "
+            + ", ".join(f"{name}=={pins[name]}" for name in wrong)
+            + ". Fix: pip install "
+            + " ".join(f"'{name}=={pins[name]}'" for name in pins)
         )
     return ", ".join(f"{name} {installed_version(name)}" for name in TORCH_FAMILY)
 
@@ -110,7 +117,9 @@ def _check_soundfile() -> str:
         soundfile.write(path, samples, 16000)
         read, rate = soundfile.read(path, dtype="float32")
     if rate != 16000 or read.shape != samples.shape:
-        raise DependencyError(f"soundfile (libsndfile {soundfile.__libsndfile_version__}) did not round-trip a FLAC file")
+        raise DependencyError(
+            f"soundfile (libsndfile {soundfile.__libsndfile_version__}) did not round-trip a FLAC file"
+        )
     return f"soundfile {soundfile.__version__} (libsndfile {soundfile.__libsndfile_version__}): FLAC round trip"
 
 

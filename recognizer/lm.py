@@ -37,9 +37,10 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -143,9 +144,7 @@ class NgramModel:
         return "\n".join(parts)
 
 
-def _encode(
-    sentences: Iterable[str], unit: Unit, space_token: str
-) -> tuple[np.ndarray, list[str], int]:
+def _encode(sentences: Iterable[str], unit: Unit, space_token: str) -> tuple[np.ndarray, list[str], int]:
     """Flatten sentences to ``<s> ids </s>`` id runs -> (ids, vocabulary by id, sentence count)."""
     vocab = {token: i for i, token in enumerate(SPECIAL)}
     ids: list[int] = []
@@ -246,7 +245,9 @@ def estimate(
         if fallback:
             log.warning(
                 "%d-grams: count-of-counts n1..n4 = %s give no usable Kneser-Ney discounts; using D1, D2, D3+ = %s",
-                n, coc, tuple(fallback_discounts),
+                n,
+                coc,
+                tuple(fallback_discounts),
             )
         model_discounts.append(d)
         fell_back.append(fallback)
@@ -315,9 +316,7 @@ def build_arpa(
     ``sentences`` are whitespace-tokenized words (``unit="word"``) or character strings whose spaces
     become ``space_token`` (``unit="char"``). If ``path`` is given the ARPA text is also written there.
     """
-    model = estimate(
-        sentences, order, unit, discounts, space_token=space_token, fallback_discounts=fallback_discounts
-    )
+    model = estimate(sentences, order, unit, discounts, space_token=space_token, fallback_discounts=fallback_discounts)
     text = model.to_arpa()
     if path is not None:
         path = Path(path)
@@ -382,7 +381,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--case", choices=("keep", "lower", "upper"), default="keep", help="case folding of the text")
     parser.add_argument("--discounts", choices=("modified-kneser-ney", "kneser-ney"), default="modified-kneser-ney")
     parser.add_argument(
-        "--fallback-discounts", type=float, nargs=3, default=list(FALLBACK_DISCOUNTS), metavar=("D1", "D2", "D3"),
+        "--fallback-discounts",
+        type=float,
+        nargs=3,
+        default=list(FALLBACK_DISCOUNTS),
+        metavar=("D1", "D2", "D3"),
         help="discounts for orders whose count-of-counts give none (default: lmplz's 0.5 1 1.5)",
     )
     parser.add_argument("--space-token", default=WORD_BOUNDARY, help="token for spaces in char models (default: |)")
@@ -399,18 +402,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     texts = [_fold(t, args.case) for t in _read_texts(args.text, args.manifest)]
     model = estimate(
-        texts, args.order, args.unit, args.discounts,
-        space_token=args.space_token, fallback_discounts=args.fallback_discounts,
+        texts,
+        args.order,
+        args.unit,
+        args.discounts,
+        space_token=args.space_token,
+        fallback_discounts=args.fallback_discounts,
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(model.to_arpa(), encoding="utf-8")
     counts = ", ".join(f"{n}-grams {len(g)}" for n, g in enumerate(model.ngrams, start=1))
-    print(f"{out}: {model.num_sentences} sentences, {model.num_tokens} tokens; {counts} "
-          f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    print(
+        f"{out}: {model.num_sentences} sentences, {model.num_tokens} tokens; {counts} "
+        f"({time.perf_counter() - start:.1f} s)",
+        file=sys.stderr,
+    )
     for n, (d, fell_back) in enumerate(zip(model.discounts, model.fell_back), start=1):
-        print(f"  {n}-gram discounts D1 D2 D3+ = {d[0]:.4f} {d[1]:.4f} {d[2]:.4f}{' (fallback)' if fell_back else ''}",
-              file=sys.stderr)
+        print(
+            f"  {n}-gram discounts D1 D2 D3+ = {d[0]:.4f} {d[1]:.4f} {d[2]:.4f}{' (fallback)' if fell_back else ''}",
+            file=sys.stderr,
+        )
     if args.lexicon:
         words = {w for t in texts for w in t.split()}
         lexicon = write_lexicon(words, args.lexicon, boundary=args.boundary or None)

@@ -25,7 +25,9 @@ def stacked_lengths(lengths: torch.Tensor, stride: int) -> torch.Tensor:
     return torch.div(lengths + stride - 1, stride, rounding_mode="floor")
 
 
-def stack_frames(features: torch.Tensor, lengths: torch.Tensor, stack: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stack_frames(
+    features: torch.Tensor, lengths: torch.Tensor, stack: int, stride: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate ``stack`` consecutive frames every ``stride`` frames.
 
     (batch, T, F) -> (batch, ceil(T / stride), stack * F). Frames past the end are zeros, so the

@@ -27,7 +27,6 @@ from .tokenizer import BLANK, Tokenizer
 log = logging.getLogger(__name__)
 
 
-
 class CTCModule(pl.LightningModule):
     """BLSTM-CTC recognizer.
 
@@ -82,7 +81,11 @@ class CTCModule(pl.LightningModule):
             dropout=dropout,
         )
         self.metrics = torch.nn.ModuleDict(
-            {f"{stage}_{name}": metric() for stage in ("val", "test") for name, metric in (("cer", CharErrorRate), ("wer", WordErrorRate))}
+            {
+                f"{stage}_{name}": metric()
+                for stage in ("val", "test")
+                for name, metric in (("cer", CharErrorRate), ("wer", WordErrorRate))
+            }
         )
         self._warned_infeasible: set[str] = set()
         self._last_batch_end: float | None = None
@@ -98,7 +101,7 @@ class CTCModule(pl.LightningModule):
         return [self.tokenizer.decode(nbest[0].labels) for nbest in hypotheses]
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "CTCModule":
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CTCModule:
         """Rebuild a trained module from a checkpoint file alone, without unpickling arbitrary code."""
         checkpoint = read_checkpoint(path, map_location)
         hparams = checkpoint["hyper_parameters"]
@@ -107,7 +110,9 @@ class CTCModule(pl.LightningModule):
             module = cls(**{k: v for k, v in hparams.items() if k in accepted})
             module.load_state_dict(checkpoint["state_dict"])
         except (RuntimeError, TypeError, ValueError) as error:  # weights that do not fit the settings
-            raise CheckpointError(f"{path}: the weights do not fit the model its settings describe ({first_line(error)})") from None
+            raise CheckpointError(
+                f"{path}: the weights do not fit the model its settings describe ({first_line(error)})"
+            ) from None
         return module.eval()
 
     # ------------------------------------------------------------------------------------ training
@@ -126,11 +131,16 @@ class CTCModule(pl.LightningModule):
                 log.warning(
                     "%s: skipped, %d output frames are too few for a %d-label transcript (needs %d); "
                     "the input is too short or the encoder's stride too large",
-                    utterance, int(out_lengths[index]), int(batch["target_lengths"][index]), int(batch["min_frames"][index]),
+                    utterance,
+                    int(out_lengths[index]),
+                    int(batch["target_lengths"][index]),
+                    int(batch["min_frames"][index]),
                 )
         return feasible
 
-    def _ctc_loss(self, batch: dict[str, Any], log_probs: torch.Tensor, out_lengths: torch.Tensor, stage: str) -> torch.Tensor:
+    def _ctc_loss(
+        self, batch: dict[str, Any], log_probs: torch.Tensor, out_lengths: torch.Tensor, stage: str
+    ) -> torch.Tensor:
         """Mean per-utterance CTC loss in float32 over the feasible utterances of the batch."""
         feasible = self._feasible(batch, out_lengths)
         skipped = int((~feasible).sum())

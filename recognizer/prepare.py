@@ -1,16 +1,16 @@
 """``recognizer-prepare``: turn corpora into JSON-lines manifests.
 
-    recognizer-prepare an4 --root ../shared/data/an4 --out data/an4
-    recognizer-prepare iam-ondb --root ../shared/data/iam-ondb --out data/iam-ondb
-    recognizer-prepare synthetic-speech --out data/synthetic-speech
-    recognizer-prepare synthetic-ink --out data/synthetic-ink
+recognizer-prepare an4 --root ../shared/data/an4 --out data/an4
+recognizer-prepare iam-ondb --root ../shared/data/iam-ondb --out data/iam-ondb
+recognizer-prepare synthetic-speech --out data/synthetic-speech
+recognizer-prepare synthetic-ink --out data/synthetic-ink
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-from typing import Sequence
+from collections.abc import Sequence
 
 #: generated corpora: name -> (module with ``prepare``, help, default training size)
 SYNTHETIC = {
@@ -29,8 +29,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     an4.add_argument("--no-download", action="store_true", help="fail instead of downloading")
 
     iam_ondb = corpora.add_parser("iam-ondb", help="IAM On-Line Handwriting Database (folders or IAM's tarballs)")
-    iam_ondb.add_argument("--root", required=True, help="holds trainset.txt etc. and lineStrokes/, ascii/ or their tarballs")
-    iam_ondb.add_argument("--out", required=True, help="where to write train/val1/val2[/test].jsonl (and extract tarballs)")
+    iam_ondb.add_argument(
+        "--root", required=True, help="holds trainset.txt etc. and lineStrokes/, ascii/ or their tarballs"
+    )
+    iam_ondb.add_argument(
+        "--out", required=True, help="where to write train/val1/val2[/test].jsonl (and extract tarballs)"
+    )
     iam_ondb.add_argument("--no-validate", action="store_true", help="do not parse every stroke file (faster)")
 
     for name, (_, help, num_train) in SYNTHETIC.items():
@@ -53,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         iam_ondb.prepare(args.root, args.out, validate=not args.no_validate)
     else:
         corpus = importlib.import_module(SYNTHETIC[args.corpus][0])
-        manifests = corpus.prepare(args.out, args.num_train, args.num_dev, args.num_test, seed=args.seed, workers=args.workers)
+        manifests = corpus.prepare(
+            args.out, args.num_train, args.num_dev, args.num_test, seed=args.seed, workers=args.workers
+        )
         for split, path in manifests.items():
             print(f"{split}: {path}")
 

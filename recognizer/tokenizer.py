@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 BLANK = 0
 BLANK_SYMBOL = "<blank>"
@@ -59,7 +60,7 @@ class Tokenizer:
         self._delete = re.compile(f"(?!{self.keep}).", re.DOTALL) if self.keep else None
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str], **options: Any) -> "Tokenizer":
+    def from_texts(cls, texts: Iterable[str], **options: Any) -> Tokenizer:
         """Build the alphabet from (training) transcripts after normalization, sorted."""
         probe = cls(alphabet=" ", **{k: v for k, v in options.items() if k in ("case", "keep")})
         chars = set()

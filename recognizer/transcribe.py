@@ -10,9 +10,10 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from tqdm import tqdm
@@ -92,7 +93,9 @@ class Recognizer:
         return self.frontend.features(self.frontend.load(source))
 
     @torch.no_grad()
-    def transcribe(self, inputs: Sequence[Any], decoder: Decoder | DecodingOptions = "greedy", **kwargs: Any) -> list[Transcript]:
+    def transcribe(
+        self, inputs: Sequence[Any], decoder: Decoder | DecodingOptions = "greedy", **kwargs: Any
+    ) -> list[Transcript]:
         """Transcribe paths or in-memory inputs in batches of similar length; results keep the input
         order. Takes the arguments of ``transcribe_iter``, e.g.
         ``transcribe(files, "beam", beam_size=8, nbest=3, timestamps=True, on_error="skip")``."""
@@ -137,7 +140,12 @@ class Recognizer:
         prepare(options, self.tokenizer.alphabet)  # a bad LM or lexicon fails before the model runs
         for batch in self._log_probs_iter(inputs, max_frames, progress, on_error, chunk):
             good = [(index, output) for index, output in batch if not isinstance(output, BaseException)]
-            decoded = dict(zip([i for i, _ in good], self.decode([o for _, o in good], options, timestamps=timestamps, max_frames=max_frames)))
+            decoded = dict(
+                zip(
+                    [i for i, _ in good],
+                    self.decode([o for _, o in good], options, timestamps=timestamps, max_frames=max_frames),
+                )
+            )
             for index, output in batch:
                 name = str(inputs[index]) if isinstance(inputs[index], (str, os.PathLike)) else f"<array {index}>"
                 if isinstance(output, BaseException):
@@ -147,7 +155,9 @@ class Recognizer:
                     yield index, decoded[index]
 
     @torch.no_grad()
-    def log_probs(self, inputs: Sequence[Any], max_frames: int = DEFAULT_MAX_FRAMES, progress: bool = False) -> list[torch.Tensor]:
+    def log_probs(
+        self, inputs: Sequence[Any], max_frames: int = DEFAULT_MAX_FRAMES, progress: bool = False
+    ) -> list[torch.Tensor]:
         """The model's output for each input: (frames, vocab) log-probabilities on the CPU, in input order.
 
         Decode them with ``decode`` (e.g. many times, with different settings, as tuning does).
@@ -166,7 +176,9 @@ class Recognizer:
         within a chunk; with ``on_error="skip"`` an unusable input comes as its exception."""
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error={on_error!r}: expected 'raise' or 'skip'")
-        with tqdm(total=len(inputs), desc="transcribing", unit="input", disable=not progress, file=sys.stderr, leave=False) as bar:
+        with tqdm(
+            total=len(inputs), desc="transcribing", unit="input", disable=not progress, file=sys.stderr, leave=False
+        ) as bar:
             yield from self._chunks(inputs, max_frames, on_error, chunk, bar)
 
     def _chunks(
@@ -215,12 +227,19 @@ class Recognizer:
                     source="",
                     text=self.tokenizer.decode(nbest[0].labels),
                     score=nbest[0].score,
-                    nbest=[{"text": self.tokenizer.decode(h.labels), "score": h.score} for h in nbest] if options.nbest > 1 else None,
+                    nbest=[{"text": self.tokenizer.decode(h.labels), "score": h.score} for h in nbest]
+                    if options.nbest > 1
+                    else None,
                 )
                 if paths is not None:
                     words = align_words(align_chars(paths[position], padded[position], self.tokenizer))
                     transcript.words = [
-                        {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "confidence": round(w.confidence, 4)}
+                        {
+                            "word": w.word,
+                            "start": round(w.start, 3),
+                            "end": round(w.end, 3),
+                            "confidence": round(w.confidence, 4),
+                        }
                         for w in scale_spans(words, unit)
                     ]
                     transcript.unit = self.frontend.timestamp_unit
@@ -231,7 +250,9 @@ class Recognizer:
 def _as_list(inputs: Sequence[Any]) -> list[Any]:
     """The inputs as a list; a lone path or string is a mistake that would be read character by character."""
     if isinstance(inputs, (str, bytes, os.PathLike)):
-        raise TypeError(f"inputs must be a list of inputs, got a single {type(inputs).__name__}: pass [{str(inputs)!r}]")
+        raise TypeError(
+            f"inputs must be a list of inputs, got a single {type(inputs).__name__}: pass [{str(inputs)!r}]"
+        )
     return list(inputs)
 
 
@@ -331,7 +352,9 @@ def _completed_sources(path: Path) -> set[str]:
         try:
             done.add(json.loads(line)["source"])
         except (ValueError, KeyError, TypeError):
-            raise ValueError(f"{path}:{number}: not a recognizer-transcribe result line; cannot --resume into this file") from None
+            raise ValueError(
+                f"{path}:{number}: not a recognizer-transcribe result line; cannot --resume into this file"
+            ) from None
     return done
 
 
@@ -350,30 +373,72 @@ def _expand(frontend: Any, files: Sequence[str]) -> list[str]:
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``DecodingOptions`` as command-line options (shared by transcription and tuning)."""
     group = parser.add_argument_group("decoding")
-    group.add_argument("--decoder", choices=DECODERS,
-                       help="greedy (best path), beam (prefix beam search) or lm (beam search with --lm and/or "
-                       "--lexicon); default: lm when they are given, else greedy")
-    group.add_argument("--beam", type=int, dest="beam_size",
-                       help=f"hypotheses kept per frame (default: {', '.join(f'{k} {v}' for k, v in DEFAULT_BEAM_SIZE.items())})")
+    group.add_argument(
+        "--decoder",
+        choices=DECODERS,
+        help="greedy (best path), beam (prefix beam search) or lm (beam search with --lm and/or "
+        "--lexicon); default: lm when they are given, else greedy",
+    )
+    group.add_argument(
+        "--beam",
+        type=int,
+        dest="beam_size",
+        help=f"hypotheses kept per frame (default: {', '.join(f'{k} {v}' for k, v in DEFAULT_BEAM_SIZE.items())})",
+    )
     group.add_argument("--token-beam", type=int, help="labels tried per frame, most probable first (default: all)")
-    group.add_argument("--lm", help="n-gram LM (ARPA or KenLM binary): a word LM with --lexicon, a character LM without")
-    group.add_argument("--lexicon", help="lexicon file (recognizer-lm --lexicon); without it the LM decoder is lexicon-free")
-    group.add_argument("--lm-weight", type=float, default=DecodingOptions.lm_weight, help="weight of the LM score (tune with recognizer-tune)")
-    group.add_argument("--word-score", type=float, default=DecodingOptions.word_score,
-                       help="insertion bonus per word (without a lexicon: per frame of word separator)")
-    group.add_argument("--unk-score", type=float, default=DecodingOptions.unk_score,
-                       help="with a lexicon: score of leaving it (default: never)")
-    group.add_argument("--beam-threshold", type=float, default=DecodingOptions.beam_threshold,
-                       help="lm: drop hypotheses this far below the best")
-    group.add_argument("--blank-skip", type=float, default=DecodingOptions.blank_skip,
-                       help="beam and lm: collapse runs of frames whose blank probability is at least this "
-                       "before the search; 1 to search every frame")
+    group.add_argument(
+        "--lm", help="n-gram LM (ARPA or KenLM binary): a word LM with --lexicon, a character LM without"
+    )
+    group.add_argument(
+        "--lexicon", help="lexicon file (recognizer-lm --lexicon); without it the LM decoder is lexicon-free"
+    )
+    group.add_argument(
+        "--lm-weight",
+        type=float,
+        default=DecodingOptions.lm_weight,
+        help="weight of the LM score (tune with recognizer-tune)",
+    )
+    group.add_argument(
+        "--word-score",
+        type=float,
+        default=DecodingOptions.word_score,
+        help="insertion bonus per word (without a lexicon: per frame of word separator)",
+    )
+    group.add_argument(
+        "--unk-score",
+        type=float,
+        default=DecodingOptions.unk_score,
+        help="with a lexicon: score of leaving it (default: never)",
+    )
+    group.add_argument(
+        "--beam-threshold",
+        type=float,
+        default=DecodingOptions.beam_threshold,
+        help="lm: drop hypotheses this far below the best",
+    )
+    group.add_argument(
+        "--blank-skip",
+        type=float,
+        default=DecodingOptions.blank_skip,
+        help="beam and lm: collapse runs of frames whose blank probability is at least this "
+        "before the search; 1 to search every frame",
+    )
 
 
 def decoding_options(args: argparse.Namespace) -> DecodingOptions:
     """``DecodingOptions`` from arguments added by ``add_decoding_arguments``."""
-    names = ("decoder", "beam_size", "token_beam", "lm", "lexicon", "lm_weight", "word_score", "unk_score",
-             "beam_threshold", "blank_skip")
+    names = (
+        "decoder",
+        "beam_size",
+        "token_beam",
+        "lm",
+        "lexicon",
+        "lm_weight",
+        "word_score",
+        "unk_score",
+        "beam_threshold",
+        "blank_skip",
+    )
     values = {name: getattr(args, name) for name in names}
     values.update(nbest=getattr(args, "nbest", 1))
     if values["decoder"] is None:
@@ -386,13 +451,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     transcribed, ``SOME_FAILED`` (3) when some (not all) were recorded as failed, 1 when none could be
     transcribed or the run itself failed."""
     parser = argparse.ArgumentParser(prog="recognizer-transcribe", description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", help="input files (audio for a speech model; ink, with page.inkml#id for one sample)")
+    parser.add_argument(
+        "files", nargs="+", help="input files (audio for a speech model; ink, with page.inkml#id for one sample)"
+    )
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by `recognizer fit`")
-    parser.add_argument("--output", help="write JSON lines here (flushed after every batch) instead of printing `path<TAB>text`")
+    parser.add_argument(
+        "--output", help="write JSON lines here (flushed after every batch) instead of printing `path<TAB>text`"
+    )
     parser.add_argument("--resume", action="store_true", help="with --output: append, skipping inputs already in it")
-    parser.add_argument("--on-error", choices=("skip", "stop"), default="skip",
-                        help="skip (default): report an unusable input (stderr, and a {source, error} line in --output), "
-                        "go on, exit 3 at the end (1 if all failed); stop: exit 1 at the first one")
+    parser.add_argument(
+        "--on-error",
+        choices=("skip", "stop"),
+        default="skip",
+        help="skip (default): report an unusable input (stderr, and a {source, error} line in --output), "
+        "go on, exit 3 at the end (1 if all failed); stop: exit 1 at the first one",
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--nbest", type=int, default=1, help="alternatives per input (JSON output)")
     parser.add_argument("--timestamps", action="store_true", help="word timestamps and confidences (JSON output)")
@@ -408,7 +481,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs = [i for i in _expand(recognizer.frontend, args.files) if i not in output.done]
         failed = 0
         results = recognizer.transcribe_iter(
-            inputs, options, timestamps=args.timestamps, max_frames=args.max_frames, progress=len(inputs) > 1,
+            inputs,
+            options,
+            timestamps=args.timestamps,
+            max_frames=args.max_frames,
+            progress=len(inputs) > 1,
             on_error="skip" if args.on_error == "skip" else "raise",
         )
         for _, transcript in results:  # batch by batch, as each finishes

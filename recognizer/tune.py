@@ -14,8 +14,8 @@ import dataclasses
 import itertools
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torchmetrics.functional.text import char_error_rate, word_error_rate
@@ -38,8 +38,9 @@ class Trial:
     cer: float
 
 
-def error_rates(recognizer: Recognizer, log_probs: list[torch.Tensor], references: list[str],
-                options: DecodingOptions) -> tuple[float, float]:
+def error_rates(
+    recognizer: Recognizer, log_probs: list[torch.Tensor], references: list[str], options: DecodingOptions
+) -> tuple[float, float]:
     """(WER, CER) of decoding ``log_probs`` with ``options`` against normalized ``references``."""
     hypotheses = [t.text for t in recognizer.decode(log_probs, options)]
     return float(word_error_rate(hypotheses, references)), float(char_error_rate(hypotheses, references))
@@ -96,15 +97,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(entries)} utterances; greedy WER {greedy_wer:.2%} CER {greedy_cer:.2%}", file=sys.stderr)
         print("lm_weight\tword_score\tWER\tCER")
         trials = grid_search(
-            recognizer, log_probs, references, options, args.lm_weights, args.word_scores,
+            recognizer,
+            log_probs,
+            references,
+            options,
+            args.lm_weights,
+            args.word_scores,
             report=lambda t: print(f"{t.lm_weight:g}\t{t.word_score:g}\t{t.wer:.2%}\t{t.cer:.2%}", flush=True),
         )
     except (OSError, ValueError) as error:
         print(f"recognizer-tune: error: {error}", file=sys.stderr)
         return 1
     best = best_trial(trials)
-    print(f"best: --lm-weight {best.lm_weight:g} --word-score {best.word_score:g}  WER {best.wer:.2%} CER {best.cer:.2%} "
-          f"(greedy WER {greedy_wer:.2%}; {len(trials)} settings in {time.perf_counter() - start:.1f} s)")
+    print(
+        f"best: --lm-weight {best.lm_weight:g} --word-score {best.word_score:g}  WER {best.wer:.2%} CER {best.cer:.2%} "
+        f"(greedy WER {greedy_wer:.2%}; {len(trials)} settings in {time.perf_counter() - start:.1f} s)"
+    )
     return 0
 
 

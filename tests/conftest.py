@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -45,7 +45,9 @@ def tiny_speech(tmp_path_factory) -> dict[str, Path]:
     """A small synthetic speech corpus (train/dev/test manifests), generated once per test session."""
     from recognizer.corpora import synthetic_speech
 
-    return synthetic_speech.prepare(tmp_path_factory.mktemp("speech"), num_train=60, num_dev=12, num_test=12, seed=1, workers=2)
+    return synthetic_speech.prepare(
+        tmp_path_factory.mktemp("speech"), num_train=60, num_dev=12, num_test=12, seed=1, workers=2
+    )
 
 
 def write_wav(path: Path, samples, rate: int = 16000) -> Path:
@@ -62,4 +64,6 @@ def tiny_ink(tmp_path_factory) -> dict[str, Path]:
     """A small synthetic handwriting corpus (train/dev/test manifests), generated once per test session."""
     from recognizer.corpora import synthetic_ink
 
-    return synthetic_ink.prepare(tmp_path_factory.mktemp("ink"), num_train=60, num_dev=12, num_test=12, seed=1, workers=1)
+    return synthetic_ink.prepare(
+        tmp_path_factory.mktemp("ink"), num_train=60, num_dev=12, num_test=12, seed=1, workers=1
+    )

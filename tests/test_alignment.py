@@ -136,7 +136,13 @@ def test_chars_and_words() -> None:
     probs = [0.9, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.6, 0.9, 0.5, 0.7, 0.9]
     log_probs = peaky(path, probs, TOKENIZER.vocab_size)
     chars = align_chars(torch.tensor(path), log_probs, TOKENIZER)
-    assert [(c.char, c.start, c.end) for c in chars] == [("h", 0, 2), ("i", 3, 4), (" ", 5, 7), ("y", 7, 8), ("o", 9, 11)]
+    assert [(c.char, c.start, c.end) for c in chars] == [
+        ("h", 0, 2),
+        ("i", 3, 4),
+        (" ", 5, 7),
+        ("y", 7, 8),
+        ("o", 9, 11),
+    ]
     assert [c.score for c in chars] == pytest.approx([0.85, 0.9, 0.9, 0.6, 0.6])
     words = align_words(chars)
     assert [(w.word, w.start, w.end) for w in words] == [("hi", 0, 4), ("yo", 7, 11)]

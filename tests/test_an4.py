@@ -113,8 +113,9 @@ def test_prepare_real(real_root, tmp_path, capsys):
     dev = read_manifest(manifests["dev"], required=("text", "duration"), path_key="audio_filepath")
     assert (len(train), len(dev)) == (848, 100)
     # Stored absolute: the corpus is outside the manifest folder.
-    assert all(Path(json.loads(line)["audio_filepath"]).is_absolute()
-               for line in manifests["dev"].read_text().splitlines())
+    assert all(
+        Path(json.loads(line)["audio_filepath"]).is_absolute() for line in manifests["dev"].read_text().splitlines()
+    )
     assert {entry["speaker"] for entry in dev}.isdisjoint(entry["speaker"] for entry in train)
     printed = capsys.readouterr().out
     assert "train: 848 utterances" in printed and "dev: 100 utterances" in printed
@@ -128,8 +129,13 @@ def test_read_test_split_sph(tmp_path, small_splits):
     test = an4.read_split(corpus, "test")
     assert [entry["id"] for entry in test] == [entry["id"] for entry in small_splits["test"]]
     for entry, original in zip(test, small_splits["test"]):
-        assert entry["audio_filepath"] == str(corpus.resolve() / "wav" / "an4test_clstk" / entry["speaker"]
-                                              / (entry["id"][len(entry["speaker"]) + 1 :] + ".sph"))
+        assert entry["audio_filepath"] == str(
+            corpus.resolve()
+            / "wav"
+            / "an4test_clstk"
+            / entry["speaker"]
+            / (entry["id"][len(entry["speaker"]) + 1 :] + ".sph")
+        )
         assert entry["duration"] == pytest.approx(original["duration"])
         assert (entry["text"], entry["speaker"]) == (original["text"], original["speaker"])
 
@@ -144,11 +150,12 @@ def test_prepare_with_test_split_and_mixed_audio(tmp_path, small_splits):
 
     manifests = an4.prepare(corpus, tmp_path / "out", download_if_missing=False, num_dev=2)
     assert set(manifests) == {"train", "dev", "test"}
-    counts = {split: len(read_manifest(path, required=("text", "duration"), path_key="audio_filepath"))
-              for split, path in manifests.items()}
+    counts = {
+        split: len(read_manifest(path, required=("text", "duration"), path_key="audio_filepath"))
+        for split, path in manifests.items()
+    }
     assert counts == {"train": 3, "dev": 2, "test": 3}
-    suffixes = {Path(entry["audio_filepath"]).suffix
-                for path in manifests.values() for entry in read_manifest(path)}
+    suffixes = {Path(entry["audio_filepath"]).suffix for path in manifests.values() for entry in read_manifest(path)}
     assert suffixes == {".wav", ".sph"}
 
 
@@ -161,8 +168,10 @@ def test_download_then_prepare(tmp_path, small_splits):
     manifests = an4.prepare(root, tmp_path / "out", url=tarball.as_uri(), num_dev=2)
     assert (root / "an4_sphere.tar.gz").is_file()
     assert sorted(path.name for path in root.iterdir()) == ["an4", "an4_sphere.tar.gz"]  # no staging left
-    entries = {split: read_manifest(path, required=("text", "duration"), path_key="audio_filepath")
-               for split, path in manifests.items()}
+    entries = {
+        split: read_manifest(path, required=("text", "duration"), path_key="audio_filepath")
+        for split, path in manifests.items()
+    }
     assert {split: len(rows) for split, rows in entries.items()} == {"train": 3, "dev": 2, "test": 3}
     for rows in entries.values():
         for entry in rows:

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-
 from conftest import write_wav
+
 from recognizer.audio import AudioError, AudioFrontend, load_audio, log_mel, spec_augment
 
 

@@ -226,7 +226,10 @@ def test_decode_entry_point_dispatches():
 def test_collapse_blank_frames_keeps_the_blank_path_and_separators():
     from recognizer.decoding import collapse_blank_frames
 
-    confident, unsure = [math.log(0.9995), math.log(0.0004), math.log(0.0001)], [math.log(0.3), math.log(0.6), math.log(0.1)]
+    confident, unsure = (
+        [math.log(0.9995), math.log(0.0004), math.log(0.0001)],
+        [math.log(0.3), math.log(0.6), math.log(0.1)],
+    )
     # "A", confident blank x3, "A" (needs the blank between), blank x2, padding
     frames = [unsure, confident, confident, confident, unsure, confident, confident]
     log_probs = torch.tensor([frames + [[9.0] * 3] * 2, frames[:3] + [[9.0] * 3] * 6])

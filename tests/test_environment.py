@@ -3,10 +3,10 @@
 import importlib
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from recognizer import console, environment
 from recognizer.environment import DependencyError
@@ -75,7 +75,9 @@ def test_every_subpackage_and_config_ships_in_the_wheel() -> None:
     """pyproject.toml lists the packages explicitly (configs/ is mapped into recognizer.configs)."""
     settings = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "recognizer").rglob("__init__.py")}
-    assert found <= set(settings["packages"]), f"add {sorted(found - set(settings['packages']))} to [tool.setuptools] packages"
+    assert found <= set(settings["packages"]), (
+        f"add {sorted(found - set(settings['packages']))} to [tool.setuptools] packages"
+    )
     assert settings["package-dir"]["recognizer.configs"] == "configs"
     configs = {p.relative_to(REPO / "configs") for p in (REPO / "configs").rglob("*") if p.is_file()}
     shipped = {p for p in configs for pattern in settings["package-data"]["recognizer.configs"] if p.match(pattern)}

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training import BIN, tiny_args
 
 from recognizer.checkpoint import CheckpointError, Disagreement, read_checkpoint
 from recognizer.cli import run_cli
 from recognizer.data import LengthBudgetBatchSampler
 from recognizer.manifest import read_manifest
-from test_training import BIN, tiny_args
 
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).resolve().parent
@@ -25,7 +25,11 @@ EPOCHS = 2
 
 
 def fit_args(corpus, root: Path, *extra: str) -> list[str]:
-    return ["fit", *tiny_args(corpus, root, "--trainer.max_epochs", str(EPOCHS), "--last_checkpoint.every_n_train_steps", "1"), *extra]
+    return [
+        "fit",
+        *tiny_args(corpus, root, "--trainer.max_epochs", str(EPOCHS), "--last_checkpoint.every_n_train_steps", "1"),
+        *extra,
+    ]
 
 
 def last_checkpoint(root: Path) -> Path:
@@ -55,9 +59,19 @@ def test_interrupted_run_resumes_to_the_same_weights(signum, reference, tiny_spe
     root = tmp_path / "interrupted"
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     run = subprocess.run(
-        [BIN / "recognizer", *fit_args(tiny_speech, root), "--trainer.callbacks+=fault_callbacks.SignalAtStep",
-         "--trainer.callbacks.step", str(step), "--trainer.callbacks.signum", str(int(signum))],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            BIN / "recognizer",
+            *fit_args(tiny_speech, root),
+            "--trainer.callbacks+=fault_callbacks.SignalAtStep",
+            "--trainer.callbacks.step",
+            str(step),
+            "--trainer.callbacks.signum",
+            str(int(signum)),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     if signum == signal.SIGKILL:
         assert run.returncode == -signal.SIGKILL
@@ -79,9 +93,19 @@ def test_sigterm_during_validation_saves_and_resumes_to_the_same_weights(referen
     final, per_epoch = reference
     root = tmp_path / "interrupted"
     run = subprocess.run(
-        [BIN / "recognizer", *fit_args(tiny_speech, root), "--trainer.callbacks+=fault_callbacks.SignalInValidation",
-         "--trainer.callbacks.epoch", "0", "--trainer.callbacks.signum", str(int(signal.SIGTERM))],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(TESTS)}, timeout=600,
+        [
+            BIN / "recognizer",
+            *fit_args(tiny_speech, root),
+            "--trainer.callbacks+=fault_callbacks.SignalInValidation",
+            "--trainer.callbacks.epoch",
+            "0",
+            "--trainer.callbacks.signum",
+            str(int(signal.SIGTERM)),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+        timeout=600,
     )
     assert run.returncode == 128 + signal.SIGTERM, run.stderr[-2000:]
     interrupted = last_checkpoint(root)
@@ -128,9 +152,22 @@ def test_config_alphabet_that_disagrees_is_an_error(trained, tiny_speech, tmp_pa
     alphabet = read_checkpoint(trained)["hyper_parameters"]["tokenizer"]["alphabet"]
     shifted = alphabet[1:] + "#"  # same size, every character moved by one
     with pytest.raises(Disagreement, match=r"data\.alphabet is .* in the config but .* in the checkpoint"):
-        run_cli(["validate", *tiny_args(tiny_speech, tmp_path), "--ckpt_path", str(trained), "--data.alphabet", shifted])
-    run = subprocess.run([BIN / "recognizer", "validate", *tiny_args(tiny_speech, tmp_path), "--ckpt_path", str(trained),
-                          "--data.alphabet", shifted], capture_output=True, text=True)
+        run_cli(
+            ["validate", *tiny_args(tiny_speech, tmp_path), "--ckpt_path", str(trained), "--data.alphabet", shifted]
+        )
+    run = subprocess.run(
+        [
+            BIN / "recognizer",
+            "validate",
+            *tiny_args(tiny_speech, tmp_path),
+            "--ckpt_path",
+            str(trained),
+            "--data.alphabet",
+            shifted,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1].startswith(f"recognizer: error: {trained}: data.alphabet is")
     assert "Traceback" not in run.stderr
@@ -144,12 +181,30 @@ def test_predict_uses_the_checkpoint_tokenizer_whatever_the_training_data(traine
     narrow = tmp_path / "narrow.jsonl"  # transcripts with fewer characters: a smaller alphabet if built from them
     with open(narrow, "w") as f:
         for entry in entries[:3]:
-            f.write(json.dumps({**entry, "audio_filepath": str(Path(tiny_speech["train"]).parent / entry["audio_filepath"]),
-                                "text": "ab"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        **entry,
+                        "audio_filepath": str(Path(tiny_speech["train"]).parent / entry["audio_filepath"]),
+                        "text": "ab",
+                    }
+                )
+                + "\n"
+            )
     output = tmp_path / "predictions.jsonl"
     corpus = {**tiny_speech, "train": narrow}
-    run_cli(["predict", *tiny_args(corpus, tmp_path), "--ckpt_path", str(trained),
-             "--data.predict_manifest", str(tiny_speech["test"]), "--predictions.output", str(output)])
+    run_cli(
+        [
+            "predict",
+            *tiny_args(corpus, tmp_path),
+            "--ckpt_path",
+            str(trained),
+            "--data.predict_manifest",
+            str(tiny_speech["test"]),
+            "--predictions.output",
+            str(output),
+        ]
+    )
     predicted = {row["audio_filepath"]: row["text"] for row in map(json.loads, output.read_text().splitlines())}
     model = recognizer.load(trained, device="cpu")
     files = sorted(predicted)
@@ -158,9 +213,20 @@ def test_predict_uses_the_checkpoint_tokenizer_whatever_the_training_data(traine
 
 def test_encoder_setting_that_disagrees_is_an_error(trained, tiny_speech, tmp_path):
     with pytest.raises(Disagreement, match=r"model\.hidden_size is 48 in the config but 32"):
-        run_cli(["validate", *tiny_args(tiny_speech, tmp_path, "--model.hidden_size", "48"), "--ckpt_path", str(trained)])
+        run_cli(
+            ["validate", *tiny_args(tiny_speech, tmp_path, "--model.hidden_size", "48"), "--ckpt_path", str(trained)]
+        )
     with pytest.raises(Disagreement, match=r"data\.frontend\.init_args\.n_mels is 40"):
-        run_cli(["validate", *tiny_args(tiny_speech, tmp_path), "--data.frontend.init_args.n_mels", "40", "--ckpt_path", str(trained)])
+        run_cli(
+            [
+                "validate",
+                *tiny_args(tiny_speech, tmp_path),
+                "--data.frontend.init_args.n_mels",
+                "40",
+                "--ckpt_path",
+                str(trained),
+            ]
+        )
 
 
 def test_bad_checkpoint_files_are_one_line_errors(trained, tmp_path):
@@ -175,14 +241,18 @@ def test_bad_checkpoint_files_are_one_line_errors(trained, tmp_path):
     for path in (truncated, random_bytes, foreign, text, tmp_path / "missing.ckpt"):
         with pytest.raises(CheckpointError, match=str(path)):
             read_checkpoint(path)
-        run = subprocess.run([BIN / "recognizer-transcribe", "--checkpoint", path, str(path)], capture_output=True, text=True)
+        run = subprocess.run(
+            [BIN / "recognizer-transcribe", "--checkpoint", path, str(path)], capture_output=True, text=True
+        )
         assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
         assert str(path) in run.stderr
 
 
 # ------------------------------------------------------------------------------ batch transcription
 def transcribe(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([BIN / "recognizer-transcribe", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [BIN / "recognizer-transcribe", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_batch_transcription_keeps_going_and_resumes(trained, tiny_speech, tmp_path):
@@ -208,8 +278,10 @@ def test_batch_transcription_keeps_going_and_resumes(trained, tiny_speech, tmp_p
 
     run = transcribe("--checkpoint", trained, files[0], broken, "--on-error", "stop")
     assert run.returncode == 1 and "Traceback" not in run.stderr
-    assert [line for line in run.stderr.splitlines() if "error" in line] == [f"recognizer-transcribe: error: {broken}: cannot read audio "
-                                                                            "(Error in WAV/W64/RF64 file. Malformed 'fmt ' chunk.)"]
+    assert [line for line in run.stderr.splitlines() if "error" in line] == [
+        f"recognizer-transcribe: error: {broken}: cannot read audio "
+        "(Error in WAV/W64/RF64 file. Malformed 'fmt ' chunk.)"
+    ]
 
 
 def test_unwritable_output_fails_before_the_model_runs(trained, tiny_speech, tmp_path):
@@ -218,7 +290,9 @@ def test_unwritable_output_fails_before_the_model_runs(trained, tiny_speech, tmp
     blocker.write_text("")
     run = transcribe("--checkpoint", tmp_path / "never-loaded.ckpt", *files, "--output", blocker / "out.jsonl")
     assert run.returncode == 1
-    assert run.stderr.strip().startswith(f"recognizer-transcribe: error: {blocker / 'out.jsonl'}: cannot write the output (")
+    assert run.stderr.strip().startswith(
+        f"recognizer-transcribe: error: {blocker / 'out.jsonl'}: cannot write the output ("
+    )
 
 
 def test_python_api_mistakes_are_clear(trained, tiny_speech):
@@ -231,8 +305,10 @@ def test_python_api_mistakes_are_clear(trained, tiny_speech):
         recognizer.load(trained, device="cuda:7")
     with pytest.raises(ValueError, match="not a device name"):
         recognizer.load(trained, device="gpu please")
-    results = model.transcribe(["missing.wav", read_manifest(tiny_speech["test"], path_key="audio_filepath")[0]["audio_filepath"]],
-                               on_error="skip")
+    results = model.transcribe(
+        ["missing.wav", read_manifest(tiny_speech["test"], path_key="audio_filepath")[0]["audio_filepath"]],
+        on_error="skip",
+    )
     assert results[0].error == "missing.wav: no such file" and results[0].text is None
     assert results[1].error is None and isinstance(results[1].text, str)
 
@@ -240,8 +316,17 @@ def test_python_api_mistakes_are_clear(trained, tiny_speech):
 def test_validate_with_a_bad_manifest_is_one_line(trained, tiny_speech, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b'{"audio_filepath": "a.wav", "text": "caf\xe9"}\n')
-    run = subprocess.run([BIN / "recognizer", "validate", *tiny_args({**tiny_speech, "dev": bad}, tmp_path), "--ckpt_path", str(trained)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            BIN / "recognizer",
+            "validate",
+            *tiny_args({**tiny_speech, "dev": bad}, tmp_path),
+            "--ckpt_path",
+            str(trained),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1] == f"recognizer: error: {bad}:1: not UTF-8 text (byte 41 of the line)"
     assert "Traceback" not in run.stderr

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_training import BIN, REPO, logged, run_cli, tiny_args
 
 from recognizer.frontend import from_config
 from recognizer.ink import Ink
 from recognizer.ink.formats import write_json_ink
 from recognizer.ink.frontend import InkFrontend
 from recognizer.manifest import read_manifest
-from test_training import BIN, REPO, logged, run_cli, tiny_args
 
 HANDWRITING_DEMO = str(REPO / "configs" / "handwriting" / "demo.yaml")
 
@@ -79,8 +79,12 @@ def test_tiny_handwriting_fit_then_checkpoint_alone_transcribes_ink_files(tiny_i
 
     files = [e["ink_filepath"] for e in read_manifest(tiny_ink["test"], path_key="ink_filepath")][:4]
     output = tmp_path / "out.jsonl"
-    run = subprocess.run([BIN / "recognizer-transcribe", "--checkpoint", lonely, *files, "--output", output],
-                         capture_output=True, text=True, cwd=tmp_path)
+    run = subprocess.run(
+        [BIN / "recognizer-transcribe", "--checkpoint", lonely, *files, "--output", output],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     rows = sorted(rows, key=lambda row: files.index(row["source"]))  # written as batches finish
@@ -113,14 +117,20 @@ def test_tiny_handwriting_fit_then_checkpoint_alone_transcribes_ink_files(tiny_i
         ids = []
         for s, stroke in enumerate(strokes):
             ids.append(f"s{number}-{s}")
-            traces.append(f'<trace xml:id="{ids[-1]}">' + ", ".join(f"{x:.3f} {y:.3f}" for x, y, _ in stroke) + "</trace>")
-        groups.append(f'<traceGroup xml:id="line{number}"><annotation type="truth">?</annotation>'
-                      + "".join(f'<traceView traceDataRef="#{i}"/>' for i in ids) + "</traceGroup>")
+            traces.append(
+                f'<trace xml:id="{ids[-1]}">' + ", ".join(f"{x:.3f} {y:.3f}" for x, y, _ in stroke) + "</trace>"
+            )
+        groups.append(
+            f'<traceGroup xml:id="line{number}"><annotation type="truth">?</annotation>'
+            + "".join(f'<traceView traceDataRef="#{i}"/>' for i in ids)
+            + "</traceGroup>"
+        )
     page = tmp_path / "page.inkml"
     page.write_text('<ink xmlns="http://www.w3.org/2003/InkML">' + "".join(traces + groups) + "</ink>")
     assert len(read_inkml(page)) == 2
-    run = subprocess.run([BIN / "recognizer-transcribe", "--checkpoint", lonely, page, f"{page}#line1"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [BIN / "recognizer-transcribe", "--checkpoint", lonely, page, f"{page}#line1"], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     lines = [line.split("\t") for line in run.stdout.splitlines()]
     assert sorted(source for source, _ in lines) == [f"{page}#line0", f"{page}#line1", f"{page}#line1"]
@@ -128,6 +138,7 @@ def test_tiny_handwriting_fit_then_checkpoint_alone_transcribes_ink_files(tiny_i
 
     # the checkpoint says which modality it is: audio to an ink model is a clear error
     (tmp_path / "speech.wav").write_bytes(b"RIFF")
-    run = subprocess.run([BIN / "recognizer-transcribe", "--checkpoint", lonely, tmp_path / "speech.wav"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [BIN / "recognizer-transcribe", "--checkpoint", lonely, tmp_path / "speech.wav"], capture_output=True, text=True
+    )
     assert run.returncode == 1 and "ink model" in run.stderr and "speech.wav" in run.stderr

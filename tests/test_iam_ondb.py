@@ -19,7 +19,11 @@ from recognizer.manifest import read_manifest
 
 # Forms from the real lists: a08-551z has CRLF line ends and 8 text lines for 9 ink lines; a01-053x-03
 # (listed as a line id below) has time="0.00" glitches; all sit early in the archive.
-SUBSET = {"trainset.txt": [" a01-020x", " a08-551z"], "testset_v.txt": [" a02-050"], "testset_t.txt": [" a01-000u", " a01-053x-03"]}
+SUBSET = {
+    "trainset.txt": [" a01-020x", " a08-551z"],
+    "testset_v.txt": [" a02-050"],
+    "testset_t.txt": [" a01-000u", " a01-053x-03"],
+}
 FORMS = {"a01-020x", "a08-551z", "a02-050", "a01-000u", "a01-053x"}
 
 
@@ -75,7 +79,9 @@ def test_real_split_counts_from_tarball_listing(real_root, tmp_path):
         entries, skipped = iam_ondb.read_split(real_root / name, strokes, ascii_files, validate=False)
         counts[split] = len(entries)
         assert not skipped, (split, skipped)
-        assert all(entry["text"] and entry["text"] == entry["text"].strip() and "\r" not in entry["text"] for entry in entries)
+        assert all(
+            entry["text"] and entry["text"] == entry["text"].strip() and "\r" not in entry["text"] for entry in entries
+        )
     assert counts == {"train": 5364, "val1": 1438, "val2": 1518}
     assert len(iam_ondb.read_split_list(real_root / "trainset.txt")) == 775
 
@@ -91,7 +97,10 @@ def prepared(subset_root, tmp_path_factory) -> dict[str, Path]:
 def test_prepare_real_subset(prepared, subset_root):
     assert set(prepared) == {"train", "val1", "val2"}  # no testset_f.txt, no test.jsonl
     assert not (prepared["train"].parent / "test.jsonl").exists()
-    manifests = {split: read_manifest(path, required=("text", "line_id", "form"), path_key="ink_filepath") for split, path in prepared.items()}
+    manifests = {
+        split: read_manifest(path, required=("text", "line_id", "form"), path_key="ink_filepath")
+        for split, path in prepared.items()
+    }
     assert {split: len(entries) for split, entries in manifests.items()} == {"train": 6 + 9, "val1": 8, "val2": 6 + 1}
     ascii_root = prepared["train"].parent / "ascii"  # extracted from the tarball into --out
     by_id = {}
@@ -101,7 +110,11 @@ def test_prepare_real_subset(prepared, subset_root):
             assert Path(entry["ink_filepath"]).stem == entry["line_id"] == entry["id"]
             assert entry["line_id"].startswith(entry["form"] + "-") and "writer" not in entry
             by_id[entry["id"]] = entry
-    assert by_id["a01-020x-01"]["text"] == csr_lines(ascii_root, "a01-020x")[0] == "Mr . Macleod went on with the conference"
+    assert (
+        by_id["a01-020x-01"]["text"]
+        == csr_lines(ascii_root, "a01-020x")[0]
+        == "Mr . Macleod went on with the conference"
+    )
     assert by_id["a02-050-02"]["text"] == csr_lines(ascii_root, "a02-050")[1] == "was not * to bring the President back"
     assert [by_id[f"a01-000u-{n:02d}"]["text"] for n in range(1, 7)] == csr_lines(ascii_root, "a01-000u")
     assert by_id["a01-053x-03"]["text"] == "black - listed by the Government ."
@@ -122,9 +135,17 @@ def test_prepare_skips_and_counts(subset_root, tmp_path, capsys):
     prepare_cli.main(["iam-ondb", "--root", str(root), "--out", str(out)])
     printed = capsys.readouterr()
     assert "a01-000u-03.xml: malformed XML" in printed.err
-    assert "iam-ondb val2 (testset_t.txt): 5 lines from 2 forms written, 2 skipped (1 missing stroke file, 1 unreadable ink)" in printed.out
+    assert (
+        "iam-ondb val2 (testset_t.txt): 5 lines from 2 forms written, 2 skipped (1 missing stroke file, 1 unreadable ink)"
+        in printed.out
+    )
     assert "iam-ondb test (testset_f.txt): 6 lines from 1 forms written, 1 skipped (1 form not found)" in printed.out
-    assert sorted(path.name for path in out.glob("*.jsonl")) == ["test.jsonl", "train.jsonl", "val1.jsonl", "val2.jsonl"]
+    assert sorted(path.name for path in out.glob("*.jsonl")) == [
+        "test.jsonl",
+        "train.jsonl",
+        "val1.jsonl",
+        "val2.jsonl",
+    ]
     assert len(read_manifest(out / "test.jsonl", path_key="ink_filepath")) == 6
     assert (out / "lineStrokes").exists() is False  # the folder in --root was used, not extracted again
 

@@ -260,7 +260,7 @@ def test_inkml_points_without_commas_and_unknown_values(tmp_path):
     "body, message",
     [
         ("<trace>'1 2, 3 4</trace>", "first difference with no previous point"),
-        ("<trace>1 2, \"1 2</trace>", "second difference needs two previous points"),
+        ('<trace>1 2, "1 2</trace>', "second difference needs two previous points"),
         ("<trace>1 2, 3</trace>", "point 2 has 1 values"),
         ("<trace>1 2, 3 x</trace>", "point 2: cannot read 'x'"),
         ("<trace>1 2 3</trace>", "do not split into points"),
@@ -286,7 +286,9 @@ def test_inkml_wrong_root(tmp_path):
 
 
 def test_json_read_and_round_trip(tmp_path):
-    path = write(tmp_path / "a.json", json.dumps({"text": "hi", "strokes": [[[1, 2, 0], [3, 4, 0.25]], [], [[5, 6, 0.5]]]}))
+    path = write(
+        tmp_path / "a.json", json.dumps({"text": "hi", "strokes": [[[1, 2, 0], [3, 4, 0.25]], [], [[5, 6, 0.5]]]})
+    )
     ink = read_json_ink(path)
     assert (ink.text, ink.empty_strokes, ink.has_time, ink.source) == ("hi", 1, True, str(path))
     again = read_json_ink(write_json_ink(tmp_path / "out" / "b.json", ink))
@@ -323,7 +325,7 @@ def test_json_real_ink_round_trip(real_lines, tmp_path):
         ('{"strokes": [[[1]]]}', r"stroke 1, point 1"),
         ('{"strokes": [3]}', "stroke 1 .* not a list"),
         ('{"strokes": [[[1, 2]]], "text": 5}', '"text" must be a string'),
-        ('[[[1, 2]]]', 'a "strokes" list'),
+        ("[[[1, 2]]]", 'a "strokes" list'),
         ('{"strokes": [[[NaN, 2]]]}', "NaN or infinite"),
         ('{"strokes": [[[1e9, 2]]]}', "absurd coordinates"),
         ('{"strokes": [[], []]}', "no points"),
@@ -354,12 +356,16 @@ def test_load_ink_suffixes(tmp_path):
 def test_partly_missing_timestamps_read_as_untimed_in_every_format(tmp_path):
     """Some points with a time, others without (absent or NaN): one rule for every reader."""
     iam = tmp_path / "line.xml"
-    iam.write_text('<WhiteboardCaptureSession><StrokeSet><Stroke>'
-                   '<Point x="1" y="2" time="3"/><Point x="2" y="2"/><Point x="3" y="2" time="nan"/>'
-                   '</Stroke></StrokeSet></WhiteboardCaptureSession>')
+    iam.write_text(
+        "<WhiteboardCaptureSession><StrokeSet><Stroke>"
+        '<Point x="1" y="2" time="3"/><Point x="2" y="2"/><Point x="3" y="2" time="nan"/>'
+        "</Stroke></StrokeSet></WhiteboardCaptureSession>"
+    )
     inkml = tmp_path / "line.inkml"
-    inkml.write_text(f'<ink {INKML_NS}><traceFormat><channel name="X"/><channel name="Y"/><channel name="T"/>'
-                     '</traceFormat><trace>1 2 3, 2 2 ?, 3 2 4</trace></ink>')
+    inkml.write_text(
+        f'<ink {INKML_NS}><traceFormat><channel name="X"/><channel name="Y"/><channel name="T"/>'
+        "</traceFormat><trace>1 2 3, 2 2 ?, 3 2 4</trace></ink>"
+    )
     json_ink = tmp_path / "line.json"
     json_ink.write_text('{"strokes": [[[1, 2, 3], [2, 2, NaN], [3, 2, 4]]]}')
     for path in (iam, inkml, json_ink):

@@ -27,10 +27,15 @@ def _arch(x0, x1, y, n, up=True):
 
 
 def _n(x):
-    return np.concatenate([
-        _line((x, 0), (x, 1), 15), _line((x, 1), (x, 0.35), 8)[1:], _arch(x, x + 0.5, 0.35, 12)[1:],
-        _line((x + 0.5, 0.35), (x + 0.5, 1), 10)[1:], _line((x + 0.5, 1), (x + 0.7, 0.85), 4)[1:],
-    ])
+    return np.concatenate(
+        [
+            _line((x, 0), (x, 1), 15),
+            _line((x, 1), (x, 0.35), 8)[1:],
+            _arch(x, x + 0.5, 0.35, 12)[1:],
+            _line((x + 0.5, 0.35), (x + 0.5, 1), 10)[1:],
+            _line((x + 0.5, 1), (x + 0.7, 0.85), 4)[1:],
+        ]
+    )
 
 
 def _l(x):
@@ -38,10 +43,15 @@ def _l(x):
 
 
 def _p(x):
-    return np.concatenate([
-        _line((x, 0), (x, 2.0), 25), _line((x, 2.0), (x, 0.35), 8)[1:], _arch(x, x + 0.5, 0.35, 12)[1:],
-        _line((x + 0.5, 0.35), (x + 0.5, 0.8), 6)[1:], _arch(x + 0.5, x, 0.8, 10, up=False)[1:],
-    ])
+    return np.concatenate(
+        [
+            _line((x, 0), (x, 2.0), 25),
+            _line((x, 2.0), (x, 0.35), 8)[1:],
+            _arch(x, x + 0.5, 0.35, 12)[1:],
+            _line((x + 0.5, 0.35), (x + 0.5, 0.8), 6)[1:],
+            _arch(x + 0.5, x, 0.8, 10, up=False)[1:],
+        ]
+    )
 
 
 def _timed(strokes, time, text, seed=0, noise=0.004):
@@ -347,8 +357,16 @@ def test_augment_jitter_does_not_depend_on_sampling_density():
 
 def test_augment_identity_ranges_only_jitter():
     ink = F.normalize(letters())
-    out = F.augment(ink, np.random.default_rng(1), scale=(1, 1), shear=(0, 0), rotation_deg=(0, 0), aspect=(1, 1),
-                    time_stretch=(1, 1), jitter=0.02)
+    out = F.augment(
+        ink,
+        np.random.default_rng(1),
+        scale=(1, 1),
+        shear=(0, 0),
+        rotation_deg=(0, 0),
+        aspect=(1, 1),
+        time_stretch=(1, 1),
+        jitter=0.02,
+    )
     offset = out.points()[:, :2] - ink.points()[:, :2]
     assert 0.005 < offset.std() < 0.03  # relative to the line height (1 after normalize)
     np.testing.assert_array_equal(out.points()[:, 2], ink.points()[:, 2])

@@ -32,7 +32,7 @@ class Arpa:
             elif line.startswith("\\") and line.endswith("-grams:"):
                 section = int(line[1:-7])
             elif section == "data":
-                n, count = line[len("ngram "):].split("=")
+                n, count = line[len("ngram ") :].split("=")
                 self.counts[int(n)] = int(count)
             elif isinstance(section, int):
                 fields = line.split("\t")
@@ -138,9 +138,16 @@ def test_hand_computed_bigram_model_with_fallback_discounts() -> None:
     assert model.fell_back == [True, True]
     arpa = Arpa(model.to_arpa())
     expected = {
-        ("a", ()): 0.25, ("b", ()): 0.375, ("</s>", ()): 0.25, ("<unk>", ()): 0.125,
-        ("a", ("<s>",)): 0.375, ("b", ("<s>",)): 0.4375, ("</s>", ("<s>",)): 0.5 * 0.25,
-        ("b", ("a",)): 0.6875, ("</s>", ("b",)): 0.625, ("a", ("b",)): 0.5 * 0.25,
+        ("a", ()): 0.25,
+        ("b", ()): 0.375,
+        ("</s>", ()): 0.25,
+        ("<unk>", ()): 0.125,
+        ("a", ("<s>",)): 0.375,
+        ("b", ("<s>",)): 0.4375,
+        ("</s>", ("<s>",)): 0.5 * 0.25,
+        ("b", ("a",)): 0.6875,
+        ("</s>", ("b",)): 0.625,
+        ("a", ("b",)): 0.5 * 0.25,
         ("zzz", ("b",)): 0.5 * 0.125,
     }
     for (word, history), p in expected.items():
@@ -163,9 +170,7 @@ def reference_kneser_ney(sentences: list[str], order: int):
             left[gram[1:]].add(gram[0])
     adjusted = []
     for n in range(1, order + 1):
-        adjusted.append({
-            g: c if n == order or g[0] == "<s>" else len(left[g]) for g, c in raw[n - 1].items()
-        })
+        adjusted.append({g: c if n == order or g[0] == "<s>" else len(left[g]) for g, c in raw[n - 1].items()})
     adjusted[0][("<s>",)] = 0
     discounts = []
     for a in adjusted:
@@ -292,15 +297,34 @@ def test_cli_writes_arpa_and_lexicon_from_manifests(tmp_path: Path) -> None:
     text_file = tmp_path / "corpus.txt"
     text_file.write_text("the end\n\n")
     out, lexicon = tmp_path / "out" / "lm.arpa", tmp_path / "out" / "lexicon.txt"
-    lm.main([
-        "--manifest", str(manifests[0]), "--manifest", str(manifests[1]), "--text", str(text_file),
-        "--order", "2", "--case", "lower", "--out", str(out), "--lexicon", str(lexicon),
-    ])
+    lm.main(
+        [
+            "--manifest",
+            str(manifests[0]),
+            "--manifest",
+            str(manifests[1]),
+            "--text",
+            str(text_file),
+            "--order",
+            "2",
+            "--case",
+            "lower",
+            "--out",
+            str(out),
+            "--lexicon",
+            str(lexicon),
+        ]
+    )
     arpa = Arpa(out.read_text(encoding="utf-8"))
     assert arpa.order == 2
     assert set(arpa.vocab) == {"<unk>", "<s>", "</s>", "the", "cat", "sat", "dog", "a", "end"}
     assert lexicon.read_text().splitlines() == [
-        "a\ta |", "cat\tc a t |", "dog\td o g |", "end\te n d |", "sat\ts a t |", "the\tt h e |",
+        "a\ta |",
+        "cat\tc a t |",
+        "dog\td o g |",
+        "end\te n d |",
+        "sat\ts a t |",
+        "the\tt h e |",
     ]
     char_out = tmp_path / "chars.arpa"
     lm.main(["--manifest", str(manifests[0]), "--unit", "char", "--order", "3", "--out", str(char_out)])

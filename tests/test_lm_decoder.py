@@ -78,7 +78,12 @@ def test_word_lm_chooses_between_lexicon_words(files):
     log_probs = emissions("THE DOG SAT", {4: ("C", 0.49), 5: ("A", 0.49), 6: ("T", 0.49)})[None]
     lengths = torch.tensor([log_probs.shape[1]])
     without = decode(log_probs, lengths, DecodingOptions("lm", lexicon=str(files["lexicon"])), ALPHABET)
-    with_lm = decode(log_probs, lengths, DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"]), lm_weight=2.0), ALPHABET)
+    with_lm = decode(
+        log_probs,
+        lengths,
+        DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"]), lm_weight=2.0),
+        ALPHABET,
+    )
     assert texts(without[0])[0] == "THE DOG SAT"
     assert texts(with_lm[0])[0] == "THE CAT SAT"
 

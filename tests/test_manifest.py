@@ -55,12 +55,23 @@ def test_write_then_read_is_nemo_compatible(tmp_path):
 
 @pytest.mark.parametrize(
     "duration, message",
-    [("-1.5", "positive, finite"), ('"2.5 s"', "must be a number of seconds"), ("NaN", "positive, finite"),
-     ("Infinity", "positive, finite"), ("0", "positive, finite"), ("true", "must be a number")],
+    [
+        ("-1.5", "positive, finite"),
+        ('"2.5 s"', "must be a number of seconds"),
+        ("NaN", "positive, finite"),
+        ("Infinity", "positive, finite"),
+        ("0", "positive, finite"),
+        ("true", "must be a number"),
+    ],
 )
 def test_bad_durations_name_the_line(tmp_path, duration, message):
-    path = _manifest(tmp_path, ['{"audio_filepath": "a.wav", "text": "a", "duration": 1}',
-                                '{"audio_filepath": "a.wav", "text": "b", "duration": ' + duration + '}'])
+    path = _manifest(
+        tmp_path,
+        [
+            '{"audio_filepath": "a.wav", "text": "a", "duration": 1}',
+            '{"audio_filepath": "a.wav", "text": "b", "duration": ' + duration + "}",
+        ],
+    )
     with pytest.raises(ManifestError, match=rf"m\.jsonl:2: field 'duration' .*{message}"):
         read_manifest(path, path_key="audio_filepath")
 

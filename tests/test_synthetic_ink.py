@@ -148,7 +148,22 @@ def test_finished_corpus_is_reused_and_other_parameters_regenerate(tmp_path):
 def test_recognizer_prepare_synthetic_ink(tmp_path, capsys):
     from recognizer.prepare import main
 
-    main(["synthetic-ink", "--out", str(tmp_path), "--num-train", "2", "--num-dev", "1", "--num-test", "1",
-          "--seed", "1", "--workers", "1"])
+    main(
+        [
+            "synthetic-ink",
+            "--out",
+            str(tmp_path),
+            "--num-train",
+            "2",
+            "--num-dev",
+            "1",
+            "--num-test",
+            "1",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+        ]
+    )
     assert "train:" in capsys.readouterr().out
     assert len(read_manifest(tmp_path / "train.jsonl", path_key="ink_filepath")) == 2

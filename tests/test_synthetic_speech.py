@@ -27,9 +27,7 @@ def _read(out: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
     return {
         split: [
             (entry["text"], soundfile.read(entry["audio_filepath"], dtype="int16")[0])
-            for entry in read_manifest(
-                out / f"{split}.jsonl", required=("text", "duration"), path_key="audio_filepath"
-            )
+            for entry in read_manifest(out / f"{split}.jsonl", required=("text", "duration"), path_key="audio_filepath")
         ]
         for split in ss.SPLITS
     }

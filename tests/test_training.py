@@ -25,24 +25,42 @@ pytestmark = pytest.mark.slow
 def tiny_args(corpus: dict[str, Path], root: Path, *extra: str, config: str = DEMO) -> list[str]:
     """A demo config shrunk to a model that trains in seconds."""
     return [
-        "--config", config,
-        "--data.train_manifest", str(corpus["train"]),
-        "--data.val_manifest", str(corpus["dev"]),
-        "--data.test_manifest", str(corpus["test"]),
-        "--data.max_frames", "4000",
-        "--model.hidden_size", "32",
-        "--model.num_layers", "2",
-        "--model.warmup_steps", "2",
-        "--model.lr", "0.01",
-        "--trainer.default_root_dir", str(root),
-        "--trainer.max_epochs", "1",
-        "--trainer.max_time", "null",
-        "--trainer.check_val_every_n_epoch", "1",
-        "--trainer.log_every_n_steps", "1",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--trainer.logger", "pytorch_lightning.loggers.CSVLogger",
-        "--trainer.logger.save_dir", str(root),
+        "--config",
+        config,
+        "--data.train_manifest",
+        str(corpus["train"]),
+        "--data.val_manifest",
+        str(corpus["dev"]),
+        "--data.test_manifest",
+        str(corpus["test"]),
+        "--data.max_frames",
+        "4000",
+        "--model.hidden_size",
+        "32",
+        "--model.num_layers",
+        "2",
+        "--model.warmup_steps",
+        "2",
+        "--model.lr",
+        "0.01",
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.max_time",
+        "null",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.logger",
+        "pytorch_lightning.loggers.CSVLogger",
+        "--trainer.logger.save_dir",
+        str(root),
         *extra,
     ]
 
@@ -79,7 +97,9 @@ def test_checkpoint_alone_transcribes(trained, tiny_speech, tmp_path):
     output = tmp_path / "out.jsonl"
     run = subprocess.run(
         [BIN / "recognizer-transcribe", "--checkpoint", lonely, *files, "--output", output, "--device", "cpu"],
-        cwd=tmp_path, capture_output=True, text=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr
     rows = [json.loads(line) for line in output.read_text().splitlines()]
@@ -104,9 +124,23 @@ def test_transcribe_beam_nbest_timestamps(trained, tiny_speech, tmp_path):
     entries = read_manifest(tiny_speech["test"], path_key="audio_filepath")[:4]
     output = tmp_path / "out.jsonl"
     run = subprocess.run(
-        [BIN / "recognizer-transcribe", "--checkpoint", best, *[e["audio_filepath"] for e in entries], "--output", output,
-         "--decoder", "beam", "--beam", "6", "--nbest", "3", "--timestamps"],
-        capture_output=True, text=True,
+        [
+            BIN / "recognizer-transcribe",
+            "--checkpoint",
+            best,
+            *[e["audio_filepath"] for e in entries],
+            "--output",
+            output,
+            "--decoder",
+            "beam",
+            "--beam",
+            "6",
+            "--nbest",
+            "3",
+            "--timestamps",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr
     by_source = {row["source"]: row for row in map(json.loads, output.read_text().splitlines())}
@@ -137,7 +171,10 @@ def language_model(tiny_speech, tmp_path_factory):
     """A word 3-gram, a character 5-gram and a lexicon from the tiny corpus's training transcripts."""
     root = tmp_path_factory.mktemp("lm")
     common = [BIN / "recognizer-lm", "--manifest", tiny_speech["train"], "--case", "keep"]
-    for extra in (["--out", root / "words.arpa", "--lexicon", root / "lexicon.txt"], ["--unit", "char", "--order", "5", "--out", root / "chars.arpa"]):
+    for extra in (
+        ["--out", root / "words.arpa", "--lexicon", root / "lexicon.txt"],
+        ["--unit", "char", "--order", "5", "--out", root / "chars.arpa"],
+    ):
         run = subprocess.run([*common, *extra], capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
     return {"words": root / "words.arpa", "chars": root / "chars.arpa", "lexicon": root / "lexicon.txt"}
@@ -149,9 +186,27 @@ def test_transcribe_with_lm_decoders(trained, tiny_speech, language_model, tmp_p
     files = [e["audio_filepath"] for e in entries]
     output = tmp_path / "out.jsonl"
     run = subprocess.run(
-        [BIN / "recognizer-transcribe", "--checkpoint", best, *files, "--output", output, "--lm", language_model["words"],
-         "--lexicon", language_model["lexicon"], "--lm-weight", "1.5", "--beam", "16", "--nbest", "2", "--timestamps"],
-        capture_output=True, text=True,
+        [
+            BIN / "recognizer-transcribe",
+            "--checkpoint",
+            best,
+            *files,
+            "--output",
+            output,
+            "--lm",
+            language_model["words"],
+            "--lexicon",
+            language_model["lexicon"],
+            "--lm-weight",
+            "1.5",
+            "--beam",
+            "16",
+            "--nbest",
+            "2",
+            "--timestamps",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr
     rows = [json.loads(line) for line in output.read_text().splitlines()]
@@ -169,13 +224,24 @@ def test_transcribe_with_lm_decoders(trained, tiny_speech, language_model, tmp_p
     char_lm = model.decode(frames, "lm", lm=str(language_model["chars"]), lm_weight=0.5)
     assert all(t.text == " ".join(t.text.split()) for t in char_lm)
     run = subprocess.run(
-        [BIN / "recognizer-transcribe", "--checkpoint", best, files[0], "--decoder", "beam", "--lm", language_model["words"]],
-        capture_output=True, text=True,
+        [
+            BIN / "recognizer-transcribe",
+            "--checkpoint",
+            best,
+            files[0],
+            "--decoder",
+            "beam",
+            "--lm",
+            language_model["words"],
+        ],
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 1 and "use decoder='lm'" in run.stderr
     run = subprocess.run(
         [BIN / "recognizer-transcribe", "--checkpoint", best, files[0], "--lm", language_model["words"]],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 1 and str(language_model["words"]) in run.stderr and "character LM" in run.stderr
 
@@ -183,9 +249,25 @@ def test_transcribe_with_lm_decoders(trained, tiny_speech, language_model, tmp_p
 def test_tune_prints_the_best_pair(trained, tiny_speech, language_model):
     _, best = trained
     run = subprocess.run(
-        [BIN / "recognizer-tune", "--checkpoint", best, "--manifest", tiny_speech["dev"], "--lm", language_model["words"],
-         "--lexicon", language_model["lexicon"], "--lm-weights", "0", "1", "--word-scores", "0", "2"],
-        capture_output=True, text=True,
+        [
+            BIN / "recognizer-tune",
+            "--checkpoint",
+            best,
+            "--manifest",
+            tiny_speech["dev"],
+            "--lm",
+            language_model["words"],
+            "--lexicon",
+            language_model["lexicon"],
+            "--lm-weights",
+            "0",
+            "1",
+            "--word-scores",
+            "0",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr
     table = [line.split("\t") for line in run.stdout.splitlines()[1:-1]]
@@ -197,8 +279,14 @@ def test_tune_prints_the_best_pair(trained, tiny_speech, language_model):
 
 def test_validate_decodes_with_the_configured_lm(trained, tiny_speech, language_model, tmp_path):
     cli, best = trained
-    options = ["--model.decoding.decoder", "lm", "--model.decoding.lm", str(language_model["words"]),
-               "--model.decoding.lexicon", str(language_model["lexicon"])]
+    options = [
+        "--model.decoding.decoder",
+        "lm",
+        "--model.decoding.lm",
+        str(language_model["words"]),
+        "--model.decoding.lexicon",
+        str(language_model["lexicon"]),
+    ]
     validated = run_cli(["validate", *tiny_args(tiny_speech, tmp_path, *options), "--ckpt_path", str(best)])
     module = validated.model
     assert module.decoding.decoder == "lm" and 0 <= float(validated.trainer.callback_metrics["val_wer"]) <= 1.5
@@ -217,7 +305,10 @@ def test_minutes_long_file(trained, tiny_speech, tmp_path):
     import recognizer
 
     _, best = trained
-    parts = [soundfile.read(e["audio_filepath"], dtype="float32")[0] for e in read_manifest(tiny_speech["train"], path_key="audio_filepath")]
+    parts = [
+        soundfile.read(e["audio_filepath"], dtype="float32")[0]
+        for e in read_manifest(tiny_speech["train"], path_key="audio_filepath")
+    ]
     audio = np.concatenate(parts)
     assert len(audio) / 16000 > 110
     path = tmp_path / "long.flac"
@@ -240,8 +331,14 @@ def test_transcribe_script_reports_bad_inputs(trained, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF....WAVEfmt garbage")
-    for path, message in [(tmp_path / "missing.wav", "no such file"), (tmp_path / "notes.txt", "audio model"), (bad, "cannot read audio")]:
-        run = subprocess.run([BIN / "recognizer-transcribe", "--checkpoint", best, path], capture_output=True, text=True)
+    for path, message in [
+        (tmp_path / "missing.wav", "no such file"),
+        (tmp_path / "notes.txt", "audio model"),
+        (bad, "cannot read audio"),
+    ]:
+        run = subprocess.run(
+            [BIN / "recognizer-transcribe", "--checkpoint", best, path], capture_output=True, text=True
+        )
         assert run.returncode == 1
         assert str(path) in run.stderr and message in run.stderr
 
@@ -250,8 +347,20 @@ def test_transcribe_script_reports_bad_inputs(trained, tmp_path):
 def test_predict_writes_json_lines(trained, tiny_speech, tmp_path, decoder):
     cli, best = trained
     output = tmp_path / "predictions.jsonl"
-    run_cli(["predict", *tiny_args(tiny_speech, tmp_path), "--ckpt_path", str(best), "--model.decoding.decoder", decoder,
-             "--data.predict_manifest", str(tiny_speech["test"]), "--predictions.output", str(output)])
+    run_cli(
+        [
+            "predict",
+            *tiny_args(tiny_speech, tmp_path),
+            "--ckpt_path",
+            str(best),
+            "--model.decoding.decoder",
+            decoder,
+            "--data.predict_manifest",
+            str(tiny_speech["test"]),
+            "--predictions.output",
+            str(output),
+        ]
+    )
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(rows) == len(read_manifest(tiny_speech["test"]))
     assert {"id", "audio_filepath", "text"} <= set(rows[0])
@@ -271,8 +380,21 @@ def test_infeasible_utterance_is_skipped_and_counted(tiny_speech, tmp_path, capl
     train = write_manifest(tmp_path / "train.jsonl", entries, relative=False)
     corpus = {**tiny_speech, "train": train}
     with caplog.at_level(logging.WARNING, logger="recognizer.module"):
-        cli = run_cli(["fit", *tiny_args(corpus, tmp_path, "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "1",
-                                         "--data.alphabet", " abcdefghijklmnopqrstuvwxyz")])
+        cli = run_cli(
+            [
+                "fit",
+                *tiny_args(
+                    corpus,
+                    tmp_path,
+                    "--trainer.max_epochs",
+                    "2",
+                    "--trainer.limit_val_batches",
+                    "1",
+                    "--data.alphabet",
+                    " abcdefghijklmnopqrstuvwxyz",
+                ),
+            ]
+        )
     assert f"{train}:4: skipped" in caplog.text
     assert sum(logged(cli, "train_skipped")) == 2  # once per epoch
     assert all(map(torch.isfinite, torch.tensor(logged(cli, "train_loss"))))
@@ -283,12 +405,17 @@ def test_all_infeasible_batch_gives_a_zero_loss_with_gradients(trained):
     from recognizer.module import CTCModule
 
     # a module outside any trainer: logging is then a no-op
-    module = CTCModule(tokenizer=cli.model.hparams.tokenizer, frontend=cli.model.hparams.frontend, hidden_size=8, num_layers=1).train()
+    module = CTCModule(
+        tokenizer=cli.model.hparams.tokenizer, frontend=cli.model.hparams.frontend, hidden_size=8, num_layers=1
+    ).train()
     features = torch.randn(2, 6, module.frontend.feature_dim)
     batch = {
-        "ids": ["a", "b"], "entries": [{"source": "m.jsonl:1"}, {"source": "m.jsonl:2"}],
-        "features": features, "lengths": torch.tensor([6, 3]),
-        "targets": torch.tensor([1, 2, 3, 1, 2, 3]), "target_lengths": torch.tensor([3, 3]),
+        "ids": ["a", "b"],
+        "entries": [{"source": "m.jsonl:1"}, {"source": "m.jsonl:2"}],
+        "features": features,
+        "lengths": torch.tensor([6, 3]),
+        "targets": torch.tensor([1, 2, 3, 1, 2, 3]),
+        "target_lengths": torch.tensor([3, 3]),
         "min_frames": torch.tensor([3, 3]),
     }
     log_probs, out_lengths = module(features, batch["lengths"])
@@ -311,18 +438,36 @@ def test_character_outside_alphabet_fails_at_setup(tiny_speech, tmp_path):
 
 
 def test_print_config():
-    run = subprocess.run([BIN / "recognizer", "fit", "--config", str(REPO / "configs/speech/an4.yaml"), "--print_config"],
-                         capture_output=True, text=True, cwd=REPO)
+    run = subprocess.run(
+        [BIN / "recognizer", "fit", "--config", str(REPO / "configs/speech/an4.yaml"), "--print_config"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert run.returncode == 0, run.stderr
     assert "hidden_size: 320" in run.stdout and "recognizer.audio.AudioFrontend" in run.stdout
 
 
 def test_ddp_on_cpu(tiny_speech, tmp_path):
     """Two real DDP processes (gloo) fit a few steps."""
-    args = tiny_args(tiny_speech, tmp_path, "--trainer.strategy", "ddp", "--trainer.devices", "2",
-                     "--trainer.accelerator", "cpu", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2")
+    args = tiny_args(
+        tiny_speech,
+        tmp_path,
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.limit_train_batches",
+        "3",
+        "--trainer.limit_val_batches",
+        "2",
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    run = subprocess.run([BIN / "recognizer", "fit", *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    run = subprocess.run(
+        [BIN / "recognizer", "fit", *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in run.stderr + run.stdout
     checkpoints = list(tmp_path.rglob("last.ckpt"))

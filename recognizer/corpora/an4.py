@@ -63,21 +63,18 @@ def read_split(root: Path, split: str) -> list[dict]:
         if index >= len(transcripts):
             line, _ = ids[index]
             raise ValueError(
-                f"{fileids}:{line}: more file ids ({len(ids)}) than transcripts ({len(transcripts)}) "
-                f"in {transcription}"
+                f"{fileids}:{line}: more file ids ({len(ids)}) than transcripts ({len(transcripts)}) in {transcription}"
             )
         if index >= len(ids):
             line, _, _ = transcripts[index]
             raise ValueError(
-                f"{transcription}:{line}: more transcripts ({len(transcripts)}) than file ids ({len(ids)}) "
-                f"in {fileids}"
+                f"{transcription}:{line}: more transcripts ({len(transcripts)}) than file ids ({len(ids)}) in {fileids}"
             )
         t_line, uttid, _ = transcripts[index]
         f_line, fileid = ids[index]
         if PurePosixPath(fileid).stem != uttid:
             raise ValueError(
-                f"{fileids}:{f_line}: file id {fileid!r} does not match utterance {uttid!r} "
-                f"at {transcription}:{t_line}"
+                f"{fileids}:{f_line}: file id {fileid!r} does not match utterance {uttid!r} at {transcription}:{t_line}"
             )
 
     entries = []

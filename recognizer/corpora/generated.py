@@ -12,8 +12,9 @@ import json
 import multiprocessing
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 SPLITS = ("train", "dev", "test")
 

@@ -21,7 +21,7 @@ The corpus depends only on its parameters (seed and sizes), not on the number of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -140,7 +140,7 @@ def _glyph(strokes: list[list[tuple[int, int]]], left: int, width: int, cap: flo
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _font(name: str) -> dict[str, _Glyph]:
     """Character -> glyph of a Hershey face, loaded once per process."""
     from HersheyFonts import HersheyFonts
@@ -241,8 +241,15 @@ class _Line:
         return np.concatenate([[0.0], np.cumsum(dt)])
 
 
-def _layout(text: str, font: dict[str, _Glyph], rng: np.random.Generator, letter_spacing: float,
-            word_spacing: float, wobble: float, defer_marks: bool) -> list[np.ndarray]:
+def _layout(
+    text: str,
+    font: dict[str, _Glyph],
+    rng: np.random.Generator,
+    letter_spacing: float,
+    word_spacing: float,
+    wobble: float,
+    defer_marks: bool,
+) -> list[np.ndarray]:
     """Strokes of the line in cap heights, baseline at y = 0, before any writer transform."""
     strokes: list[np.ndarray] = []
     deferred: list[np.ndarray] = []
@@ -263,7 +270,7 @@ def _layout(text: str, font: dict[str, _Glyph], rng: np.random.Generator, letter
             and glyph.entry is not None
             and float(np.hypot(*(previous.exit_ - glyph.entry))) < _JOIN
         )
-        main, marks = placed[: len(placed) - glyph.num_marks], placed[len(placed) - glyph.num_marks:]
+        main, marks = placed[: len(placed) - glyph.num_marks], placed[len(placed) - glyph.num_marks :]
         if joins and main:
             strokes[-1] = np.concatenate([strokes[-1], main[0]])
             main = main[1:]
@@ -376,7 +383,9 @@ def prepare(
     workers = check_sizes(num_train, num_dev, num_test, workers)
     out = Path(out).expanduser().resolve()
     manifests = {split: out / f"{split}.jsonl" for split in SPLITS}
-    parameters = corpus_parameters("recognizer.corpora.synthetic_ink", GENERATOR_VERSION, num_train, num_dev, num_test, seed)
+    parameters = corpus_parameters(
+        "recognizer.corpora.synthetic_ink", GENERATOR_VERSION, num_train, num_dev, num_test, seed
+    )
     if is_complete(out, parameters):
         return manifests
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -90,7 +91,9 @@ def forced_align(
     labels = [_as_list(t) for t in targets]
     frame_counts = [int(n) for n in lengths.tolist()]
     if len(labels) != batch or len(frame_counts) != batch:
-        raise AlignmentError(f"{batch} utterances of log-probabilities but {len(labels)} transcripts and {len(frame_counts)} lengths")
+        raise AlignmentError(
+            f"{batch} utterances of log-probabilities but {len(labels)} transcripts and {len(frame_counts)} lengths"
+        )
     if names is not None and len(names) != batch:
         raise AlignmentError(f"{batch} utterances but {len(names)} names")
     for b, (seq, n) in enumerate(zip(labels, frame_counts)):
@@ -196,7 +199,9 @@ def align_chars(path: torch.Tensor, log_probs: torch.Tensor, tokenizer, blank: i
     sums = torch.zeros(run_starts.numel(), dtype=torch.float64).index_add_(0, starts.cumsum(0) - 1, posteriors)
     tokens = tokenizer.tokens
     spans = []
-    for token, start, end, total in zip(path[run_starts].tolist(), run_starts.tolist(), run_ends.tolist(), sums.tolist()):
+    for token, start, end, total in zip(
+        path[run_starts].tolist(), run_starts.tolist(), run_ends.tolist(), sums.tolist()
+    ):
         if token != blank:
             spans.append(CharSpan(token, tokens[token], start, end, total / (end - start)))
     return spans

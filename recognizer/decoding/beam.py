@@ -54,10 +54,10 @@ class _Beams:
     hash: Tensor
     parent: Tensor  # hash of the prefix without its last label
 
-    def head(self, n: int) -> "_Beams":
+    def head(self, n: int) -> _Beams:
         return _Beams(*(getattr(self, f)[:n] for f in self.__dataclass_fields__))
 
-    def put_head(self, other: "_Beams") -> None:
+    def put_head(self, other: _Beams) -> None:
         for f in self.__dataclass_fields__:
             getattr(self, f)[: getattr(other, f).shape[0]] = getattr(other, f)
 

@@ -44,7 +44,9 @@ def collapse_blank_frames(
     # on the kept first frame of their run).
     destination = keep.long().cumsum(1) - 1
     new_lengths = keep.sum(1)
-    out = torch.zeros(batch, max(int(new_lengths.max()), 1) if batch else 1, vocab, dtype=log_probs.dtype, device=device)
+    out = torch.zeros(
+        batch, max(int(new_lengths.max()), 1) if batch else 1, vocab, dtype=log_probs.dtype, device=device
+    )
     rows = torch.arange(batch, device=device)[:, None].expand(batch, time)
     out[rows[keep], destination[keep]] = log_probs[keep]
     dropped = valid & ~keep

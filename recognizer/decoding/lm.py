@@ -23,11 +23,11 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -163,8 +163,13 @@ def _load_lexicon(tokens: object, alphabet: str, lm_path: str | None, lexicon: s
             f"(e.g. {unusable[:3]}); check the lexicon's case and its word separator ({WORD_BOUNDARY!r})"
         )
     if unusable:
-        log.warning("%s: %d of %d words use characters the model cannot output and are left out, e.g. %s",
-                    lexicon, len(unusable), len(entries), unusable[:5])
+        log.warning(
+            "%s: %d of %d words use characters the model cannot output and are left out, e.g. %s",
+            lexicon,
+            len(unusable),
+            len(entries),
+            unusable[:5],
+        )
     if not words.contains(UNK):
         words.add_entry(UNK)
     unk = words.get_index(UNK)
@@ -175,7 +180,9 @@ def _load_lexicon(tokens: object, alphabet: str, lm_path: str | None, lexicon: s
         if len(missing) == len(usable):
             raise LexiconError(f"{lm_path}: none of the lexicon's words is in the LM; check their case")
         if missing:
-            log.warning("%s: %d lexicon words are not in the LM (scored as <unk>), e.g. %s", lm_path, len(missing), missing[:5])
+            log.warning(
+                "%s: %d lexicon words are not in the LM (scored as <unk>), e.g. %s", lm_path, len(missing), missing[:5]
+            )
     language_model = _kenlm(lm_path, words) if lm_path else ZeroLM()
     trie = Trie(tokens.index_size(), tokens.get_index(WORD_BOUNDARY))
     start = language_model.start(False)
@@ -254,17 +261,28 @@ class LMDecoder:
         token_beam = min(token_beam or vocab, vocab)
         if lexicon is not None:
             options = LexiconDecoderOptions(
-                beam_size=beam_size, beam_size_token=token_beam, beam_threshold=beam_threshold,
-                lm_weight=lm_weight, word_score=word_score, unk_score=unk_score, sil_score=0.0,
-                log_add=False, criterion_type=CriterionType.CTC,
+                beam_size=beam_size,
+                beam_size_token=token_beam,
+                beam_threshold=beam_threshold,
+                lm_weight=lm_weight,
+                word_score=word_score,
+                unk_score=unk_score,
+                sil_score=0.0,
+                log_add=False,
+                criterion_type=CriterionType.CTC,
             )
             self._decoder = LexiconDecoder(
                 options, self.resources.trie, self.resources.lm, self.separator, BLANK, self.resources.unk, [], False
             )
         else:
             options = LexiconFreeDecoderOptions(
-                beam_size=beam_size, beam_size_token=token_beam, beam_threshold=beam_threshold,
-                lm_weight=lm_weight, sil_score=word_score, log_add=False, criterion_type=CriterionType.CTC,
+                beam_size=beam_size,
+                beam_size_token=token_beam,
+                beam_threshold=beam_threshold,
+                lm_weight=lm_weight,
+                sil_score=word_score,
+                log_add=False,
+                criterion_type=CriterionType.CTC,
             )
             self._decoder = LexiconFreeDecoder(options, self.resources.lm, self.separator, BLANK, [])
 
@@ -272,7 +290,9 @@ class LMDecoder:
         """N-best label sequences (distinct, best first) with their total scores, per utterance."""
         batch, _, vocab = log_probs.shape
         if vocab != self.resources.tokens.index_size():
-            raise ValueError(f"log_probs have {vocab} classes, the decoder's alphabet {self.resources.tokens.index_size()}")
+            raise ValueError(
+                f"log_probs have {vocab} classes, the decoder's alphabet {self.resources.tokens.index_size()}"
+            )
         results = []
         for row, length in zip(log_probs.detach().float().cpu(), lengths.tolist()):
             emissions = row[: int(length)]

@@ -102,14 +102,19 @@ def decode(
     """
     if options.decoder == "greedy":
         best = log_probs.max(dim=-1).values
-        frames = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < lengths[:, None].to(log_probs.device)
+        frames = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < lengths[:, None].to(
+            log_probs.device
+        )
         scores = torch.where(frames, best, 0.0).sum(dim=1).tolist()  # padding may hold anything, even -inf
         return [[Hypothesis(labels, score)] for labels, score in zip(greedy_decode(log_probs, lengths), scores)]
     if options.blank_skip is not None:
         log_probs, lengths = collapse_blank_frames(log_probs, lengths, options.blank_skip)
     if options.decoder == "beam":
         return prefix_beam_search(
-            log_probs, lengths, beam_size=options.beam, nbest=options.nbest,
+            log_probs,
+            lengths,
+            beam_size=options.beam,
+            nbest=options.nbest,
             token_beam=options.token_beam,
         )
     if alphabet is None:
@@ -117,8 +122,14 @@ def decode(
     from .lm import LMDecoder  # flashlight-text is only loaded when an LM decoder is asked for
 
     decoder = LMDecoder(
-        alphabet, options.lm, options.lexicon, beam_size=options.beam, token_beam=options.token_beam,
-        beam_threshold=options.beam_threshold, lm_weight=options.lm_weight, word_score=options.word_score,
+        alphabet,
+        options.lm,
+        options.lexicon,
+        beam_size=options.beam,
+        token_beam=options.token_beam,
+        beam_threshold=options.beam_threshold,
+        lm_weight=options.lm_weight,
+        word_score=options.word_score,
         unk_score=options.unk_score,
     )
     return decoder(log_probs, lengths, nbest=options.nbest)

@@ -13,8 +13,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml
@@ -160,7 +161,7 @@ class _TraceFormat:
         self.time_scale = time_scale
 
     @classmethod
-    def parse(cls, element: Element, path: Path) -> "_TraceFormat":
+    def parse(cls, element: Element, path: Path) -> _TraceFormat:
         names, time_scale = [], 1.0
         for channel in element.iter():
             if _local(channel.tag) == "intermittentChannels":

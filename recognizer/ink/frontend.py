@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,8 +99,13 @@ class InkFrontend(Frontend):
     def features(self, raw: Ink, rng: np.random.Generator | None = None) -> torch.Tensor:
         if rng is not None and self.augment:
             raw = F.augment(
-                raw, rng, scale=self.scale, shear=self.shear, rotation_deg=self.rotation_deg,
-                jitter=self.jitter, time_stretch=self.time_stretch,
+                raw,
+                rng,
+                scale=self.scale,
+                shear=self.shear,
+                rotation_deg=self.rotation_deg,
+                jitter=self.jitter,
+                time_stretch=self.time_stretch,
             )
         points = F.point_features(F.resample(raw, self.step), self.feature_names)
         return torch.from_numpy(points)

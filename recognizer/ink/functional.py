@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -535,8 +536,14 @@ def render(
         for i, text in zip(run_starts, texts):
             if text:
                 ax.annotate(
-                    str(text), points[i, :2], xytext=(0, 4), textcoords="offset points", ha="center", va="bottom",
-                    fontsize=8, color=rgba[i] if colors is not None else "tab:blue",
+                    str(text),
+                    points[i, :2],
+                    xytext=(0, 4),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    color=rgba[i] if colors is not None else "tab:blue",
                 )
 
     ax.set_aspect("equal", adjustable="box")
