@@ -4,7 +4,7 @@
         --dev-manifest data/an4/dev.jsonl --out runs/decoding
 
 1. Runs the model once over the dev manifest (the log-probabilities every decoder then reads).
-2. Builds a word 3-gram ARPA LM and a lexicon from the training transcripts only (recognizer.lm,
+2. Builds a word 3-gram ARPA LM and a lexicon from the training transcripts only (recognizer.ngram,
    normalized by the model's tokenizer).
 3. Tunes our LM decoder's weight and word score on dev (recognizer.tune's grid), and
    pyctcdecode's alpha and beta on the same dev logits (its own grid: its scales differ).
@@ -33,8 +33,8 @@ from torchmetrics.functional.text import char_error_rate, word_error_rate
 
 import recognizer
 from recognizer.decoding import DecodingOptions
-from recognizer.lm import build_arpa, write_lexicon
 from recognizer.manifest import read_manifest
+from recognizer.ngram import build_arpa, write_lexicon
 from recognizer.tune import best_trial, grid_search
 
 HERE = Path(__file__).resolve().parent

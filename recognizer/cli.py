@@ -26,7 +26,7 @@ from .callbacks import LastCheckpoint
 from .checkpoint import Disagreement, agree, plain, read_checkpoint
 from .data import DataModule
 from .frontend import FRONTENDS
-from .module import CTCModule
+from .lightning_module import CTCModule
 
 log = logging.getLogger(__name__)
 

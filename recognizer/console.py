@@ -67,6 +67,6 @@ recognizer = _entry("recognizer", "cli")
 transcribe = _entry("recognizer-transcribe", "transcribe")
 prepare = _entry("recognizer-prepare", "prepare", needs_torchaudio=False)  # corpora need no torch
 demo = _entry("recognizer-demo", "demo", "entry")
-lm = _entry("recognizer-lm", "lm", needs_torchaudio=False)
+lm = _entry("recognizer-lm", "ngram", needs_torchaudio=False)
 tune = _entry("recognizer-tune", "tune")
 check = _entry("recognizer-check", "environment", needs_torchaudio=False)  # checks the pins first

@@ -17,7 +17,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .decoding import min_ctc_frames
+from .ctc import min_ctc_frames
 from .frontend import Frontend
 from .manifest import read_manifest
 from .tokenizer import Case, Tokenizer, Unknown

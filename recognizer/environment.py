@@ -128,7 +128,7 @@ def _check_flashlight() -> str:
     import_native("flashlight.lib.text.decoder.kenlm")
     from flashlight.lib.text.dictionary import Dictionary
 
-    from .decoding.lm import _kenlm  # the project's own loader (it keeps KenLM's progress bar off the terminal)
+    from .decoding.flashlight import _kenlm  # the project's own loader (it keeps KenLM's progress bar off the terminal)
 
     arpa = (
         "\\data\\\nngram 1=3\nngram 2=1\n\n"
@@ -150,7 +150,7 @@ def _check_forward() -> str:
     import torch
 
     from .audio import AudioFrontend
-    from .module import CTCModule
+    from .lightning_module import CTCModule
     from .tokenizer import Tokenizer
 
     frontend = AudioFrontend()

@@ -1,6 +1,6 @@
 """The encoder: global normalization -> frame stacking -> BLSTM stack -> linear -> log-softmax.
 
-A plain ``nn.Module`` with no training logic; ``recognizer.module.CTCModule`` trains it.
+A plain ``nn.Module`` with no training logic; ``recognizer.lightning_module.CTCModule`` trains it.
 
 Padding never reaches the backward direction, as with packed sequences, but without
 ``PackedSequence``: each direction is a unidirectional LSTM over the padded batch, and the backward

@@ -12,8 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-BLANK = 0
-BLANK_SYMBOL = "<blank>"
+from .ctc import BLANK_SYMBOL
 
 Case = Literal["keep", "lower", "upper"]
 Unknown = Literal["error", "drop", "replace"]

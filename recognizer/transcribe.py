@@ -32,7 +32,7 @@ from .decoding import (
     scale_spans,
 )
 from .frontend import split_sample
-from .module import CTCModule
+from .lightning_module import CTCModule
 
 DEFAULT_MAX_FRAMES = 100_000  # per batch of inference: ~17 minutes of audio at a 10 ms hop
 DEFAULT_CHUNK = 256  # inputs whose features are held in memory at once

@@ -1,4 +1,4 @@
-"""N-gram language models (recognizer.lm), checked with an ARPA reader written independently here."""
+"""N-gram language models (recognizer.ngram), checked with an ARPA reader written independently here."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from recognizer import lm
+from recognizer import ngram as lm
 
 
 class Arpa:
-    """A minimal ARPA reader with the standard back-off query, independent of recognizer.lm."""
+    """A minimal ARPA reader with the standard back-off query, independent of recognizer.ngram."""
 
     def __init__(self, text: str) -> None:
         self.counts: dict[int, int] = {}

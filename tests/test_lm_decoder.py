@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from recognizer import lm
+from recognizer import ngram as lm
 from recognizer.decoding import DecodingOptions, LexiconError, LMDecoder, decode, read_lexicon
-from recognizer.decoding.lm import decoder_tokens
+from recognizer.decoding.flashlight import decoder_tokens
 from recognizer.tokenizer import Tokenizer
 
 TEXTS = ["THE CAT SAT", "THE DOG SAT", "A CAT RAN", "THE CAT RAN", "A DOG SAT ON THE MAT"] * 4

@@ -1,6 +1,7 @@
 import pytest
 
-from recognizer.tokenizer import BLANK, Tokenizer, TokenizerError
+from recognizer.ctc import BLANK
+from recognizer.tokenizer import Tokenizer, TokenizerError
 
 
 def test_round_trip_and_blank():

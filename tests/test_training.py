@@ -379,7 +379,7 @@ def test_infeasible_utterance_is_skipped_and_counted(tiny_speech, tmp_path, capl
     entries[3] = {**entries[3], "text": " ".join(["abcdefghij"] * 40)}  # 440 characters in ~2 s of audio
     train = write_manifest(tmp_path / "train.jsonl", entries, relative=False)
     corpus = {**tiny_speech, "train": train}
-    with caplog.at_level(logging.WARNING, logger="recognizer.module"):
+    with caplog.at_level(logging.WARNING, logger="recognizer.lightning_module"):
         cli = run_cli(
             [
                 "fit",
@@ -402,7 +402,7 @@ def test_infeasible_utterance_is_skipped_and_counted(tiny_speech, tmp_path, capl
 
 def test_all_infeasible_batch_gives_a_zero_loss_with_gradients(trained):
     cli, _ = trained
-    from recognizer.module import CTCModule
+    from recognizer.lightning_module import CTCModule
 
     # a module outside any trainer: logging is then a no-op
     module = CTCModule(

@@ -3,6 +3,7 @@
 Used alike by validation/test, ``recognizer-transcribe`` and notebooks.
 """
 
+from ..ctc import min_ctc_frames
 from .alignment import (
     AlignmentError,
     CharSpan,
@@ -13,9 +14,9 @@ from .alignment import (
     scale_spans,
 )
 from .beam import Hypothesis, prefix_beam_search
+from .flashlight import LexiconError, LMDecoder, read_lexicon
 from .frames import collapse_blank_frames
-from .greedy import greedy_decode, min_ctc_frames
-from .lm import LexiconError, LMDecoder, read_lexicon
+from .greedy import greedy_decode
 from .search import DECODERS, DEFAULT_BEAM_SIZE, Decoder, DecodingOptions, decode, prepare
 
 __all__ = [

@@ -18,8 +18,7 @@ from typing import TypeVar
 
 import torch
 
-from ..tokenizer import BLANK
-from .greedy import min_ctc_frames
+from ..ctc import BLANK, min_ctc_frames
 
 
 class AlignmentError(ValueError):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..tokenizer import BLANK
+from ..ctc import BLANK
 
 __all__ = ["Hypothesis", "prefix_beam_search"]
 

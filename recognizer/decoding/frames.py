@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..tokenizer import BLANK
+from ..ctc import BLANK
 
 
 def collapse_blank_frames(

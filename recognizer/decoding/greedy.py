@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..tokenizer import BLANK
+from ..ctc import BLANK
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = BLANK) -> list[list[int]]:
@@ -15,8 +15,3 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = B
     keep = (best != blank) & (best != previous) & (frames[None, :] < lengths[:, None].to(best.device))
     best, keep = best.cpu(), keep.cpu()
     return [row[mask].tolist() for row, mask in zip(best, keep)]
-
-
-def min_ctc_frames(labels: list[int]) -> int:
-    """Fewest frames CTC needs for a label sequence: one per label plus a blank between repeats."""
-    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:]))

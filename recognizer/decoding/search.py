@@ -24,7 +24,7 @@ class DecodingOptions:
     Args:
         decoder: ``greedy`` (best path), ``beam`` (prefix beam search, no LM, batched in PyTorch) or
             ``lm`` (flashlight-text beam search with a lexicon and/or an n-gram LM, see
-            ``recognizer.decoding.lm``).
+            ``recognizer.decoding.flashlight``).
         beam_size: hypotheses kept per frame (default: :data:`DEFAULT_BEAM_SIZE` of the decoder).
         nbest: hypotheses returned per utterance (beam and lm).
         token_beam: labels tried per frame, the most probable first (beam and lm; None: all).
@@ -82,7 +82,7 @@ class DecodingOptions:
 def prepare(options: DecodingOptions, alphabet: str) -> None:
     """Load what the decoder needs (LM, lexicon) now, so a bad file fails before the model runs."""
     if options.decoder == "lm":
-        from .lm import LMDecoder
+        from .flashlight import LMDecoder
 
         LMDecoder(alphabet, options.lm, options.lexicon)  # the loaded files are cached for decode()
 
@@ -119,7 +119,7 @@ def decode(
         )
     if alphabet is None:
         raise ValueError("decoder 'lm' needs the tokenizer's alphabet")
-    from .lm import LMDecoder  # flashlight-text is only loaded when an LM decoder is asked for
+    from .flashlight import LMDecoder  # flashlight-text is only loaded when an LM decoder is asked for
 
     decoder = LMDecoder(
         alphabet,

@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from .checkpoint import CheckpointError, first_line, read_checkpoint
+from .ctc import BLANK
 from .decoding import DecodingOptions, decode
 from .frontend import from_config
 from .model import Encoder
-from .tokenizer import BLANK, Tokenizer
+from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..lm import UNK, WORD_BOUNDARY
-from ..tokenizer import BLANK
+from ..ctc import BLANK, UNK, WORD_BOUNDARY
 from .beam import Hypothesis
 from .search import DEFAULT_BEAM_SIZE, DecodingOptions
 

@@ -44,13 +44,13 @@ from typing import Literal
 
 import numpy as np
 
+from .ctc import UNK, WORD_BOUNDARY
+
 log = logging.getLogger(__name__)
 
 BOS = "<s>"
 EOS = "</s>"
-UNK = "<unk>"
 SPECIAL = (UNK, BOS, EOS)  # their ids 0, 1, 2 (lmplz's order)
-WORD_BOUNDARY = "|"
 #: lmplz's --discount_fallback defaults, for adjusted counts 1, 2 and 3+
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 BOS_LOG10_PROB = -99.0
