@@ -3,7 +3,7 @@
     python benchmarks/lstm_speed.py
 
 - packed: ``nn.LSTM`` over a ``PackedSequence`` (exact: padding never reaches either direction);
-- per-direction (ours, ``recognizer.model.BLSTM``): unidirectional LSTMs over the padded batch, the
+- per-direction (ours, ``recognizer.encoders.layers.BLSTM``): unidirectional LSTMs over the padded batch, the
   backward one on each utterance reversed within its length (exact too);
 - padded: ``nn.LSTM(bidirectional=True)`` over the padded batch (fast, but the backward direction
   starts in the padding, so outputs depend on the batch: not an option, shown for scale).
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recognizer.model import BLSTM
+from recognizer.encoders.layers import BLSTM
 
 BATCH, FRAMES, INPUT, HIDDEN, LAYERS, REPEATS = 24, 300, 240, 320, 4, 7
 

@@ -1,7 +1,8 @@
 """Audio front-end: read any soundfile/librosa format, mono, resample, log-mel, SpecAugment.
 
-Pure functions (``load_audio``, ``log_mel``, ``spec_augment``) and the ``AudioFrontend`` that
-holds their settings for the data pipeline and the checkpoint.
+Pure functions (``load_audio``, ``mono_resampled``, ``log_mel``, ``spec_augment``) and the
+``AudioFrontend`` that holds their settings for the data pipeline and the checkpoint. Every default is
+a named constant below, shared by the functions and the front-end.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,12 @@ LOG_FLOOR = 1e-6  # keeps log() finite in digital silence
 #: whose features would be far louder than anything the model saw, or overflow); clipped or
 #: resampled audio overshoots 1 by far less
 MAX_AMPLITUDE = 8.0
+# SpecAugment defaults (training only): mask counts, the widest frequency mask in bins, and the widest
+# time mask as a fraction of the utterance
+FREQ_MASKS = 2
+FREQ_WIDTH = 27
+TIME_MASKS = 2
+TIME_WIDTH = 0.05
 #: a manifest duration may differ from the file's length by this much (or 10 %) before it is an error
 DURATION_TOLERANCE_S = 0.5
 
@@ -58,15 +66,16 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch
     except Exception as error:
         reason = str(error).replace(f"Error opening {path!r}: ", "")  # soundfile repeats the path
         raise AudioError(f"{path}: cannot read audio ({reason})") from None
-    return prepare_waveform(torch.from_numpy(np.ascontiguousarray(data)), rate, sample_rate, name=path)
+    return mono_resampled(torch.from_numpy(np.ascontiguousarray(data)), rate, sample_rate, name=path)
 
 
-def prepare_waveform(
+def mono_resampled(
     waveform: torch.Tensor | np.ndarray, rate: int, sample_rate: int = SAMPLE_RATE, name: str = "<array>"
 ) -> torch.Tensor:
-    """Check an in-memory waveform, mix it to mono and resample it; ``name`` is used in errors.
+    """An in-memory waveform at ``rate`` as mono float32 at ``sample_rate``; ``name`` is used in errors.
 
-    A 2-D input is (channels, samples) if its first dimension is the smaller one.
+    Checks it (not empty, finite, scaled to [-1, 1]), scales PCM integers to [-1, 1), mixes channels to
+    mono and resamples. A 2-D input is (channels, samples) if its first dimension is the smaller one.
     """
     if isinstance(waveform, torch.Tensor) and not waveform.is_floating_point():
         waveform = waveform.numpy()
@@ -75,24 +84,24 @@ def prepare_waveform(
         half = (int(info.max) - int(info.min) + 1) // 2  # 32768 for int16, 128 for uint8
         offset = half if info.min == 0 else 0  # unsigned PCM (8-bit WAV) is centred on half
         waveform = (waveform.astype(np.float64) - offset) / half
-    waveform = torch.as_tensor(waveform, dtype=torch.float32)
-    if waveform.ndim == 2:
-        waveform = waveform.mean(dim=0 if waveform.shape[0] <= waveform.shape[1] else 1)
-    if waveform.ndim != 1:
-        raise AudioError(f"{name}: expected a 1-D or 2-D waveform, got shape {tuple(waveform.shape)}")
-    if waveform.numel() == 0:
+    samples = torch.as_tensor(waveform, dtype=torch.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(dim=0 if samples.shape[0] <= samples.shape[1] else 1)
+    if samples.ndim != 1:
+        raise AudioError(f"{name}: expected a 1-D or 2-D waveform, got shape {tuple(samples.shape)}")
+    if samples.numel() == 0:
         raise AudioError(f"{name}: the audio is empty (zero samples)")
-    if not torch.isfinite(waveform).all():
+    if not torch.isfinite(samples).all():
         raise AudioError(f"{name}: the audio contains NaN or infinite samples")
-    peak = float(waveform.abs().max())
+    peak = float(samples.abs().max())
     if peak > MAX_AMPLITUDE:
         raise AudioError(
             f"{name}: sample values reach {peak:.4g}; expected audio scaled to [-1, 1] "
             "(divide 16-bit PCM values by 32768, or pass the integer array itself)"
         )
     if rate != sample_rate:
-        waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
-    return waveform
+        samples = torchaudio.functional.resample(samples, rate, sample_rate)
+    return samples
 
 
 @functools.lru_cache(maxsize=8)
@@ -128,10 +137,10 @@ def log_mel(
 def spec_augment(
     features: torch.Tensor,
     rng: np.random.Generator,
-    freq_masks: int = 2,
-    freq_width: int = 27,
-    time_masks: int = 2,
-    time_width: float = 0.05,
+    freq_masks: int = FREQ_MASKS,
+    freq_width: int = FREQ_WIDTH,
+    time_masks: int = TIME_MASKS,
+    time_width: float = TIME_WIDTH,
 ) -> torch.Tensor:
     """SpecAugment masks on (frames, bins) features; masked cells take the utterance's mean.
 
@@ -154,6 +163,7 @@ def spec_augment(
     return features
 
 
+@dataclass(frozen=True)
 class AudioFrontend(Frontend):
     """Log-mel features of audio files or arrays, with SpecAugment for training.
 
@@ -161,8 +171,8 @@ class AudioFrontend(Frontend):
         sample_rate: the model's rate; inputs are resampled to it.
         n_mels: mel bins per frame.
         window_ms, hop_ms: analysis window and hop.
-        freq_masks, freq_width, time_masks, time_width: SpecAugment (training only); set the mask
-            counts to 0 to disable it.
+        freq_masks, freq_width, time_masks, time_width: SpecAugment (training only, see
+            ``spec_augment``); set the mask counts to 0 to disable it.
     """
 
     modality = "audio"
@@ -171,25 +181,14 @@ class AudioFrontend(Frontend):
     timestamp_unit = "seconds"
     training_only = ("freq_masks", "freq_width", "time_masks", "time_width")
 
-    def __init__(
-        self,
-        sample_rate: int = SAMPLE_RATE,
-        n_mels: int = N_MELS,
-        window_ms: float = WINDOW_MS,
-        hop_ms: float = HOP_MS,
-        freq_masks: int = 2,
-        freq_width: int = 27,
-        time_masks: int = 2,
-        time_width: float = 0.05,
-    ) -> None:
-        self.sample_rate = sample_rate
-        self.n_mels = n_mels
-        self.window_ms = window_ms
-        self.hop_ms = hop_ms
-        self.freq_masks = freq_masks
-        self.freq_width = freq_width
-        self.time_masks = time_masks
-        self.time_width = time_width
+    sample_rate: int = SAMPLE_RATE
+    n_mels: int = N_MELS
+    window_ms: float = WINDOW_MS
+    hop_ms: float = HOP_MS
+    freq_masks: int = FREQ_MASKS
+    freq_width: int = FREQ_WIDTH
+    time_masks: int = TIME_MASKS
+    time_width: float = TIME_WIDTH
 
     @property
     def feature_dim(self) -> int:
@@ -207,10 +206,10 @@ class AudioFrontend(Frontend):
             waveform = load_audio(source, self.sample_rate)
         elif isinstance(source, tuple) and len(source) == 2:
             name = name or "<array>"
-            waveform = prepare_waveform(source[0], source[1], self.sample_rate, name=name)
+            waveform = mono_resampled(source[0], source[1], self.sample_rate, name=name)
         else:
             name = name or "<array>"
-            waveform = prepare_waveform(source, self.sample_rate, self.sample_rate, name=name)
+            waveform = mono_resampled(source, self.sample_rate, self.sample_rate, name=name)
         window = round(self.sample_rate * self.window_ms / 1000)
         if waveform.numel() < window:
             raise AudioError(
@@ -243,16 +242,3 @@ class AudioFrontend(Frontend):
         if duration is None:
             duration = soundfile.info(entry[self.path_key]).duration
         return int(float(duration) * 1000 / self.hop_ms) + 1
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "modality": self.modality,
-            "sample_rate": self.sample_rate,
-            "n_mels": self.n_mels,
-            "window_ms": self.window_ms,
-            "hop_ms": self.hop_ms,
-            "freq_masks": self.freq_masks,
-            "freq_width": self.freq_width,
-            "time_masks": self.time_masks,
-            "time_width": self.time_width,
-        }

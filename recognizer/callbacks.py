@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
@@ -101,10 +101,12 @@ class LastCheckpoint(Checkpoint):
 
     # ------------------------------------------------------------------------------ where and when
     def _path(self, trainer: pl.Trainer) -> Path:
+        # trainer.checkpoint_callback is the first Checkpoint of any kind (possibly this one)
+        top_k = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
         if self.dirpath:
             folder = Path(self.dirpath)
-        elif trainer.checkpoint_callback is not None and trainer.checkpoint_callback.dirpath:
-            folder = Path(trainer.checkpoint_callback.dirpath)
+        elif top_k is not None and top_k.dirpath:
+            folder = Path(top_k.dirpath)
         else:
             folder = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
         return folder / LAST
@@ -190,7 +192,8 @@ class LastCheckpoint(Checkpoint):
         # After ModelCheckpoint's top-k save of this epoch. Not when the epoch was cut short (a
         # signal, max_time): Lightning closes it early, and a file claiming it complete would skip
         # its remaining batches; the file written at the stop is the resumable one.
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        # Lightning types `current` as the base tracker; the training loop's is a _ProcessedTracker.
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed  # type: ignore[attr-defined]
         if self.interrupted is None and done >= trainer.num_training_batches:
             self.save(trainer, "epoch end", force=True)
 

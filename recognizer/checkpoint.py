@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-#: what a recognizer checkpoint's hyper_parameters must hold to rebuild the model
+#: what a recognizer checkpoint's hyper_parameters must hold to rebuild the model (every format)
 CHECKPOINT_SETTINGS = ("tokenizer", "frontend")
 
 
@@ -58,7 +58,32 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [name for name in CHECKPOINT_SETTINGS if not isinstance(hparams.get(name), dict)]
     if missing:
         raise CheckpointError(f"{path}: not a recognizer checkpoint (its hyper_parameters lack {', '.join(missing)})")
+    return upgrade(checkpoint)
+
+
+#: the first format's flat encoder settings (before encoders were components): a BLSTMEncoder's
+V0_ENCODER_SETTINGS = ("hidden_size", "num_layers", "stack", "stride", "dropout")
+#: the first format's weight names -> today's (most specific first)
+V0_WEIGHT_PREFIXES = (("model.blstm.", "encoder.rnn."), ("model.", "encoder."))
+
+
+def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Bring a checkpoint of an earlier format to today's, in place: the first format kept the BLSTM's
+    settings flat in ``hyper_parameters`` and its weights under ``model.``."""
+    hparams = checkpoint["hyper_parameters"]
+    if "encoder" in hparams:
+        return checkpoint
+    init_args = {name: hparams.pop(name) for name in V0_ENCODER_SETTINGS if name in hparams}
+    hparams["encoder"] = {"class_path": "recognizer.encoders.BLSTMEncoder", "init_args": init_args}
+    checkpoint["state_dict"] = {_renamed(key): value for key, value in checkpoint["state_dict"].items()}
     return checkpoint
+
+
+def _renamed(key: str) -> str:
+    for old, new in V0_WEIGHT_PREFIXES:
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return key
 
 
 class Disagreement(CheckpointError):

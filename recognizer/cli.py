@@ -12,9 +12,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pytorch_lightning as pl
 from jsonargparse import Namespace
@@ -25,6 +25,8 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from .callbacks import LastCheckpoint
 from .checkpoint import Disagreement, agree, plain, read_checkpoint
 from .data import DataModule
+from .encoders.base import encoder_class
+from .encoders.base import settings as encoder_settings
 from .frontend import FRONTENDS
 from .lightning_module import CTCModule
 
@@ -41,7 +43,7 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, output: str = "predictions.jsonl") -> None:
         super().__init__(write_interval="batch")
         self.output = output
-        self._file = None
+        self._file: TextIO | None = None
 
     def _path(self, trainer: pl.Trainer) -> Path:
         path = Path(self.output)
@@ -53,13 +55,22 @@ class PredictionWriter(BasePredictionWriter):
         self._file = open(path, "w", encoding="utf-8")
 
     def write_on_batch_end(
-        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
     ) -> None:
+        assert self._file is not None, "opened in on_predict_start"
         for item in prediction:
             self._file.write(json.dumps(item, ensure_ascii=False) + "\n")
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         print(f"wrote {self._path(trainer)}")
 
 
@@ -85,7 +96,8 @@ class RecognizerCLI(LightningCLI):
         try:
             super()._run_subcommand(subcommand)
         except SystemExit:  # Lightning ends a SIGTERM'd fit with SIGTERMException, after LastCheckpoint saved
-            if self.last_checkpoint() is None or self.last_checkpoint().interrupted is None:
+            callback = self.last_checkpoint()
+            if callback is None or callback.interrupted is None:
                 raise
 
     def last_checkpoint(self) -> LastCheckpoint | None:
@@ -109,7 +121,7 @@ class RecognizerCLI(LightningCLI):
         config = self.config[subcommand]
         ckpt_path = config.get("ckpt_path")
         decoding = config.get("model.decoding")
-        checkpoint, configured_model = None, None
+        checkpoint, configured_model = None, Namespace()
         if (
             ckpt_path
             and ckpt_path not in LIGHTNING_CKPT_ALIASES
@@ -117,7 +129,11 @@ class RecognizerCLI(LightningCLI):
         ):
             checkpoint = read_checkpoint(ckpt_path)  # one clear error for a bad file, before Lightning's load
             configured_model = config.get("model").clone()
-        super()._parse_ckpt_path()
+        if checkpoint is None:
+            super()._parse_ckpt_path()
+        else:  # Lightning's own reading would not bring an earlier checkpoint format up to date
+            hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k != "_instantiator"}
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         config = self.config[subcommand]
         if checkpoint is not None:
             for warning in hold_to_checkpoint(
@@ -134,9 +150,8 @@ REMOTE_CKPT_PREFIXES = ("registry:", "s3://", "gs://", "http://", "https://")
 
 
 def _defaults(cls: type) -> dict[str, Any]:
-    return {
-        name: p.default for name, p in inspect.signature(cls.__init__).parameters.items() if p.default is not p.empty
-    }
+    """A class's constructor parameters that have defaults, with them."""
+    return {name: p.default for name, p in inspect.signature(cls).parameters.items() if p.default is not p.empty}
 
 
 def hold_to_checkpoint(
@@ -187,9 +202,11 @@ def hold_to_checkpoint(
         )
     config["data.frontend"] = Namespace(class_path=class_path, init_args=init_args)
 
+    config["model.encoder"] = _hold_encoder(configured_model.get("encoder"), hparams["encoder"], path, use)
+
     model_defaults = _defaults(CTCModule)
     for key, value in hparams.items():
-        if key in ("tokenizer", "frontend", "decoding") or key not in model_defaults:
+        if key in ("tokenizer", "frontend", "decoding", "encoder") or key not in model_defaults:
             continue
         configured = configured_model.get(key)
         if key in CTCModule.optimizer_settings:
@@ -200,10 +217,31 @@ def hold_to_checkpoint(
                 )
             config[f"model.{key}"] = value
             continue
-        config[f"model.{key}"] = use(
-            f"model.{key}", configured, model_defaults[key], value, training_only=key in CTCModule.training_only
-        )
+        config[f"model.{key}"] = use(f"model.{key}", configured, model_defaults[key], value)
     return warnings
+
+
+def _hold_encoder(configured: Any, stored: dict[str, Any], path: str, use: Callable[..., Any]) -> Namespace:
+    """The checkpoint's encoder as config; a configured class or setting that differs is a ``Disagreement``."""
+    cls = encoder_class(stored["class_path"])
+    configured_path = configured.get("class_path") if isinstance(configured, Namespace) else None
+    if configured_path is not None and encoder_class(configured_path) is not cls:
+        raise Disagreement(
+            f"{path}: the checkpoint's encoder is {stored['class_path']} but model.encoder is {configured_path}; "
+            "remove the setting or pass the matching checkpoint"
+        )
+    given = configured.get("init_args") if configured_path is not None else None
+    defaults = encoder_settings(cls)
+    init_args = Namespace()
+    for key, value in stored["init_args"].items():
+        init_args[key] = use(
+            f"model.encoder.init_args.{key}",
+            given.get(key, defaults.get(key)) if given is not None else defaults.get(key),  # not set: the default
+            defaults.get(key),
+            value,
+            training_only=key in cls.training_only,
+        )
+    return Namespace(class_path=stored["class_path"], init_args=init_args)
 
 
 def default_loggers(root: str | os.PathLike | None) -> list[Logger]:

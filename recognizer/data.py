@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -178,19 +179,45 @@ class ManifestDataset(Dataset):
         return [self.frontend.estimate_frames(entry) for entry in self.entries]
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+@dataclass
+class Batch:
+    """What the DataModule hands the LightningModule: padded features and CTC targets.
+
+    Not frozen: Lightning moves a batch to the device by replacing its tensor fields.
+    """
+
+    #: manifest ids, in batch order
+    ids: list[str]
+    #: the manifest entries (``text``, the input's path, ``source`` = ``manifest:line``)
+    entries: list[dict[str, Any]]
+    #: (batch, T, feature_dim), zero-padded
+    features: torch.Tensor
+    #: (batch,) feature frames per item
+    lengths: torch.Tensor
+    #: every item's labels, concatenated (CTC's 1-D targets)
+    targets: torch.Tensor
+    #: (batch,) labels per item
+    target_lengths: torch.Tensor
+    #: (batch,) fewest output frames CTC needs per item (``recognizer.ctc.min_ctc_frames``)
+    min_frames: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def collate(items: list[dict[str, Any]]) -> Batch:
     """Pad features to (batch, T, F); concatenate labels as CTC targets."""
     features = [item["features"] for item in items]
     labels = [torch.as_tensor(item["labels"], dtype=torch.long) for item in items]
-    return {
-        "ids": [item["id"] for item in items],
-        "entries": [item["entry"] for item in items],
-        "features": pad_sequence(features, batch_first=True),
-        "lengths": torch.tensor([f.shape[0] for f in features]),
-        "targets": torch.cat(labels),
-        "target_lengths": torch.tensor([len(label) for label in labels]),
-        "min_frames": torch.tensor([min_ctc_frames(item["labels"]) for item in items]),
-    }
+    return Batch(
+        ids=[item["id"] for item in items],
+        entries=[item["entry"] for item in items],
+        features=pad_sequence(features, batch_first=True),
+        lengths=torch.tensor([f.shape[0] for f in features]),
+        targets=torch.cat(labels),
+        target_lengths=torch.tensor([len(label) for label in labels]),
+        min_frames=torch.tensor([min_ctc_frames(item["labels"]) for item in items]),
+    )
 
 
 def _ignore_interrupts(worker_id: int) -> None:
@@ -248,7 +275,7 @@ class DataModule(pl.LightningDataModule):
         self.stats_utterances = stats_utterances
         self._entries: dict[str, list[dict[str, Any]]] = {}
         self._resume_position: tuple[int, int] | None = None
-        options = dict(case=case, keep=keep, unknown=unknown, replacement=replacement)
+        options: dict[str, Any] = dict(case=case, keep=keep, unknown=unknown, replacement=replacement)
         if alphabet:
             self.tokenizer = Tokenizer(alphabet=alphabet, **options)
         elif train_manifest:
@@ -333,7 +360,9 @@ class DataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         loader = self._loader(self.train_set, train=True)
         if self._resume_position is not None:  # kept: Lightning may make a loader just to count its batches
-            loader.batch_sampler.resume(*self._resume_position)
+            sampler = loader.batch_sampler
+            assert isinstance(sampler, LengthBudgetBatchSampler), "the training loader batches by length budget"
+            sampler.resume(*self._resume_position)
         return loader
 
     # Lightning saves this in every checkpoint and restores it before the loaders are made.
@@ -344,7 +373,8 @@ class DataModule(pl.LightningDataModule):
             return {}
         return {
             "epoch": trainer.current_epoch,
-            "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+            # Lightning types `current` as the base tracker; at run time it counts `processed` batches too
+            "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed,  # type: ignore[attr-defined]
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -16,8 +16,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from recognizer.cli import RecognizerCLI
 
 PACKAGE = Path(__file__).resolve().parent
 #: the source checkout (holding pyproject.toml and configs/), or the folder above site-packages' copy
@@ -55,9 +59,9 @@ def main(argv: Sequence[str] | None = None) -> float:
     argv = list(sys.argv[1:] if argv is None else argv)
     # The demo's own options first, then everything from the first unknown `--x.y` on goes to
     # `recognizer fit` (a plain positional would swallow the value of `--trainer.max_epochs 1`).
-    split = next((i for i, arg in enumerate(argv) if arg.startswith("--") and "." in arg.split("=")[0]), len(argv))
-    args, unknown = parser.parse_known_args(argv[:split])  # e.g. --seed_everything 1
-    overrides = [*unknown, *argv[split:]]
+    cut = next((i for i, arg in enumerate(argv) if arg.startswith("--") and "." in arg.split("=")[0]), len(argv))
+    args, unknown = parser.parse_known_args(argv[:cut])  # e.g. --seed_everything 1
+    overrides = [*unknown, *argv[cut:]]
     default_config, corpus_name = DEMOS[args.demo]
     config_path = args.config or str(config_file(default_config))
 
@@ -71,14 +75,14 @@ def main(argv: Sequence[str] | None = None) -> float:
     start = time.perf_counter()
     config = yaml.safe_load(Path(config_path).read_text())
     corpus = Path(config["data"]["train_manifest"]).parent
-    sizes = {f"num_{split}": getattr(args, f"num_{split}") for split in ("train", "dev", "test")}
+    counts = {f"num_{split}": getattr(args, f"num_{split}") for split in ("train", "dev", "test")}
     importlib.import_module(SYNTHETIC[corpus_name][0]).prepare(
-        corpus, **{k: v for k, v in sizes.items() if v is not None}
+        corpus, **{k: v for k, v in counts.items() if v is not None}
     )
     print(f"[demo] corpus ready in {time.perf_counter() - start:.0f} s: {corpus}")
 
     cli = run_cli(["fit", "--config", config_path, *overrides])
-    checkpoint = cli.trainer.checkpoint_callback.best_model_path or str(cli.last_checkpoint().last_path)
+    checkpoint = str(trained_checkpoint(cli))
     print(f"[demo] trained in {time.perf_counter() - start:.0f} s: {checkpoint}")
 
     model = recognizer.load(checkpoint)
@@ -97,13 +101,26 @@ def main(argv: Sequence[str] | None = None) -> float:
     return cer
 
 
+def trained_checkpoint(cli: RecognizerCLI) -> Path:
+    """The checkpoint a finished ``fit`` leaves: the best one (lowest ``val_cer``), else ``last.ckpt``."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    best = cli.trainer.checkpoint_callback
+    if isinstance(best, ModelCheckpoint) and best.best_model_path:
+        return Path(best.best_model_path)
+    last = cli.last_checkpoint()
+    if last is not None and last.last_path is not None:
+        return last.last_path
+    raise RuntimeError("training wrote no checkpoint: no best checkpoint and no last.ckpt")
+
+
 #: small models the notebooks fit in a few minutes when no demo checkpoint exists (on 2 cores:
 #: speech ~3 min, ~23 % CER; handwriting ~2 min)
 NOTEBOOK_MODELS = {
     "speech": [
-        "--model.hidden_size",
+        "--model.encoder.init_args.hidden_size",
         "128",
-        "--model.num_layers",
+        "--model.encoder.init_args.num_layers",
         "2",
         "--trainer.max_epochs",
         "40",
@@ -111,9 +128,9 @@ NOTEBOOK_MODELS = {
         "10",
     ],
     "handwriting": [
-        "--model.hidden_size",
+        "--model.encoder.init_args.hidden_size",
         "96",
-        "--model.num_layers",
+        "--model.encoder.init_args.num_layers",
         "2",
         "--trainer.max_epochs",
         "20",
@@ -135,8 +152,8 @@ def notebook_model(demo: str = "speech", root: Path | None = None) -> tuple[Path
     from recognizer.prepare import SYNTHETIC
 
     root = root or workspace()
-    config, corpus_name = DEMOS[demo]
-    config = config_file(config)
+    config_name, corpus_name = DEMOS[demo]
+    config = config_file(config_name)
     corpus = importlib.import_module(SYNTHETIC[corpus_name][0]).prepare(
         root / "data" / f"notebook-{demo}", num_train=800, num_dev=40, num_test=20, seed=7
     )
@@ -168,7 +185,7 @@ def notebook_model(demo: str = "speech", root: Path | None = None) -> tuple[Path
             "false",
         ]
     )
-    return Path(cli.trainer.checkpoint_callback.best_model_path or cli.last_checkpoint().last_path), corpus
+    return trained_checkpoint(cli), corpus
 
 
 def entry() -> None:

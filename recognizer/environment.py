@@ -15,9 +15,11 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 #: the packages whose native libraries must agree with each other (pinned together in pyproject.toml)
 TORCH_FAMILY = ("torch", "torchaudio")
@@ -139,7 +141,7 @@ def _check_flashlight() -> str:
         path = Path(folder) / "lm.arpa"
         path.write_text(arpa)
         words = Dictionary(["<s>", "</s>", "a"])
-        lm = _kenlm(str(path), words)
+        lm: Any = _kenlm(str(path), words)  # a flashlight KenLM (flashlight-text has no type information)
         _, score = lm.score(lm.start(False), words.get_index("a"))
     if not score < 0:
         raise DependencyError(f"flashlight-text's KenLM scored a bigram {score}, expected a negative log-probability")
@@ -150,11 +152,14 @@ def _check_forward() -> str:
     import torch
 
     from .audio import AudioFrontend
+    from .encoders import BLSTMEncoder
     from .lightning_module import CTCModule
     from .tokenizer import Tokenizer
 
     frontend = AudioFrontend()
-    module = CTCModule(Tokenizer(alphabet="ab ").to_dict(), frontend.config(), hidden_size=8, num_layers=1).eval()
+    module = CTCModule(
+        Tokenizer(alphabet="ab ").to_dict(), frontend.config(), partial(BLSTMEncoder, hidden_size=8, num_layers=1)
+    ).eval()
     waveform = torch.randn(16000) * 0.1
     features = frontend.features(waveform)[None]
     with torch.no_grad():

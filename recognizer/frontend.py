@@ -2,12 +2,15 @@
 
 A front-end turns one input (a file or an in-memory array) into a float tensor of features with
 shape (frames, feature_dim). The rest of the project never looks inside: batching, the encoder,
-CTC training, decoding and transcription are the same for every modality. Its settings are plain
-values saved in the checkpoint (``config()``), from which ``from_config`` rebuilds it.
+CTC training, decoding and transcription are the same for every modality. A front-end is a frozen
+dataclass whose fields are its settings, with defaults that are named constants of its modality's
+module; ``config()`` turns them into plain values for the checkpoint, from which ``from_config``
+rebuilds it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from pathlib import Path
@@ -24,7 +27,13 @@ FRONTENDS = {
 
 
 class Frontend:
-    """Base class of the modality front-ends (see the module docstring)."""
+    """Base class of the modality front-ends (see the module docstring).
+
+    Subclasses are frozen dataclasses; the class attributes below are not fields (no annotation in the
+    subclass). A field whose constructor argument has another name (one that would hide a method, such
+    as ``features``) names it in its metadata: ``field(metadata={"setting": "features"})``; fields with
+    ``init=False`` (caches) are not settings.
+    """
 
     modality: str = ""
     #: manifest field holding the input file's path
@@ -72,8 +81,15 @@ class Frontend:
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
-        """Plain settings for the checkpoint, including ``modality``."""
-        raise NotImplementedError
+        """Plain settings for the checkpoint: ``modality`` and every field under its constructor
+        argument's name, tuples as lists (as YAML and the checkpoint's hyperparameters hold them)."""
+        settings: dict[str, Any] = {"modality": self.modality}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
+            if not field.init:  # a cache or derived value, not a setting
+                continue
+            value = getattr(self, field.name)
+            settings[field.metadata.get("setting", field.name)] = list(value) if isinstance(value, tuple) else value
+        return settings
 
 
 def split_sample(source: str | os.PathLike) -> tuple[Path, str | None]:

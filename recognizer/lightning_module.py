@@ -16,36 +16,40 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
+from torchmetrics import Metric
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from .checkpoint import CheckpointError, first_line, read_checkpoint
+from .checkpoint import CheckpointError, first_line, read_checkpoint, upgrade
 from .ctc import BLANK
+from .data import Batch, DataModule
 from .decoding import DecodingOptions, decode
+from .encoders import Encoder, EncoderFactory, build_encoder, encoder_config
 from .frontend import from_config
-from .model import Encoder
 from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
 
 class CTCModule(pl.LightningModule):
-    """BLSTM-CTC recognizer.
+    """A CTC recognizer: a front-end's features -> an encoder -> CTC, for any modality and encoder.
 
     Args:
         tokenizer: tokenizer settings (linked from the DataModule by the CLI).
         frontend: front-end settings, including the modality (linked from the DataModule).
-        hidden_size, num_layers, stack, stride, dropout: the encoder (see ``recognizer.model.Encoder``).
+        encoder: the encoder, as in a config (``class_path`` + ``init_args``; see ``recognizer.encoders``),
+            or the class (or a ``functools.partial`` of it) still missing ``input_dim`` and ``vocab_size``,
+            which come from the front-end and the tokenizer. Default: ``BLSTMEncoder`` with its defaults.
         lr: peak AdamW learning rate, reached after ``warmup_steps``.
         weight_decay: AdamW weight decay.
         warmup_steps: linear warmup from 0.
         min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio`` on the last training step.
-        decoding: how validation, test and prediction decode (``recognizer.decoding.DecodingOptions``:
-            greedy by default; ``beam``, or ``lm`` with an LM file and/or a lexicon). A plain dict is
-            accepted too (that is how checkpoints store it).
+        decoding: how validation, test and prediction decode: ``{"decoder": name, **its options}``
+            (``recognizer.decoding.DecodingOptions.to_dict``, as checkpoints store it): greedy by
+            default; ``beam``, or ``lm`` with an LM file and/or a lexicon, or any registered decoder.
+            A ``DecodingOptions`` is accepted too.
     """
 
-    #: settings that shape training but not what the weights compute: a resumed run may change them
-    training_only = ("dropout",)
     #: optimizer and schedule settings: a resumed run continues the checkpoint's optimizer state
     optimizer_settings = ("lr", "weight_decay", "warmup_steps", "min_lr_ratio")
 
@@ -53,34 +57,23 @@ class CTCModule(pl.LightningModule):
         self,
         tokenizer: dict[str, Any],
         frontend: dict[str, Any],
-        hidden_size: int = 320,
-        num_layers: int = 4,
-        stack: int = 3,
-        stride: int = 3,
-        dropout: float = 0.2,
+        encoder: EncoderFactory | dict[str, Any] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-2,
         warmup_steps: int = 300,
         min_lr_ratio: float = 0.02,
-        decoding: DecodingOptions | None = None,
+        decoding: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if isinstance(decoding, dict):
-            decoding = DecodingOptions(**decoding)
-        self.decoding = decoding or DecodingOptions()
+        # A dict as configs and checkpoints (old ones too) give it; a DecodingOptions is accepted as well.
+        self.decoding = DecodingOptions.from_config(decoding)
         self.hparams["decoding"] = self.decoding.to_dict()  # plain values: checkpoints load with weights_only
         self.tokenizer = Tokenizer(**tokenizer)
         self.frontend = from_config(frontend)
-        self.model = Encoder(
-            self.frontend.feature_dim,
-            self.tokenizer.vocab_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            stack=stack,
-            stride=stride,
-            dropout=dropout,
-        )
+        encoder_settings = encoder_config(encoder)
+        self.hparams["encoder"] = encoder_settings  # plain values, every setting spelled out
+        self.encoder: Encoder = build_encoder(encoder_settings, self.frontend.feature_dim, self.tokenizer.vocab_size)
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}_{name}": metric()
@@ -94,10 +87,11 @@ class CTCModule(pl.LightningModule):
     # ----------------------------------------------------------------------------------- inference
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (batch, T, F) and lengths -> log-probabilities (batch, T', vocab) and lengths."""
-        return self.model(features, lengths)
+        return self.encoder(features, lengths)
 
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         """Best transcripts of a batch of log-probabilities, with the configured decoder."""
+        # Built per batch: cheap, since an LM's files are loaded once and cached.
         hypotheses = decode(log_probs, lengths, self.decoding, self.tokenizer.alphabet)
         return [self.tokenizer.decode(nbest[0].labels) for nbest in hypotheses]
 
@@ -116,17 +110,24 @@ class CTCModule(pl.LightningModule):
             ) from None
         return module.eval()
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning's own loading (--ckpt_path) reads earlier formats too; it calls this before the weights load.
+        upgrade(checkpoint)
+
     # ------------------------------------------------------------------------------------ training
     def on_fit_start(self) -> None:
-        if not bool(self.model.normalizer.initialized):
-            mean, std = self.trainer.datamodule.feature_statistics()
-            self.model.normalizer.set_statistics(mean.to(self.device), std.to(self.device))
+        if not bool(self.encoder.normalizer.initialized):
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if not isinstance(datamodule, DataModule):
+                raise TypeError("training needs recognizer.data.DataModule: the feature statistics come from it")
+            mean, std = datamodule.feature_statistics()
+            self.encoder.normalizer.set_statistics(mean.to(self.device), std.to(self.device))
 
-    def _feasible(self, batch: dict[str, Any], out_lengths: torch.Tensor) -> torch.Tensor:
+    def _feasible(self, batch: Batch, out_lengths: torch.Tensor) -> torch.Tensor:
         """Mask of utterances with enough output frames for their transcript; warns once per utterance."""
-        feasible = out_lengths.cpu() >= batch["min_frames"]
+        feasible = out_lengths.cpu() >= batch.min_frames
         for index in (~feasible).nonzero().flatten().tolist():
-            utterance = batch["entries"][index].get("source", batch["ids"][index])
+            utterance = batch.entries[index].get("source", batch.ids[index])
             if utterance not in self._warned_infeasible:
                 self._warned_infeasible.add(utterance)
                 log.warning(
@@ -134,14 +135,12 @@ class CTCModule(pl.LightningModule):
                     "the input is too short or the encoder's stride too large",
                     utterance,
                     int(out_lengths[index]),
-                    int(batch["target_lengths"][index]),
-                    int(batch["min_frames"][index]),
+                    int(batch.target_lengths[index]),
+                    int(batch.min_frames[index]),
                 )
         return feasible
 
-    def _ctc_loss(
-        self, batch: dict[str, Any], log_probs: torch.Tensor, out_lengths: torch.Tensor, stage: str
-    ) -> torch.Tensor:
+    def _ctc_loss(self, batch: Batch, log_probs: torch.Tensor, out_lengths: torch.Tensor, stage: str) -> torch.Tensor:
         """Mean per-utterance CTC loss in float32 over the feasible utterances of the batch."""
         feasible = self._feasible(batch, out_lengths)
         skipped = int((~feasible).sum())
@@ -149,7 +148,7 @@ class CTCModule(pl.LightningModule):
         if not feasible.any():
             # Keep the graph connected so every DDP rank still takes part in the gradient all-reduce.
             return log_probs.sum() * 0.0
-        targets = torch.split(batch["targets"], batch["target_lengths"].tolist())
+        targets = torch.split(batch.targets, batch.target_lengths.tolist())
         kept = feasible.nonzero().flatten().tolist()
         # CTC in float32 outside autocast: its sums of exponentials underflow in half precision.
         with torch.autocast(device_type=self.device.type, enabled=False):
@@ -157,59 +156,60 @@ class CTCModule(pl.LightningModule):
                 log_probs[kept].float().transpose(0, 1),
                 torch.cat([targets[i] for i in kept]).to(self.device),
                 out_lengths[kept],
-                batch["target_lengths"][kept].to(self.device),
+                batch.target_lengths[kept].to(self.device),
                 blank=BLANK,
                 reduction="sum",
                 zero_infinity=True,
             )
         return loss / len(kept)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        log_probs, out_lengths = self(batch["features"], batch["lengths"])
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        log_probs, out_lengths = self(batch.features, batch.lengths)
         loss = self._ctc_loss(batch, log_probs, out_lengths, "train")
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
+    def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
         now = time.perf_counter()
         if self._last_batch_end is not None:
-            self.log("utt_per_s", len(batch["ids"]) / (now - self._last_batch_end), prog_bar=True, batch_size=1)
+            self.log("utt_per_s", len(batch) / (now - self._last_batch_end), prog_bar=True, batch_size=1)
         self._last_batch_end = now
 
     def on_train_epoch_start(self) -> None:
         self._last_batch_end = None
 
-    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
-        log_probs, out_lengths = self(batch["features"], batch["lengths"])
-        size = len(batch["ids"])
+    def _evaluate(self, batch: Batch, stage: str) -> None:
+        log_probs, out_lengths = self(batch.features, batch.lengths)
+        size = len(batch)
         loss = self._ctc_loss(batch, log_probs, out_lengths, stage)
         self.log(f"{stage}_loss", loss, prog_bar=stage == "val", batch_size=size, sync_dist=True)
         hypotheses = self.decode(log_probs, out_lengths)
-        references = [self.tokenizer.normalize(entry["text"]) for entry in batch["entries"]]
+        references = [self.tokenizer.normalize(entry["text"]) for entry in batch.entries]
         for name in ("cer", "wer"):
             metric = self.metrics[f"{stage}_{name}"]
+            assert isinstance(metric, Metric)
             metric.update(hypotheses, references)
             self.log(f"{stage}_{name}", metric, prog_bar=name == "cer", on_step=False, on_epoch=True, batch_size=size)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        log_probs, out_lengths = self(batch["features"], batch["lengths"])
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Any]]:
+        log_probs, out_lengths = self(batch.features, batch.lengths)
         key = self.frontend.path_key
         return [
             {"id": entry["id"], key: entry[key], "text": text}
-            for entry, text in zip(batch["entries"], self.decode(log_probs, out_lengths))
+            for entry, text in zip(batch.entries, self.decode(log_probs, out_lengths))
         ]
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        total = self.trainer.estimated_stepping_batches if self.trainer else math.inf
-        schedule = warmup_cosine(hp.warmup_steps, total, hp.min_lr_ratio)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
+        schedule = warmup_cosine(hp["warmup_steps"], total, hp["min_lr_ratio"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -1,7 +1,15 @@
 """N-gram language models for CTC beam search: interpolated modified Kneser-Ney in ARPA format, and lexicons.
 
-    recognizer-lm --manifest data/an4/train.jsonl --case lower --order 3 --out lm.arpa --lexicon lexicon.txt
+    recognizer-lm --manifest data/an4/train.jsonl --checkpoint model.ckpt --order 3 --out lm.arpa --lexicon lexicon.txt
+    recognizer-lm --manifest data/an4/train.jsonl --case upper --order 3 --out lm.arpa --lexicon lexicon.txt
     recognizer-lm --text corpus.txt --unit char --order 6 --out chars.arpa
+
+``recognizer-lm`` normalizes the text with the model's :class:`~recognizer.tokenizer.Tokenizer`, read from
+``--checkpoint`` or built from the flags the DataModule takes (``--alphabet``, ``--case``, ``--keep``,
+``--unknown``, ``--replacement``), so that the LM's words and characters are the ones the model outputs.
+Characters outside the alphabet follow the ``unknown`` policy: an error naming the line (the default),
+``drop`` or ``replace``; without an alphabet (no ``--checkpoint`` or ``--alphabet``) the text's own
+characters are the alphabet and only case folding and ``--keep`` apply.
 
 The estimate is the one of KenLM's ``lmplz`` (Chen & Goodman 1998, interpolated, three discounts per
 order), written so that KenLM, and flashlight-text's decoders built on it, read it as an lmplz file:
@@ -40,11 +48,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from .ctc import UNK, WORD_BOUNDARY
+from .tokenizer import Tokenizer, TokenizerError
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +249,8 @@ def estimate(
 
     model_discounts, fell_back, count_of_counts = [], [], []
     for n, a in enumerate(adjusted, start=1):
-        coc = tuple(int(x) for x in np.bincount(np.minimum(a, 5), minlength=6)[1:5])
+        n1, n2, n3, n4 = (int(x) for x in np.bincount(np.minimum(a, 5), minlength=6)[1:5])
+        coc = (n1, n2, n3, n4)
         d, fallback = estimate_discounts(coc, discounts, fallback_discounts)
         if fallback:
             log.warning(
@@ -352,21 +362,55 @@ def write_lexicon(
     return path
 
 
-def _fold(text: str, case: str) -> str:
-    return text.lower() if case == "lower" else text.upper() if case == "upper" else text
-
-
-def _read_texts(texts: Sequence[str], manifests: Sequence[str]) -> Iterator[str]:
+def _read_texts(texts: Sequence[str], manifests: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """(where, sentence) for every line of the text files and every manifest entry's text."""
     for name in texts:
         with open(name, encoding="utf-8") as f:
-            for line in f:
-                yield line.rstrip("\n")
+            for number, line in enumerate(f, start=1):
+                yield f"{name}:{number}", line.rstrip("\n")
     if manifests:
         from .manifest import read_manifest
 
         for name in manifests:
             for entry in read_manifest(name, required=("text",)):
-                yield entry["text"]
+                yield entry["source"], entry["text"]
+
+
+def text_tokenizer(
+    texts: Iterable[str],
+    checkpoint: str | Path | None = None,
+    alphabet: str | None = None,
+    case: str | None = None,
+    keep: str | None = None,
+    unknown: str | None = None,
+    replacement: str | None = None,
+) -> Tokenizer:
+    """The tokenizer that normalizes LM text as the model's transcripts are normalized.
+
+    From ``checkpoint`` (its tokenizer; ``unknown`` and ``replacement`` may override its policy for the
+    LM text), else from the settings, named as the DataModule's. Without an alphabet, the alphabet is
+    built from ``texts`` (as the DataModule builds it from the training transcripts), so no character
+    is outside it and only ``case`` and ``keep`` act.
+    """
+    policy: dict[str, Any] = {
+        name: value for name, value in (("unknown", unknown), ("replacement", replacement)) if value is not None
+    }
+    if checkpoint is not None:
+        given = [name for name, value in (("alphabet", alphabet), ("case", case), ("keep", keep)) if value is not None]
+        if given:
+            raise ValueError(f"{checkpoint}: the checkpoint's tokenizer sets {', '.join(given)}; give one or the other")
+        from .checkpoint import read_checkpoint
+
+        settings = read_checkpoint(checkpoint).get("hyper_parameters", {}).get("tokenizer")
+        if not isinstance(settings, dict):
+            raise ValueError(f"{checkpoint}: the checkpoint holds no tokenizer settings")
+        return Tokenizer(**{**settings, **policy})
+    normalization: dict[str, Any] = {"case": case or "keep", "keep": keep}
+    if alphabet:
+        return Tokenizer(alphabet=alphabet, **normalization, **policy)
+    if policy:
+        raise ValueError("unknown and replacement need an alphabet (or a checkpoint) to tell what is outside it")
+    return Tokenizer.from_texts(texts, **normalization)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -378,7 +422,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--order", type=int, default=3)
     parser.add_argument("--unit", choices=("word", "char"), default="word")
-    parser.add_argument("--case", choices=("keep", "lower", "upper"), default="keep", help="case folding of the text")
+    normalization = parser.add_argument_group(
+        "text normalization",
+        "The text is normalized as the model's transcripts are (recognizer.tokenizer.Tokenizer): from "
+        "--checkpoint, or from the flags named as the DataModule's settings (data.alphabet, data.case, ...). "
+        "Characters outside the alphabet follow --unknown: an error naming the line (the default), drop or "
+        "replace. Without --checkpoint or --alphabet the text's own characters are the alphabet, so only "
+        "--case and --keep apply.",
+    )
+    normalization.add_argument("--checkpoint", help="a model checkpoint: use its tokenizer's settings")
+    normalization.add_argument("--alphabet", help="the model's characters (data.alphabet)")
+    normalization.add_argument(
+        "--case", choices=("keep", "lower", "upper"), help="case folding (data.case; default: keep)"
+    )
+    normalization.add_argument(
+        "--keep", help="regular-expression character class; other characters are deleted (data.keep)"
+    )
+    normalization.add_argument(
+        "--unknown",
+        choices=("error", "drop", "replace"),
+        help="characters outside the alphabet (data.unknown; default: the checkpoint's policy, else error)",
+    )
+    normalization.add_argument("--replacement", help="the substitute for --unknown replace (data.replacement)")
     parser.add_argument("--discounts", choices=("modified-kneser-ney", "kneser-ney"), default="modified-kneser-ney")
     parser.add_argument(
         "--fallback-discounts",
@@ -400,7 +465,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         log.warning("order 1: KenLM (and flashlight-text's decoders) cannot load unigram models")
 
     start = time.perf_counter()
-    texts = [_fold(t, args.case) for t in _read_texts(args.text, args.manifest)]
+    lines = list(_read_texts(args.text, args.manifest))
+    tokenizer = text_tokenizer(
+        (text for _, text in lines),
+        args.checkpoint,
+        args.alphabet,
+        args.case,
+        args.keep,
+        args.unknown,
+        args.replacement,
+    )
+    try:
+        texts = [tokenizer.target_text(text, where) for where, text in lines]
+    except TokenizerError as error:
+        raise TokenizerError(f"{error} (recognizer-lm: --unknown drop or --unknown replace)") from None
+    if tokenizer.unknown_counts:
+        log.warning(
+            "%d character(s) outside the alphabet were %s: %s",
+            sum(tokenizer.unknown_counts.values()),
+            "dropped" if tokenizer.unknown == "drop" else f"replaced by {tokenizer.replacement!r}",
+            dict(tokenizer.unknown_counts),
+        )
     model = estimate(
         texts,
         args.order,

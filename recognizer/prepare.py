@@ -23,19 +23,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="recognizer-prepare", description=__doc__.splitlines()[0])
     corpora = parser.add_subparsers(dest="corpus", required=True)
 
-    an4 = corpora.add_parser("an4", help="CMU AN4 (downloaded into --root when missing)")
-    an4.add_argument("--root", required=True, help="the AN4 folder (holding etc/ and wav/)")
-    an4.add_argument("--out", required=True, help="where to write train/dev[/test].jsonl")
-    an4.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    an4_parser = corpora.add_parser("an4", help="CMU AN4 (downloaded into --root when missing)")
+    an4_parser.add_argument("--root", required=True, help="the AN4 folder (holding etc/ and wav/)")
+    an4_parser.add_argument("--out", required=True, help="where to write train/dev[/test].jsonl")
+    an4_parser.add_argument("--no-download", action="store_true", help="fail instead of downloading")
 
-    iam_ondb = corpora.add_parser("iam-ondb", help="IAM On-Line Handwriting Database (folders or IAM's tarballs)")
-    iam_ondb.add_argument(
+    iam_ondb_parser = corpora.add_parser(
+        "iam-ondb", help="IAM On-Line Handwriting Database (folders or IAM's tarballs)"
+    )
+    iam_ondb_parser.add_argument(
         "--root", required=True, help="holds trainset.txt etc. and lineStrokes/, ascii/ or their tarballs"
     )
-    iam_ondb.add_argument(
+    iam_ondb_parser.add_argument(
         "--out", required=True, help="where to write train/val1/val2[/test].jsonl (and extract tarballs)"
     )
-    iam_ondb.add_argument("--no-validate", action="store_true", help="do not parse every stroke file (faster)")
+    iam_ondb_parser.add_argument("--no-validate", action="store_true", help="do not parse every stroke file (faster)")
 
     for name, (_, help, num_train) in SYNTHETIC.items():
         synthetic = corpora.add_parser(name, help=help)

@@ -62,7 +62,7 @@ class Tokenizer:
     def from_texts(cls, texts: Iterable[str], **options: Any) -> Tokenizer:
         """Build the alphabet from (training) transcripts after normalization, sorted."""
         probe = cls(alphabet=" ", **{k: v for k, v in options.items() if k in ("case", "keep")})
-        chars = set()
+        chars: set[str] = set()
         for text in texts:
             chars.update(probe.normalize(text))
         if not chars:
@@ -106,6 +106,12 @@ class Tokenizer:
                 if self.unknown == "replace":
                     labels.append(self._index[self.replacement])
         return labels
+
+    def target_text(self, text: str, utterance: str = "<text>") -> str:
+        """The text the model is trained to output for ``text``: normalized, and characters outside the
+        alphabet handled by the ``unknown`` policy (``decode(encode(text))``). Other tools that must agree
+        with the model's text, such as the LM builder, use it."""
+        return self.decode(self.encode(text, utterance))
 
     def decode(self, labels: Sequence[int]) -> str:
         """Map label indices to text; the blank and out-of-range indices are ignored."""

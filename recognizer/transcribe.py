@@ -6,7 +6,6 @@ A checkpoint is self-contained: it carries the tokenizer, the front-end settings
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -20,17 +19,15 @@ from tqdm import tqdm
 
 from .data import budget_batches
 from .decoding import (
-    DECODERS,
-    DEFAULT_BEAM_SIZE,
     Decoder,
     DecodingOptions,
     align_chars,
     align_words,
-    decode,
+    build_decoder,
     forced_align,
-    prepare,
     scale_spans,
 )
+from .decoding.arguments import add_decoding_arguments, decoding_options
 from .frontend import split_sample
 from .lightning_module import CTCModule
 
@@ -78,6 +75,16 @@ class Recognizer:
     def modality(self) -> str:
         return self.frontend.modality
 
+    @property
+    def stride(self) -> int:
+        """Feature frames per output frame of the encoder."""
+        return self.module.encoder.stride
+
+    @property
+    def frame_duration(self) -> float:
+        """Timestamp units (``frontend.timestamp_unit``: seconds, or ink points) per output frame."""
+        return self.frontend.frame_unit * self.stride
+
     def _check_source(self, source: Any) -> None:
         if isinstance(source, (str, os.PathLike)):
             path, _ = split_sample(source)  # page.inkml#<sample id>
@@ -94,7 +101,7 @@ class Recognizer:
 
     @torch.no_grad()
     def transcribe(
-        self, inputs: Sequence[Any], decoder: Decoder | DecodingOptions = "greedy", **kwargs: Any
+        self, inputs: Sequence[Any], decoder: str | DecodingOptions | Decoder = "greedy", **kwargs: Any
     ) -> list[Transcript]:
         """Transcribe paths or in-memory inputs in batches of similar length; results keep the input
         order. Takes the arguments of ``transcribe_iter``, e.g.
@@ -109,7 +116,7 @@ class Recognizer:
     def transcribe_iter(
         self,
         inputs: Sequence[Any],
-        decoder: Decoder | DecodingOptions = "greedy",
+        decoder: str | DecodingOptions | Decoder = "greedy",
         *,
         timestamps: bool = False,
         max_frames: int = DEFAULT_MAX_FRAMES,
@@ -124,26 +131,26 @@ class Recognizer:
         Args:
             inputs: a list of file paths, or in-memory inputs: for audio a waveform at the model's rate or a
                 ``(waveform, rate)`` pair; for ink a ``recognizer.ink.Ink``.
-            decoder: ``greedy`` (best path), ``beam`` (prefix beam search) or ``lm`` (beam search with
-                an n-gram LM and/or lexicon), or a whole ``DecodingOptions``.
+            decoder: a registered decoder's name: ``greedy`` (best path), ``beam`` (prefix beam search) or
+                ``lm`` (beam search with an n-gram LM and/or lexicon), ...; or a whole ``DecodingOptions``,
+                or a decoder already built (``recognizer.decoding.build_decoder``).
             timestamps: align the best transcript to the input: word start/end and confidence.
             max_frames: feature frames per batch.
             progress: show a progress bar.
             on_error: ``raise`` stops at the first unusable input; ``skip`` gives it a ``Transcript``
                 whose ``error`` says why, and goes on.
             chunk: inputs whose features are held in memory at once.
-            options: ``DecodingOptions`` fields: ``beam_size``, ``nbest``, ``lm``, ``lexicon``,
-                ``lm_weight``, ``word_score``, ``token_beam``, ...
+            options: the decoder's options (``recognizer.decoding.BeamOptions``, ``LMOptions``, ...):
+                ``beam_size``, ``nbest``, ``lm``, ``lexicon``, ``lm_weight``, ``word_score``, ``token_beam``, ...
         """
         inputs = _as_list(inputs)
-        options = _options(decoder, options)
-        prepare(options, self.tokenizer.alphabet)  # a bad LM or lexicon fails before the model runs
+        built = self._decoder(decoder, options)  # built now: a bad LM or lexicon fails before the model runs
         for batch in self._log_probs_iter(inputs, max_frames, progress, on_error, chunk):
             good = [(index, output) for index, output in batch if not isinstance(output, BaseException)]
             decoded = dict(
                 zip(
                     [i for i, _ in good],
-                    self.decode([o for _, o in good], options, timestamps=timestamps, max_frames=max_frames),
+                    self.decode([o for _, o in good], built, timestamps=timestamps, max_frames=max_frames),
                 )
             )
             for index, output in batch:
@@ -206,33 +213,37 @@ class Recognizer:
     def decode(
         self,
         log_probs: Sequence[torch.Tensor],
-        decoder: Decoder | DecodingOptions = "greedy",
+        decoder: str | DecodingOptions | Decoder = "greedy",
         *,
         timestamps: bool = False,
         max_frames: int = DEFAULT_MAX_FRAMES,
         **options: Any,
     ) -> list[Transcript]:
-        """Decode the output of ``log_probs`` (same arguments as ``transcribe``); sources are left empty."""
-        options = _options(decoder, options)
-        unit = self.frontend.frame_unit * self.module.model.stride
+        """Decode the output of ``log_probs`` (same arguments as ``transcribe``); sources are left empty.
+
+        The searches that run where their input is (greedy, beam) get the log-probabilities on the
+        model's device; a decoder with a device of its own (``lm``: the CPU) gets them where they are
+        and moves them itself. Timestamps are aligned on the model's device."""
+        built = self._decoder(decoder, options)
+        alternatives = getattr(built.options, "nbest", 1)  # n-best lists are given when more than one is asked for
+        unit = self.frame_duration
         transcripts: list[Transcript | None] = [None] * len(log_probs)
         for batch in _length_batches([e.shape[0] for e in log_probs], max_frames):
             padded, lengths = _pad([log_probs[i] for i in batch])
-            if options.decoder != "lm" or timestamps:  # flashlight's search runs on the CPU
-                padded = padded.to(self.device)  # the batched searches and alignment run on the model's device
-            hypotheses = decode(padded, lengths, options, self.tokenizer.alphabet)
-            paths = forced_align(padded, lengths, [h[0].labels for h in hypotheses]) if timestamps else None
+            on_model = padded.to(self.device) if built.device is None or timestamps else padded
+            hypotheses = built(on_model if built.device is None else padded, lengths)
+            paths = forced_align(on_model, lengths, [h[0].labels for h in hypotheses]) if timestamps else None
             for position, (index, nbest) in enumerate(zip(batch, hypotheses)):
                 transcript = Transcript(
                     source="",
                     text=self.tokenizer.decode(nbest[0].labels),
                     score=nbest[0].score,
                     nbest=[{"text": self.tokenizer.decode(h.labels), "score": h.score} for h in nbest]
-                    if options.nbest > 1
+                    if alternatives > 1
                     else None,
                 )
                 if paths is not None:
-                    words = align_words(align_chars(paths[position], padded[position], self.tokenizer))
+                    words = align_words(align_chars(paths[position], on_model[position], self.tokenizer))
                     transcript.words = [
                         {
                             "word": w.word,
@@ -246,6 +257,18 @@ class Recognizer:
                 transcripts[index] = transcript
         return transcripts  # type: ignore[return-value]
 
+    def _decoder(self, decoder: str | DecodingOptions | Decoder, overrides: dict[str, Any]) -> Decoder:
+        """The decoder for a name and options, a ``DecodingOptions`` (with options changed), or one built."""
+        if isinstance(decoder, Decoder):
+            if overrides:
+                raise TypeError(f"options {sorted(overrides)} given with a decoder already built")
+            return decoder
+        if isinstance(decoder, DecodingOptions):
+            options = decoder.replace(**overrides) if overrides else decoder
+        else:
+            options = DecodingOptions(decoder, **overrides)
+        return build_decoder(options, self.tokenizer.alphabet)
+
 
 def _as_list(inputs: Sequence[Any]) -> list[Any]:
     """The inputs as a list; a lone path or string is a mistake that would be read character by character."""
@@ -254,12 +277,6 @@ def _as_list(inputs: Sequence[Any]) -> list[Any]:
             f"inputs must be a list of inputs, got a single {type(inputs).__name__}: pass [{str(inputs)!r}]"
         )
     return list(inputs)
-
-
-def _options(decoder: Decoder | DecodingOptions, overrides: dict[str, Any]) -> DecodingOptions:
-    if isinstance(decoder, DecodingOptions):
-        return dataclasses.replace(decoder, **overrides)
-    return DecodingOptions(decoder=decoder, **overrides)
 
 
 def _length_batches(lengths: list[int], max_frames: int) -> list[list[int]]:
@@ -370,86 +387,8 @@ def _expand(frontend: Any, files: Sequence[str]) -> list[str]:
     return inputs
 
 
-def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``DecodingOptions`` as command-line options (shared by transcription and tuning)."""
-    group = parser.add_argument_group("decoding")
-    group.add_argument(
-        "--decoder",
-        choices=DECODERS,
-        help="greedy (best path), beam (prefix beam search) or lm (beam search with --lm and/or "
-        "--lexicon); default: lm when they are given, else greedy",
-    )
-    group.add_argument(
-        "--beam",
-        type=int,
-        dest="beam_size",
-        help=f"hypotheses kept per frame (default: {', '.join(f'{k} {v}' for k, v in DEFAULT_BEAM_SIZE.items())})",
-    )
-    group.add_argument("--token-beam", type=int, help="labels tried per frame, most probable first (default: all)")
-    group.add_argument(
-        "--lm", help="n-gram LM (ARPA or KenLM binary): a word LM with --lexicon, a character LM without"
-    )
-    group.add_argument(
-        "--lexicon", help="lexicon file (recognizer-lm --lexicon); without it the LM decoder is lexicon-free"
-    )
-    group.add_argument(
-        "--lm-weight",
-        type=float,
-        default=DecodingOptions.lm_weight,
-        help="weight of the LM score (tune with recognizer-tune)",
-    )
-    group.add_argument(
-        "--word-score",
-        type=float,
-        default=DecodingOptions.word_score,
-        help="insertion bonus per word (without a lexicon: per frame of word separator)",
-    )
-    group.add_argument(
-        "--unk-score",
-        type=float,
-        default=DecodingOptions.unk_score,
-        help="with a lexicon: score of leaving it (default: never)",
-    )
-    group.add_argument(
-        "--beam-threshold",
-        type=float,
-        default=DecodingOptions.beam_threshold,
-        help="lm: drop hypotheses this far below the best",
-    )
-    group.add_argument(
-        "--blank-skip",
-        type=float,
-        default=DecodingOptions.blank_skip,
-        help="beam and lm: collapse runs of frames whose blank probability is at least this "
-        "before the search; 1 to search every frame",
-    )
-
-
-def decoding_options(args: argparse.Namespace) -> DecodingOptions:
-    """``DecodingOptions`` from arguments added by ``add_decoding_arguments``."""
-    names = (
-        "decoder",
-        "beam_size",
-        "token_beam",
-        "lm",
-        "lexicon",
-        "lm_weight",
-        "word_score",
-        "unk_score",
-        "beam_threshold",
-        "blank_skip",
-    )
-    values = {name: getattr(args, name) for name in names}
-    values.update(nbest=getattr(args, "nbest", 1))
-    if values["decoder"] is None:
-        values["decoder"] = "lm" if args.lm or args.lexicon else "greedy"
-    return DecodingOptions(**values)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``recognizer-transcribe --checkpoint model.ckpt FILE...``; exits 0 when every input was
-    transcribed, ``SOME_FAILED`` (3) when some (not all) were recorded as failed, 1 when none could be
-    transcribed or the run itself failed."""
+def build_parser() -> argparse.ArgumentParser:
+    """``recognizer-transcribe``'s arguments; the decoding ones are generated from the registered decoders."""
     parser = argparse.ArgumentParser(prog="recognizer-transcribe", description=__doc__.splitlines()[0])
     parser.add_argument(
         "files", nargs="+", help="input files (audio for a speech model; ink, with page.inkml#id for one sample)"
@@ -467,10 +406,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "go on, exit 3 at the end (1 if all failed); stop: exit 1 at the first one",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--nbest", type=int, default=1, help="alternatives per input (JSON output)")
     parser.add_argument("--timestamps", action="store_true", help="word timestamps and confidences (JSON output)")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="feature frames per batch")
-    add_decoding_arguments(parser)
+    add_decoding_arguments(parser)  # --decoder, --beam, --nbest, --lm, ...
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recognizer-transcribe --checkpoint model.ckpt FILE...``; exits 0 when every input was
+    transcribed, ``SOME_FAILED`` (3) when some (not all) were recorded as failed, 1 when none could be
+    transcribed or the run itself failed."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume and not args.output:
         parser.error("--resume needs --output")

@@ -10,22 +10,24 @@ log-probabilities. Prints the WER of each pair, then the best pair as options fo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torchmetrics.functional.text import char_error_rate, word_error_rate
 
-from .decoding import DecodingOptions, prepare
+from .decoding import DecodingOptions, build_decoder
+from .decoding.arguments import add_decoding_arguments, decoding_options
 from .manifest import read_manifest
-from .transcribe import DEFAULT_MAX_FRAMES, Recognizer, add_decoding_arguments, decoding_options, load
+from .transcribe import DEFAULT_MAX_FRAMES, Recognizer, load
 
 DEFAULT_LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 DEFAULT_WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+#: the options the grid searches: a decoder must take both to be tuned (the built-in one is ``lm``)
+TUNED = ("lm_weight", "word_score")
 
 
 @dataclass
@@ -42,7 +44,7 @@ def error_rates(
     recognizer: Recognizer, log_probs: list[torch.Tensor], references: list[str], options: DecodingOptions
 ) -> tuple[float, float]:
     """(WER, CER) of decoding ``log_probs`` with ``options`` against normalized ``references``."""
-    hypotheses = [t.text for t in recognizer.decode(log_probs, options)]
+    hypotheses = [t.text or "" for t in recognizer.decode(log_probs, options)]
     return float(word_error_rate(hypotheses, references)), float(char_error_rate(hypotheses, references))
 
 
@@ -53,12 +55,12 @@ def grid_search(
     options: DecodingOptions,
     lm_weights: Sequence[float] = DEFAULT_LM_WEIGHTS,
     word_scores: Sequence[float] = DEFAULT_WORD_SCORES,
-    report=None,
+    report: Callable[[Trial], object] | None = None,
 ) -> list[Trial]:
     """Every (LM weight, word score) pair, in grid order; ``report`` is called with each trial."""
     trials = []
     for lm_weight, word_score in itertools.product(lm_weights, word_scores):
-        trial_options = dataclasses.replace(options, lm_weight=lm_weight, word_score=word_score)
+        trial_options = options.replace(lm_weight=lm_weight, word_score=word_score)
         trial = Trial(lm_weight, word_score, *error_rates(recognizer, log_probs, references, trial_options))
         trials.append(trial)
         if report is not None:
@@ -71,8 +73,9 @@ def best_trial(trials: Sequence[Trial]) -> Trial:
     return min(trials, key=lambda t: (round(t.wer, 6), round(t.cer, 6), t.lm_weight, abs(t.word_score)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``recognizer-tune``: grid search of --lm-weight x --word-score on a dev manifest."""
+def build_parser() -> argparse.ArgumentParser:
+    """``recognizer-tune``'s arguments; the decoding ones are generated from the registered decoders,
+    as ``recognizer-transcribe``'s are."""
     parser = argparse.ArgumentParser(prog="recognizer-tune", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by `recognizer fit`")
     parser.add_argument("--manifest", required=True, help="the dev manifest (JSON lines with the reference 'text')")
@@ -81,13 +84,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="feature frames per batch")
     add_decoding_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recognizer-tune``: grid search of --lm-weight x --word-score on a dev manifest."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         options = decoding_options(args)
-        if options.decoder != "lm":
-            parser.error("tuning needs the LM decoder: give --lm and/or --lexicon")
+        if not all(hasattr(options.settings, name) for name in TUNED):
+            parser.error(
+                f"tuning needs the LM decoder (decoder={options.decoder!r} has no {' or '.join(TUNED)}): "
+                "give --lm and/or --lexicon"
+            )
         recognizer = load(args.checkpoint, args.device)
-        prepare(options, recognizer.tokenizer.alphabet)  # a bad LM or lexicon fails before the model runs
+        build_decoder(options, recognizer.tokenizer.alphabet)  # a bad LM or lexicon fails before the model runs
         entries = read_manifest(args.manifest, path_key=recognizer.frontend.path_key, required=("text",))
         start = time.perf_counter()
         inputs = [recognizer.frontend.load_entry(entry) for entry in entries]

@@ -1,3 +1,6 @@
+import dataclasses
+import inspect
+
 import numpy as np
 import pytest
 import soundfile
@@ -61,6 +64,23 @@ def test_frontend_config_round_trip():
     rebuilt = from_config(frontend.config())
     assert isinstance(rebuilt, AudioFrontend) and rebuilt.config() == frontend.config()
     assert rebuilt.estimate_frames({"duration": 1.0}) == 51
+    assert rebuilt == frontend and hash(rebuilt) == hash(frontend)
+    # Exactly the keys checkpoints have always held, so old checkpoints keep loading.
+    assert list(frontend.config()) == ["modality", "sample_rate", "n_mels", "window_ms", "hop_ms"] + [
+        "freq_masks",
+        "freq_width",
+        "time_masks",
+        "time_width",
+    ]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        frontend.n_mels = 80  # type: ignore[misc]
+
+
+def test_frontend_and_spec_augment_share_their_defaults():
+    defaults = inspect.signature(spec_augment).parameters
+    frontend = AudioFrontend()
+    for name in AudioFrontend.training_only:
+        assert getattr(frontend, name) == defaults[name].default, name
 
 
 def test_audio_shorter_than_one_window_is_a_clear_error(tmp_path):

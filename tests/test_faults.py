@@ -212,9 +212,14 @@ def test_predict_uses_the_checkpoint_tokenizer_whatever_the_training_data(traine
 
 
 def test_encoder_setting_that_disagrees_is_an_error(trained, tiny_speech, tmp_path):
-    with pytest.raises(Disagreement, match=r"model\.hidden_size is 48 in the config but 32"):
+    with pytest.raises(Disagreement, match=r"model\.encoder\.init_args\.hidden_size is 48 in the config but 32"):
         run_cli(
-            ["validate", *tiny_args(tiny_speech, tmp_path, "--model.hidden_size", "48"), "--ckpt_path", str(trained)]
+            [
+                "validate",
+                *tiny_args(tiny_speech, tmp_path, "--model.encoder.init_args.hidden_size", "48"),
+                "--ckpt_path",
+                str(trained),
+            ]
         )
     with pytest.raises(Disagreement, match=r"data\.frontend\.init_args\.n_mels is 40"):
         run_cli(

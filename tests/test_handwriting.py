@@ -1,5 +1,7 @@
 """The ink front-end and the handwriting path through the shared core."""
 
+import dataclasses
+import inspect
 import json
 import shutil
 import subprocess
@@ -12,6 +14,7 @@ from test_training import BIN, REPO, logged, run_cli, tiny_args
 
 from recognizer.frontend import from_config
 from recognizer.ink import Ink
+from recognizer.ink import functional as F
 from recognizer.ink.formats import write_json_ink
 from recognizer.ink.frontend import InkFrontend
 from recognizer.manifest import read_manifest
@@ -51,6 +54,26 @@ def test_settings_round_trip_and_reject_unknown_features():
     assert isinstance(rebuilt, InkFrontend) and rebuilt.config() == frontend.config()
     with pytest.raises(ValueError, match="unknown ink features"):
         InkFrontend(features=["dx", "x"])
+    # Lists from YAML or a checkpoint become tuples: the settings are frozen and hashable.
+    assert rebuilt == frontend and hash(rebuilt) == hash(frontend) and rebuilt.feature_names == ("dx", "dy", "pen_up")
+    assert list(frontend.config()) == ["modality", "features", "step", "slant", "baseline", "augment"] + [
+        "scale",
+        "shear",
+        "rotation_deg",
+        "jitter",
+        "time_stretch",
+    ]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        frontend.step = 0.2  # type: ignore[misc]
+
+
+def test_frontend_and_functions_share_their_defaults():
+    augment = inspect.signature(F.augment).parameters
+    frontend = InkFrontend()
+    for name in ("scale", "shear", "rotation_deg", "jitter", "time_stretch"):
+        assert getattr(frontend, name) == augment[name].default, name
+    assert frontend.step == inspect.signature(F.resample).parameters["step"].default
+    assert frontend.feature_names == F.DEFAULT_FEATURES
 
 
 def test_inkml_line_ids_select_a_sample(tmp_path):
@@ -106,7 +129,7 @@ def test_tiny_handwriting_fit_then_checkpoint_alone_transcribes_ink_files(tiny_i
     [aligned] = model.transcribe([files[0]], timestamps=True)
     points = model.frontend.features(model.frontend.load(files[0])).shape[0]
     assert aligned.unit == "points"
-    assert all(0 <= w["start"] < w["end"] <= points + model.module.model.stride for w in aligned.words)
+    assert all(0 <= w["start"] < w["end"] <= points + model.stride for w in aligned.words)
 
     # a multi-sample InkML page: every sample, or one chosen with page.inkml#<id>
     from recognizer.ink.formats import read_inkml

@@ -1,4 +1,4 @@
-"""Ink preprocessing (recognizer.ink.functional) on programmatically drawn handwriting."""
+"""Ink preprocessing (recognizer.ink.functional) and plots (recognizer.ink.plot) on programmatically drawn handwriting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from recognizer.ink import Ink
+from recognizer.ink import Ink, plot
 from recognizer.ink import functional as F
 
 # --------------------------------------------------------------------------------------------
@@ -374,8 +374,14 @@ def test_augment_identity_ranges_only_jitter():
         F.augment(ink, np.random.default_rng(1), scale=(0.0, 1.0))
 
 
+def test_stroke_starts_mark_pen_lifts():
+    ink = Ink([np.zeros((3, 2)), np.ones((1, 2)), np.ones((2, 2))])
+    assert ink.stroke_starts().tolist() == [True, False, False, True, True, False]
+    assert ink.stroke_starts().tolist() == F.point_features(ink, ["pen_up"])[:, 0].astype(bool).tolist()
+
+
 # --------------------------------------------------------------------------------------------
-# plots
+# plots (recognizer.ink.plot)
 
 
 def test_render_and_save_png(tmp_path):
@@ -383,20 +389,20 @@ def test_render_and_save_png(tmp_path):
 
     ink = F.resample(F.normalize(letters(word="nlp")), 0.1)
     count = ink.num_points
-    figure = F.render(ink)
+    figure = plot.render(ink)
     assert isinstance(figure, Figure)
     # colour by "aligned character": runs of integers, some points unaligned (None)
     runs = np.repeat(np.arange(6), int(np.ceil(count / 6)))[:count]
     colors = [None if k == 2 else int(k) for k in runs]
     labels = [kind for kind in "nxlxpx" for _ in range(int(np.ceil(count / 6)))][:count]
-    path = F.save_png(ink, tmp_path / "sub" / "ink.png", colors=colors, labels=labels, title="aligned")
+    path = plot.save_png(ink, tmp_path / "sub" / "ink.png", colors=colors, labels=labels, title="aligned")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    per_run = F.render(ink, colors=["red"] * 10 + ["tab:blue"] * (count - 10), labels=["a", "b"])
+    per_run = plot.render(ink, colors=["red"] * 10 + ["tab:blue"] * (count - 10), labels=["a", "b"])
     assert len(per_run.axes[0].texts) == 2
     rgb = np.tile([0.1, 0.5, 0.2], (count, 1))
-    F.render(ink, colors=rgb, labels=["z"] * count)
+    plot.render(ink, colors=rgb, labels=["z"] * count)
     with pytest.raises(ValueError, match="colors"):
-        F.render(ink, colors=["red"] * (count - 1))
+        plot.render(ink, colors=["red"] * (count - 1))
 
 
 def test_render_into_given_axes():
@@ -405,13 +411,15 @@ def test_render_into_given_axes():
     figure = Figure()
     axes = figure.subplots(1, 2)
     ink = letters(word="nl")
-    assert F.render(ink, ax=axes[0]) is figure
-    F.render(F.normalize(ink), ax=axes[1], linewidth=0.5)
+    assert plot.render(ink, ax=axes[0]) is figure
+    plot.render(F.normalize(ink), ax=axes[1], linewidth=0.5)
     assert axes[0].yaxis_inverted() and axes[1].yaxis_inverted()
+    inner = Figure().subfigures(1, 2)[1]  # axes in a subfigure: the figure that holds it comes back
+    assert plot.render(ink, ax=inner.subplots()) is inner.figure
 
 
 @pytest.mark.slow
-def test_importing_functional_does_not_import_matplotlib():
-    code = "import sys, recognizer.ink.functional; print('matplotlib' in sys.modules)"
+def test_importing_functional_and_plot_does_not_import_matplotlib():
+    code = "import sys, recognizer.ink.functional, recognizer.ink.plot; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from recognizer import ngram as lm
+from recognizer.tokenizer import TokenizerError
 
 
 class Arpa:
@@ -329,3 +330,48 @@ def test_cli_writes_arpa_and_lexicon_from_manifests(tmp_path: Path) -> None:
     char_out = tmp_path / "chars.arpa"
     lm.main(["--manifest", str(manifests[0]), "--unit", "char", "--order", "3", "--out", str(char_out)])
     assert ("a", "t", "|") in Arpa(char_out.read_text(encoding="utf-8")).prob
+
+
+FIXTURE_CHECKPOINT = Path(__file__).parent / "fixtures" / "speech-v0.ckpt"  # lower case, alphabet " a..y"
+
+
+def test_cli_normalizes_with_the_checkpoints_tokenizer(tmp_path: Path) -> None:
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["The CAT sat", "A Zebra, too"]))
+    out, lexicon = tmp_path / "lm.arpa", tmp_path / "lexicon.txt"
+    common = ["--manifest", str(manifest), "--checkpoint", str(FIXTURE_CHECKPOINT), "--order", "2", "--out", str(out)]
+    # The model's policy is unknown="error": "z" and "," are outside its alphabet, and the line is named.
+    with pytest.raises(TokenizerError, match=r"train\.jsonl:2: character 'z'.*--unknown drop"):
+        lm.main(common)
+    lm.main([*common, "--unknown", "drop", "--lexicon", str(lexicon)])
+    assert set(Arpa(out.read_text(encoding="utf-8")).vocab) == {"<unk>", "<s>", "</s>", "the", "cat", "sat", "a"} | {
+        "ebra",
+        "too",
+    }
+    assert "ebra\te b r a |" in lexicon.read_text().splitlines()
+    with pytest.raises(ValueError, match="the checkpoint's tokenizer sets case"):
+        lm.main([*common, "--case", "upper"])
+
+
+def test_cli_normalizes_with_the_datamodules_settings(tmp_path: Path) -> None:
+    text = tmp_path / "corpus.txt"
+    text.write_text("Don't STOP, now!\n")
+    out = tmp_path / "lm.arpa"
+    lm.main(["--text", str(text), "--case", "lower", "--keep", "[a-z' ]", "--order", "2", "--out", str(out)])
+    assert {"don't", "stop", "now"} < set(Arpa(out.read_text(encoding="utf-8")).vocab)
+    args = ["--text", str(text), "--alphabet", "adnopstw ", "--case", "lower", "--order", "2", "--out", str(out)]
+    lm.main([*args, "--unknown", "replace", "--replacement", " "])  # "'" , "!" -> spaces: "don t stop now"
+    assert {"don", "t", "stop", "now"} < set(Arpa(out.read_text(encoding="utf-8")).vocab)
+    with pytest.raises(TokenizerError, match=r"corpus\.txt:1: character \"'\""):
+        lm.main(args)
+    with pytest.raises(ValueError, match="need an alphabet"):
+        lm.main(["--text", str(text), "--unknown", "drop", "--out", str(out)])
+
+
+def test_text_tokenizer_matches_the_checkpoints() -> None:
+    from recognizer.checkpoint import read_checkpoint
+
+    stored = read_checkpoint(FIXTURE_CHECKPOINT)["hyper_parameters"]["tokenizer"]
+    assert lm.text_tokenizer([], FIXTURE_CHECKPOINT).to_dict() == stored
+    assert lm.text_tokenizer([], FIXTURE_CHECKPOINT, unknown="drop").unknown == "drop"
+    assert lm.text_tokenizer(["Ab", "ba"], case="lower").alphabet == "ab"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recognizer import ngram as lm
-from recognizer.decoding import DecodingOptions, LexiconError, LMDecoder, decode, read_lexicon
+from recognizer.decoding import DecodingOptions, LexiconError, LMDecoder, LMOptions, decode, read_lexicon
 from recognizer.decoding.flashlight import decoder_tokens
 from recognizer.tokenizer import Tokenizer
 
@@ -122,8 +122,9 @@ def test_nbest_batched_equals_single(files):
 
 
 def test_settings_change_without_reloading(files):
-    first = LMDecoder(ALPHABET, files["words"], files["lexicon"], lm_weight=0.5)
-    second = LMDecoder(ALPHABET, files["words"], files["lexicon"], lm_weight=3.0, word_score=1.0)
+    paths = {"lm": str(files["words"]), "lexicon": str(files["lexicon"])}
+    first = LMDecoder(LMOptions(**paths, lm_weight=0.5), ALPHABET)
+    second = LMDecoder(LMOptions(**paths, lm_weight=3.0, word_score=1.0), ALPHABET)
     assert first.resources is second.resources  # the LM and trie are loaded once
 
 

@@ -1,6 +1,21 @@
+"""Encoders: the building blocks, the contract every built-in meets, settings and checkpoints."""
+
+import json
+from functools import partial
+from pathlib import Path
+
+import pytest
 import torch
 
-from recognizer.model import Encoder, reverse_padded, stack_frames
+from recognizer.checkpoint import read_checkpoint
+from recognizer.encoders import BLSTMEncoder, Encoder, LSTMEncoder, build_encoder, encoder_config
+from recognizer.encoders.layers import reverse_padded, stack_frames
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ENCODERS = [
+    partial(BLSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3),
+    partial(LSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3),
+]
 
 
 def test_stack_frames_covers_every_frame():
@@ -15,22 +30,118 @@ def test_reverse_padded_keeps_padding_in_place():
     assert reverse_padded(x, torch.tensor([3, 4])).squeeze(-1).tolist() == [[3, 2, 1, 0], [4, 3, 2, 1]]
 
 
-def test_outputs_are_the_same_alone_and_in_a_padded_batch():
+@pytest.mark.parametrize("make", ENCODERS, ids=["blstm", "lstm"])
+def test_outputs_are_the_same_alone_and_in_a_padded_batch(make):
     torch.manual_seed(0)
-    model = Encoder(input_dim=20, vocab_size=12, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3).eval()
+    model = make(20, 12).eval()
     model.normalizer.set_statistics(torch.randn(20), torch.rand(20) + 0.5)  # padding must not leak through it either
     lengths = torch.tensor([40, 301, 123, 5, 2])
     features = torch.randn(len(lengths), int(lengths.max()), 20)
     features = features * (torch.arange(features.shape[1])[None, :, None] < lengths[:, None, None])
     log_probs, out_lengths = model(features, lengths)
-    assert out_lengths.tolist() == [14, 101, 41, 2, 1]
+    assert out_lengths.tolist() == [14, 101, 41, 2, 1] == model.output_lengths(lengths).tolist()
     for i, length in enumerate(lengths):
         alone, alone_length = model(features[i : i + 1, :length], lengths[i : i + 1])
         assert alone_length.item() == out_lengths[i].item()
         torch.testing.assert_close(log_probs[i, : out_lengths[i]], alone[0], atol=1e-5, rtol=1e-5)
 
 
-def test_log_probabilities_normalize():
-    model = Encoder(input_dim=8, vocab_size=5, hidden_size=8, num_layers=1).eval()
+@pytest.mark.parametrize("cls", [BLSTMEncoder, LSTMEncoder])
+def test_log_probabilities_normalize(cls):
+    model = cls(input_dim=8, vocab_size=5, hidden_size=8, num_layers=1).eval()
     log_probs, _ = model(torch.randn(2, 9, 8), torch.tensor([9, 4]))
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 3))
+
+
+def test_unidirectional_outputs_do_not_look_ahead():
+    torch.manual_seed(0)
+    model = LSTMEncoder(6, 5, hidden_size=8, num_layers=2, stack=2, stride=2).eval()
+    features = torch.randn(1, 20, 6)
+    changed = features.clone()
+    changed[:, 10:] = torch.randn(1, 10, 6)  # only the future of output frame 4 changes
+    before, _ = model(features, torch.tensor([20]))
+    after, _ = model(changed, torch.tensor([20]))
+    torch.testing.assert_close(before[:, :5], after[:, :5])
+    assert not torch.allclose(before[:, 5:], after[:, 5:])
+
+
+def test_config_spells_out_every_setting_and_rebuilds():
+    config = encoder_config({"class_path": "recognizer.encoders.LSTMEncoder", "init_args": {"hidden_size": 16}})
+    assert config == {
+        "class_path": "recognizer.encoders.LSTMEncoder",
+        "init_args": {"hidden_size": 16, "num_layers": 4, "stack": 3, "stride": 3, "dropout": 0.2},
+    }
+    assert encoder_config(partial(LSTMEncoder, hidden_size=16)) == config  # jsonargparse's form
+    assert encoder_config(None)["class_path"] == "recognizer.encoders.BLSTMEncoder"
+    encoder = build_encoder(config, input_dim=4, vocab_size=7)
+    assert isinstance(encoder, LSTMEncoder) and encoder.stride == 3 and encoder.output.out_features == 7
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"class_path": "torch.nn.Linear"}, "does not name an encoder"),
+        ({"class_path": "no.such.Module"}, "does not name an encoder"),
+        ({"class_path": "recognizer.encoders.BLSTMEncoder", "init_args": {"hidden": 8}}, "no setting hidden"),
+        ({"init_args": {}}, "class_path, init_args"),
+    ],
+)
+def test_bad_encoder_settings_are_one_line_errors(config, message):
+    with pytest.raises(ValueError, match=message):
+        encoder_config(config)
+
+
+def test_stack_smaller_than_stride_is_refused():
+    with pytest.raises(ValueError, match="stride"):
+        BLSTMEncoder(4, 5, stack=2, stride=3)
+
+
+class TinyConvEncoder(Encoder):
+    """A toy encoder in a few lines: all it takes to add one."""
+
+    stride = 2
+
+    def __init__(self, input_dim: int, vocab_size: int, channels: int = 8) -> None:
+        super().__init__(input_dim, vocab_size)
+        self.conv = torch.nn.Conv1d(input_dim, vocab_size, kernel_size=2, stride=2)
+
+    def output_lengths(self, lengths):
+        return lengths // 2
+
+    def forward(self, features, lengths):
+        x = self.conv(self.normalize(features, lengths).transpose(1, 2)).transpose(1, 2)
+        return x.log_softmax(-1), self.output_lengths(lengths)
+
+
+def test_an_encoder_defined_anywhere_is_built_from_its_class_path():
+    config = encoder_config({"class_path": f"{__name__}.TinyConvEncoder", "init_args": {}})
+    assert config["init_args"] == {"channels": 8}
+    encoder = build_encoder(config, 3, 5)
+    log_probs, lengths = encoder(torch.randn(2, 10, 3), torch.tensor([10, 6]))
+    assert log_probs.shape == (2, 5, 5) and lengths.tolist() == [5, 3]
+
+
+def test_checkpoint_of_the_first_format_reads_as_today():
+    checkpoint = read_checkpoint(FIXTURES / "speech-v0.ckpt")
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["encoder"] == {
+        "class_path": "recognizer.encoders.BLSTMEncoder",
+        "init_args": {"hidden_size": 32, "num_layers": 2, "stack": 3, "stride": 3, "dropout": 0.1},
+    }
+    assert not {"hidden_size", "num_layers", "stack", "stride", "dropout"} & set(hparams)
+    assert all(key.startswith(("encoder.", "metrics.")) for key in checkpoint["state_dict"]), list(
+        checkpoint["state_dict"]
+    )
+
+
+def test_checkpoint_of_the_first_format_transcribes_identically():
+    import recognizer
+
+    model = recognizer.load(FIXTURES / "speech-v0.ckpt", device="cpu")
+    files = [str(FIXTURES / f"speech-v0-{i}.wav") for i in range(3)]
+    expected = json.loads((FIXTURES / "speech-v0-expected.json").read_text())
+    for got, want in zip(model.log_probs(files), torch.load(FIXTURES / "speech-v0-log-probs.pt")):
+        assert torch.equal(got, want)
+    assert [t.text for t in model.transcribe(files)] == expected["greedy"]
+    assert [t.text for t in model.transcribe(files, "beam")] == expected["beam"]
+    assert [t.words for t in model.transcribe(files, timestamps=True)] == expected["timestamps"]

@@ -52,3 +52,10 @@ def test_invalid_settings(kwargs, message):
 def test_settings_round_trip():
     tok = Tokenizer(alphabet="abc ", case="lower", keep="[a-c ]", unknown="drop")
     assert Tokenizer(**tok.to_dict()) == tok
+
+
+def test_target_text_is_what_the_model_outputs():
+    tok = Tokenizer(alphabet="abc ", case="lower", unknown="replace", replacement=" ")
+    assert tok.target_text("  AbX  c") == "ab  c" == tok.decode(tok.encode("  AbX  c"))
+    with pytest.raises(TokenizerError, match="line 3: character 'x'"):
+        Tokenizer(alphabet="ab").target_text("abx", utterance="line 3")

@@ -35,9 +35,9 @@ def tiny_args(corpus: dict[str, Path], root: Path, *extra: str, config: str = DE
         str(corpus["test"]),
         "--data.max_frames",
         "4000",
-        "--model.hidden_size",
+        "--model.encoder.init_args.hidden_size",
         "32",
-        "--model.num_layers",
+        "--model.encoder.init_args.num_layers",
         "2",
         "--model.warmup_steps",
         "2",
@@ -292,7 +292,7 @@ def test_validate_decodes_with_the_configured_lm(trained, tiny_speech, language_
     assert module.decoding.decoder == "lm" and 0 <= float(validated.trainer.callback_metrics["val_wer"]) <= 1.5
     batch = next(iter(validated.datamodule.val_dataloader()))
     with torch.no_grad():
-        texts = module.decode(*module(batch["features"], batch["lengths"]))
+        texts = module.decode(*module(batch.features, batch.lengths))
     vocabulary = set(language_model["lexicon"].read_text().split())
     assert all(set(text.split()) <= vocabulary for text in texts)  # what validation scores went through the lexicon
 
@@ -374,6 +374,35 @@ def test_resume_from_last_checkpoint(trained, tiny_speech, tmp_path):
     assert resumed.trainer.global_step > torch.load(last, weights_only=True)["global_step"]
 
 
+def test_unidirectional_encoder_chosen_in_the_config_alone(tiny_speech, tmp_path):
+    import recognizer
+    from recognizer.checkpoint import Disagreement
+    from recognizer.encoders import LSTMEncoder
+
+    config = tmp_path / "lstm.yaml"
+    config.write_text("model:\n  encoder:\n    class_path: recognizer.encoders.LSTMEncoder\n")
+    cli = run_cli(["fit", *tiny_args(tiny_speech, tmp_path / "fit", "--config", str(config))])
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    stored = torch.load(best, weights_only=True)["hyper_parameters"]["encoder"]
+    assert stored["class_path"] == "recognizer.encoders.LSTMEncoder"
+    assert stored["init_args"]["hidden_size"] == 32  # tiny_args' size carried over to the chosen class
+
+    model = recognizer.load(best, device="cpu")
+    assert isinstance(model.module.encoder, LSTMEncoder) and model.stride == 3
+    entries = read_manifest(tiny_speech["test"], path_key="audio_filepath")[:4]
+    transcripts = model.transcribe([e["audio_filepath"] for e in entries], timestamps=True)
+    assert all(isinstance(t.text, str) and t.error is None for t in transcripts)
+    assert all(0 <= w["start"] < w["end"] for t in transcripts for w in t.words)
+
+    # the checkpoint is the truth: evaluating it with a config that names another encoder is an error
+    with pytest.raises(Disagreement, match="the checkpoint's encoder is recognizer.encoders.LSTMEncoder"):
+        run_cli(["validate", *tiny_args(tiny_speech, tmp_path / "val"), "--ckpt_path", str(best)])
+    validated = run_cli(
+        ["validate", *tiny_args(tiny_speech, tmp_path / "val", "--config", str(config)), "--ckpt_path", str(best)]
+    )
+    assert isinstance(validated.model.encoder, LSTMEncoder)
+
+
 def test_infeasible_utterance_is_skipped_and_counted(tiny_speech, tmp_path, caplog):
     entries = read_manifest(tiny_speech["train"], path_key="audio_filepath")[:10]
     entries[3] = {**entries[3], "text": " ".join(["abcdefghij"] * 40)}  # 440 characters in ~2 s of audio
@@ -402,23 +431,26 @@ def test_infeasible_utterance_is_skipped_and_counted(tiny_speech, tmp_path, capl
 
 def test_all_infeasible_batch_gives_a_zero_loss_with_gradients(trained):
     cli, _ = trained
+    from recognizer.data import Batch
     from recognizer.lightning_module import CTCModule
 
     # a module outside any trainer: logging is then a no-op
     module = CTCModule(
-        tokenizer=cli.model.hparams.tokenizer, frontend=cli.model.hparams.frontend, hidden_size=8, num_layers=1
+        tokenizer=cli.model.hparams.tokenizer,
+        frontend=cli.model.hparams.frontend,
+        encoder={"class_path": "recognizer.encoders.BLSTMEncoder", "init_args": {"hidden_size": 8, "num_layers": 1}},
     ).train()
     features = torch.randn(2, 6, module.frontend.feature_dim)
-    batch = {
-        "ids": ["a", "b"],
-        "entries": [{"source": "m.jsonl:1"}, {"source": "m.jsonl:2"}],
-        "features": features,
-        "lengths": torch.tensor([6, 3]),
-        "targets": torch.tensor([1, 2, 3, 1, 2, 3]),
-        "target_lengths": torch.tensor([3, 3]),
-        "min_frames": torch.tensor([3, 3]),
-    }
-    log_probs, out_lengths = module(features, batch["lengths"])
+    batch = Batch(
+        ids=["a", "b"],
+        entries=[{"source": "m.jsonl:1"}, {"source": "m.jsonl:2"}],
+        features=features,
+        lengths=torch.tensor([6, 3]),
+        targets=torch.tensor([1, 2, 3, 1, 2, 3]),
+        target_lengths=torch.tensor([3, 3]),
+        min_frames=torch.tensor([3, 3]),
+    )
+    log_probs, out_lengths = module(features, batch.lengths)
     loss = module._ctc_loss(batch, log_probs, out_lengths, "train")  # 2 and 1 output frames < 3 labels
     assert loss.item() == 0.0 and loss.requires_grad
     loss.backward()

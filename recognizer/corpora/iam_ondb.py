@@ -23,6 +23,7 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from recognizer.corpora.archive import safe_extract
 from recognizer.ink.formats import read_iam_ondb_strokes
@@ -73,7 +74,8 @@ def read_transcriptions(path: Path) -> list[str]:
 
 def read_split_list(path: Path) -> list[tuple[str, int | None]]:
     """(form id, line number or None for the whole form) per entry; entries may be form or line ids."""
-    entries, seen = [], set()
+    entries: list[tuple[str, int | None]] = []
+    seen: set[str] = set()
     for line in path.read_text(encoding="utf-8").splitlines():
         name = line.strip()  # IAM's lists indent every id by one space
         if not name or name in seen:
@@ -141,13 +143,14 @@ def read_split(
     strokes: dict[str, dict[int, Path]],
     ascii_files: dict[str, Path],
     validate: bool = True,
-) -> tuple[list[dict], Counter]:
+) -> tuple[list[dict[str, Any]], Counter[str]]:
     """Manifest entries for one split list, and the count of skipped lines by reason.
 
     With ``validate`` every stroke file is parsed, so that unreadable ink is skipped here rather than
     failing a training run.
     """
-    entries, skipped = [], Counter()
+    entries: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
     for form, wanted in read_split_list(split_list):
         files = strokes.get(form, {})
         if form not in ascii_files:
@@ -194,7 +197,7 @@ def prepare(root: str | Path, out: str | Path, validate: bool = True) -> dict[st
     """
     root = Path(root).expanduser().resolve()
     out = Path(out).expanduser().resolve()
-    lists = {}
+    lists: dict[str, Path] = {}
     for split, name in SPLITS.items():
         if (root / name).is_file():
             lists[split] = root / name
@@ -203,7 +206,8 @@ def prepare(root: str | Path, out: str | Path, validate: bool = True) -> dict[st
     strokes = group_stroke_files(_index(find_folder(root, out, "lineStrokes"), ".xml"))
     ascii_files = _index(find_folder(root, out, "ascii"), ".txt")
 
-    manifests, owner = {}, {}
+    manifests: dict[str, Path] = {}
+    owner: dict[str, str] = {}  # line id -> the first split that lists it
     for split, split_list in lists.items():
         entries, skipped = read_split(split_list, strokes, ascii_files, validate=validate)
         for entry in entries:

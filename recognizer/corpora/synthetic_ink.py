@@ -24,22 +24,15 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from recognizer.corpora.generated import (
-    SPLITS,
-    check_sizes,
-    corpus_parameters,
-    is_complete,
-    item_id,
-    make_splits,
-    write_record,
-)
+from recognizer.corpora.generated import SPLITS as SPLITS  # the corpus's splits, for its users
+from recognizer.corpora.generated import CorpusGenerator, Item, generate
 from recognizer.corpora.synthetic_speech import WORDS
 from recognizer.ink import Ink
 from recognizer.ink.formats import write_json_ink
-from recognizer.manifest import write_manifest
 
 # Hershey faces with distinct lower-case letters ("cursive" repeats "scripts", "rowmans" repeats
 # "futural"). scriptc and timesi draw thick lines as several parallel passes, which are dropped on
@@ -345,23 +338,44 @@ def _line_text(rng: np.random.Generator) -> str:
     return " ".join(words)
 
 
-def _line(seed: int, split_index: int, index: int) -> Ink:
-    """One line of the corpus, drawn from its own random stream."""
-    rng = np.random.default_rng([seed, split_index, index])
-    return synthesize_line(_line_text(rng), rng)
+def _make_item(directory: Path, name: str, rng: np.random.Generator) -> Item:
+    """Write one line, drawn from ``rng`` (the line's own stream), into ``directory/<name>.json``."""
+    ink = synthesize_line(_line_text(rng), rng)
+    # A thousandth of a unit and a millisecond are plenty; full floats would double the files.
+    ink = Ink([np.round(stroke, 3) for stroke in ink.strokes], text=ink.text, source=ink.source)
+    path = directory / f"{name}.json"
+    write_json_ink(path, ink)
+    entry = {"ink_filepath": str(path), "text": ink.text or "", "id": name, "num_points": ink.num_points}
+    return Item(entry, float(ink.strokes[-1][-1, 2]))
 
 
-def _make_chunk(task: tuple[str, str, int, int, int, int]) -> list[tuple[int, str, int, float]]:
-    """Write items ``start:stop`` of one split into ``ink_dir``; returns (index, text, points, seconds) per item."""
-    ink_dir, split, split_index, start, stop, seed = task
-    results = []
-    for index in range(start, stop):
-        ink = _line(seed, split_index, index)
-        # A thousandth of a unit and a millisecond are plenty; full floats would double the files.
-        ink = Ink([np.round(stroke, 3) for stroke in ink.strokes], text=ink.text, source=ink.source)
-        write_json_ink(Path(ink_dir) / f"{item_id(split, index)}.json", ink)
-        results.append((index, ink.text or "", ink.num_points, float(ink.strokes[-1][-1, 2])))
-    return results
+def _summary(items: list[Item]) -> str:
+    points = sum(item.entry["num_points"] for item in items)
+    minutes = sum(item.seconds for item in items) / 60
+    return f"{len(items)} lines, {points} points, {minutes:.1f} min of writing"
+
+
+def _setup() -> dict[str, Any]:
+    """Fonts are loaded here so that a broken install fails with one clear error, not one per worker."""
+    for name in FONTS:
+        _font(name)
+    try:
+        hershey = version("Hershey-Fonts")
+    except PackageNotFoundError:
+        hershey = "unknown"
+    return {"hershey_fonts": hershey, "fonts": list(FONTS)}
+
+
+GENERATOR = CorpusGenerator(
+    name="synthetic-ink",
+    module="recognizer.corpora.synthetic_ink",
+    version=GENERATOR_VERSION,
+    folder="ink",
+    make_item=_make_item,
+    summary=_summary,
+    setup=_setup,
+    chunk_size=CHUNK_SIZE,
+)
 
 
 def prepare(
@@ -375,47 +389,9 @@ def prepare(
     """Generate the synthetic ink corpus into ``out`` (unless it is already there); returns split -> manifest.
 
     Writes one JSON ink file per line under ``out/ink/<split>/`` and manifests ``out/train.jsonl``,
-    ``dev.jsonl`` and ``test.jsonl`` (``ink_filepath`` relative to ``out``, ``text``, ``id``,
-    ``num_points``), then ``out/corpus.json``. If ``corpus.json`` shows a complete corpus made with the
-    same sizes, seed and generator version, nothing is regenerated. The output depends on ``seed`` and the
-    sizes only; ``workers`` (default: all CPUs) just sets how many processes share the work.
+    ``dev.jsonl`` and ``test.jsonl`` (``ink_filepath``, ``text``, ``id``, ``num_points``), then
+    ``out/corpus.json``. If ``corpus.json`` shows a complete corpus made with the same sizes, seed and
+    generator version, nothing is regenerated. The output depends on ``seed`` and the sizes only;
+    ``workers`` (default: all CPUs) just sets how many processes share the work.
     """
-    workers = check_sizes(num_train, num_dev, num_test, workers)
-    out = Path(out).expanduser().resolve()
-    manifests = {split: out / f"{split}.jsonl" for split in SPLITS}
-    parameters = corpus_parameters(
-        "recognizer.corpora.synthetic_ink", GENERATOR_VERSION, num_train, num_dev, num_test, seed
-    )
-    if is_complete(out, parameters):
-        return manifests
-
-    # Loaded here so that a broken install fails with one clear error, not one per worker.
-    for name in FONTS:
-        _font(name)
-
-    counts = dict(zip(SPLITS, (num_train, num_dev, num_test)))
-    results = make_splits(out, "ink", counts, seed, _make_chunk, workers, __name__, CHUNK_SIZE)
-    for split in SPLITS:
-        entries = [
-            {
-                "ink_filepath": str(out / "ink" / split / f"{item_id(split, index)}.json"),
-                "text": text,
-                "id": item_id(split, index),
-                "num_points": num_points,
-            }
-            for index, text, num_points, _ in results[split]
-        ]
-        write_manifest(manifests[split], entries)
-        points = sum(entry["num_points"] for entry in entries)
-        minutes = sum(seconds for *_, seconds in results[split]) / 60
-        print(
-            f"synthetic-ink {split}: {len(entries)} lines, {points} points, {minutes:.1f} min of writing "
-            f"-> {manifests[split]}"
-        )
-
-    try:
-        hershey = version("Hershey-Fonts")
-    except PackageNotFoundError:
-        hershey = "unknown"
-    write_record(out, {"parameters": parameters, "hershey_fonts": hershey, "fonts": list(FONTS)})
-    return manifests
+    return generate(GENERATOR, out, num_train, num_dev, num_test, seed, workers)

@@ -25,16 +25,8 @@ from typing import Any
 import numpy as np
 import soxr
 
-from recognizer.corpora.generated import (
-    SPLITS,
-    check_sizes,
-    corpus_parameters,
-    is_complete,
-    item_id,
-    make_splits,
-    write_record,
-)
-from recognizer.manifest import write_manifest
+from recognizer.corpora.generated import SPLITS as SPLITS  # the corpus's splits, for its users
+from recognizer.corpora.generated import CorpusGenerator, Item, generate
 
 SAMPLE_RATE = 16000
 
@@ -686,9 +678,8 @@ def _noise(rng: np.random.Generator, length: int, exponent: float) -> np.ndarray
     return noise / max(float(np.sqrt(np.mean(noise**2))), 1e-12)
 
 
-def _utterance(seed: int, split_index: int, index: int) -> tuple[str, np.ndarray]:
-    """Text and float32 waveform of one utterance, drawn from its own random stream."""
-    rng = np.random.default_rng([seed, split_index, index])
+def _utterance(rng: np.random.Generator) -> tuple[str, np.ndarray]:
+    """Text and float32 waveform of one utterance, drawn from ``rng`` (the utterance's own stream)."""
     # The order of draws below is part of the corpus definition: changing it means bumping GENERATOR_VERSION.
     num_words = int(rng.integers(WORDS_PER_SENTENCE[0], WORDS_PER_SENTENCE[1] + 1))
     text = " ".join(WORDS[i] for i in rng.choice(len(WORDS), size=num_words, replace=False))
@@ -710,21 +701,44 @@ def _utterance(seed: int, split_index: int, index: int) -> tuple[str, np.ndarray
     return text, audio.astype(np.float32)
 
 
-def _make_chunk(task: tuple[str, str, int, int, int, int]) -> list[tuple[int, str, int]]:
-    """Synthesise items ``start:stop`` of one split into ``wav_dir``; returns (index, text, samples) per item."""
-    wav_dir, split, split_index, start, stop, seed = task
-    results = []
-    for index in range(start, stop):
-        text, audio = _utterance(seed, split_index, index)
-        pcm = np.round(audio * 32767).astype(np.int16)
-        # The wave module rather than soundfile, whose close() fsyncs every file: that took longer than synthesis.
-        with wave.open(str(Path(wav_dir) / f"{item_id(split, index)}.wav"), "wb") as file:
-            file.setnchannels(1)
-            file.setsampwidth(2)
-            file.setframerate(SAMPLE_RATE)
-            file.writeframes(pcm.astype("<i2", copy=False).tobytes())
-        results.append((index, text, pcm.size))
-    return results
+def _make_item(directory: Path, name: str, rng: np.random.Generator) -> Item:
+    """Synthesise one utterance into ``directory/<name>.wav``."""
+    text, audio = _utterance(rng)
+    pcm = np.round(audio * 32767).astype(np.int16)
+    path = directory / f"{name}.wav"
+    # The wave module rather than soundfile, whose close() fsyncs every file: that took longer than synthesis.
+    with wave.open(str(path), "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(SAMPLE_RATE)
+        file.writeframes(pcm.astype("<i2", copy=False).tobytes())
+    duration = pcm.size / SAMPLE_RATE
+    return Item({"audio_filepath": str(path), "duration": duration, "text": text, "id": name}, duration)
+
+
+def _summary(items: list[Item]) -> str:
+    return f"{len(items)} utterances, {sum(item.entry['duration'] for item in items) / 3600:.2f} h"
+
+
+def _setup() -> dict[str, Any]:
+    """Engine and voices are checked here so that a broken install fails with one clear error, not one per worker."""
+    engine = _engine()
+    engine.check_voices(VOICES)
+    return {"espeak_ng": engine.version(), "voices": list(VOICES)}
+
+
+GENERATOR = CorpusGenerator(
+    name="synthetic-speech",
+    module="recognizer.corpora.synthetic_speech",
+    version=GENERATOR_VERSION,
+    folder="wav",
+    make_item=_make_item,
+    summary=_summary,
+    setup=_setup,
+    chunk_size=CHUNK_SIZE,
+    fresh_process=True,  # see CHUNK_SIZE
+    parameters={"sample_rate": SAMPLE_RATE},
+)
 
 
 def prepare(
@@ -738,48 +752,9 @@ def prepare(
     """Generate the synthetic speech corpus into ``out`` (unless it is already there); returns split -> manifest.
 
     Writes 16 kHz mono 16-bit WAVs under ``out/wav/<split>/`` and manifests ``out/train.jsonl``,
-    ``dev.jsonl`` and ``test.jsonl`` (paths relative to ``out``), then ``out/corpus.json``. If
-    ``corpus.json`` shows a complete corpus made with the same sizes, seed and generator version, nothing
-    is regenerated. The output depends on ``seed`` and the sizes only; ``workers`` (default: all CPUs)
-    just sets how many processes share the work.
+    ``dev.jsonl`` and ``test.jsonl`` (``audio_filepath``, ``duration``, ``text``, ``id``), then
+    ``out/corpus.json``. If ``corpus.json`` shows a complete corpus made with the same sizes, seed and
+    generator version, nothing is regenerated. The output depends on ``seed`` and the sizes only;
+    ``workers`` (default: all CPUs) just sets how many processes share the work.
     """
-    workers = check_sizes(num_train, num_dev, num_test, workers)
-
-    out = Path(out).expanduser().resolve()
-    manifests = {split: out / f"{split}.jsonl" for split in SPLITS}
-    parameters = corpus_parameters(
-        "recognizer.corpora.synthetic_speech",
-        GENERATOR_VERSION,
-        num_train,
-        num_dev,
-        num_test,
-        seed,
-        sample_rate=SAMPLE_RATE,
-    )
-    if is_complete(out, parameters):
-        return manifests
-
-    # Engine and voices are checked here so that a broken install fails with one clear error, not one per worker.
-    engine = _engine()
-    engine.check_voices(VOICES)
-
-    counts = dict(zip(SPLITS, (num_train, num_dev, num_test)))
-    # One fresh process per chunk: see CHUNK_SIZE.
-    results = make_splits(out, "wav", counts, seed, _make_chunk, workers, __name__, CHUNK_SIZE, fresh_process=True)
-    for split in SPLITS:
-        entries = [
-            {
-                "audio_filepath": str(out / "wav" / split / f"{item_id(split, index)}.wav"),
-                "duration": samples / SAMPLE_RATE,
-                "text": text,
-                "id": item_id(split, index),
-            }
-            for index, text, samples in results[split]
-        ]
-        write_manifest(manifests[split], entries)
-        hours = sum(entry["duration"] for entry in entries) / 3600
-        print(f"synthetic-speech {split}: {len(entries)} utterances, {hours:.2f} h -> {manifests[split]}")
-
-    record = {"parameters": parameters, "espeak_ng": engine.version(), "voices": list(VOICES)}
-    write_record(out, record)
-    return manifests
+    return generate(GENERATOR, out, num_train, num_dev, num_test, seed, workers)

@@ -1,7 +1,21 @@
 """CTC decoding, shared by every modality, on log-probabilities of shape (batch, time, vocab) with lengths.
 
-Used alike by validation/test, ``recognizer-transcribe`` and notebooks.
+Used alike by validation/test, ``recognizer-transcribe``, ``recognizer-tune`` and notebooks, all through
+``decode`` (or a decoder from ``build_decoder``). Where things are:
+
+* ``base``: what a decoder is (``Decoder``, its options made with ``option``), the registry,
+  ``DecodingOptions`` and ``decode``;
+* one file per built-in decoder: ``greedy`` (best path), ``beam`` (prefix beam search),
+  ``flashlight`` (``lm``: lexicon and n-gram LM through flashlight-text);
+* ``arguments``: the command-line flags, generated from the registered decoders;
+* ``frames`` (collapsing confident blank runs before a search), ``alignment`` (forced alignment,
+  character and word spans).
 """
+
+# The built-in decoders register themselves when imported, in this order: that of --decoder's choices.
+# isort: off
+from . import greedy, beam, flashlight  # noqa: F401
+# isort: on
 
 from ..ctc import min_ctc_frames
 from .alignment import (
@@ -13,26 +27,47 @@ from .alignment import (
     forced_align,
     scale_spans,
 )
-from .beam import Hypothesis, prefix_beam_search
-from .flashlight import LexiconError, LMDecoder, read_lexicon
+from .base import (
+    DEFAULT_DECODER,
+    Decoder,
+    DecodingOptions,
+    Hypothesis,
+    build_decoder,
+    decode,
+    decoder_class,
+    decoder_names,
+    option,
+    register,
+    unregister,
+)
+from .beam import BeamDecoder, BeamOptions, prefix_beam_search
+from .flashlight import LexiconError, LMDecoder, LMOptions, read_lexicon
 from .frames import collapse_blank_frames
-from .greedy import greedy_decode
-from .search import DECODERS, DEFAULT_BEAM_SIZE, Decoder, DecodingOptions, decode, prepare
+from .greedy import GreedyDecoder, GreedyOptions, greedy_decode
 
 __all__ = [
-    "DECODERS",
-    "DEFAULT_BEAM_SIZE",
+    "DEFAULT_DECODER",
     "Decoder",
     "DecodingOptions",
+    "Hypothesis",
+    "build_decoder",
     "decode",
-    "prepare",
+    "decoder_class",
+    "decoder_names",
+    "option",
+    "register",
+    "unregister",
+    "GreedyDecoder",
+    "GreedyOptions",
+    "greedy_decode",
+    "BeamDecoder",
+    "BeamOptions",
+    "prefix_beam_search",
     "LMDecoder",
+    "LMOptions",
     "LexiconError",
     "read_lexicon",
-    "Hypothesis",
-    "prefix_beam_search",
     "collapse_blank_frames",
-    "greedy_decode",
     "min_ctc_frames",
     "forced_align",
     "AlignmentError",

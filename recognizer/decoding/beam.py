@@ -13,7 +13,7 @@ its last label) and *extend* with each non-blank label ``c`` (through a blank-en
 and so are the extensions of distinct prefixes); such pairs are found by comparing A's hash with B's
 parent hash and merged into B, which is what makes this a *prefix* beam search. Runs of confident
 blank frames are best collapsed before the search (``recognizer.decoding.frames``, on by default in
-``decode``).
+the ``beam`` decoder, :class:`BeamDecoder`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,18 @@ import torch
 from torch import Tensor
 
 from ..ctc import BLANK
+from .base import Decoder, Hypothesis, option, register
+from .frames import collapse_blank_frames
 
-__all__ = ["Hypothesis", "prefix_beam_search"]
+__all__ = ["BeamDecoder", "BeamOptions", "Hypothesis", "prefix_beam_search"]
+
+#: hypotheses kept per frame by the ``beam`` decoder
+DEFAULT_BEAM_SIZE = 8
+#: frames whose blank probability is at least this are collapsed before a search (None: off)
+DEFAULT_BLANK_SKIP = 0.999
+#: hypotheses returned per utterance
+DEFAULT_NBEST = 1
+BEAM_SIZE_HELP = "hypotheses kept per frame"
 
 # Odd 64-bit multiplier (the FNV-64 prime); int64 arithmetic wraps, so the hash is the polynomial
 # sum of (label + 1) * BASE**k modulo 2**64. Two different prefixes (of any lengths) collide, and would be
@@ -33,14 +43,6 @@ __all__ = ["Hypothesis", "prefix_beam_search"]
 _HASH_BASE = 1099511628211
 _NO_PARENT = -3  # the empty prefix's "parent": no prefix hashes to it (in practice)
 _NEG_INF = float("-inf")
-
-
-@dataclass
-class Hypothesis:
-    """A decoded label sequence (blank-free) and its log score, see ``prefix_beam_search``."""
-
-    labels: list[int]
-    score: float
 
 
 @dataclass
@@ -73,8 +75,8 @@ class _Stats:
 def prefix_beam_search(
     log_probs: Tensor,
     lengths: Tensor,
-    beam_size: int = 8,
-    nbest: int = 1,
+    beam_size: int = DEFAULT_BEAM_SIZE,
+    nbest: int = DEFAULT_NBEST,
     token_beam: int | None = None,
     blank: int = BLANK,
 ) -> list[list[Hypothesis]]:
@@ -242,12 +244,56 @@ def _read_back(beams: _Beams, source: Tensor, appended: Tensor, nbest: int, plus
     for t in range(source.shape[0] - 1, -1, -1):
         labels[t] = appended[t].gather(1, slot)
         slot = source[t].gather(1, slot)
-    labels = labels.permute(1, 2, 0).numpy()  # (batch, nbest, time)
+    by_utterance = labels.permute(1, 2, 0).numpy()  # (batch, nbest, time)
     return [
         [
             Hypothesis(labels=row[row >= 0].tolist(), score=float(s))
             for row, s in zip(utterance, scores.tolist())
             if s > _NEG_INF
         ]
-        for utterance, scores in zip(labels, score)
+        for utterance, scores in zip(by_utterance, score)
     ]
+
+
+@dataclass(frozen=True)
+class BeamOptions:
+    """Settings of the prefix beam search (and, with more of its own, of the LM decoder's search)."""
+
+    beam_size: int = option(DEFAULT_BEAM_SIZE, BEAM_SIZE_HELP, flag="--beam")
+    token_beam: int | None = option(None, "labels tried per frame, most probable first (default: all)")
+    blank_skip: float | None = option(
+        DEFAULT_BLANK_SKIP,
+        "beam and lm: collapse runs of frames whose blank probability is at least this before the search; "
+        "1 to search every frame",
+    )
+    nbest: int = option(DEFAULT_NBEST, "alternatives per input (JSON output)")
+
+    def __post_init__(self) -> None:
+        if self.nbest < 1 or self.beam_size < 1:
+            raise ValueError(f"nbest and beam_size must be at least 1, got {self.nbest} and {self.beam_size}")
+        if self.token_beam is not None and self.token_beam < 1:
+            raise ValueError(f"token_beam must be at least 1 (or None for every label), got {self.token_beam}")
+        if self.blank_skip is not None and not 0.0 < self.blank_skip <= 1.0:
+            raise ValueError(f"blank_skip must be a probability in (0, 1] (or None for off), got {self.blank_skip}")
+
+
+@register
+class BeamDecoder(Decoder):
+    """``beam``: :func:`prefix_beam_search`, after collapsing confident blank runs (``blank_skip``), on the
+    log-probabilities' device (CPU or GPU)."""
+
+    name = "beam"
+    summary = "prefix beam search"
+    Options = BeamOptions
+    options: BeamOptions
+
+    def search(self, log_probs: Tensor, lengths: Tensor) -> list[list[Hypothesis]]:
+        if self.options.blank_skip is not None:
+            log_probs, lengths = collapse_blank_frames(log_probs, lengths, self.options.blank_skip)
+        return prefix_beam_search(
+            log_probs,
+            lengths,
+            beam_size=self.options.beam_size,
+            nbest=self.options.nbest,
+            token_beam=self.options.token_beam,
+        )

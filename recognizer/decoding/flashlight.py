@@ -16,6 +16,9 @@ the two can never disagree; only the space is renamed to the word separator :dat
 Lexicon spellings end with ``|`` (as ``recognizer-lm --lexicon`` writes them), so a word is complete
 when the separator after it is decoded. Our models never output a space after the last word, so with a lexicon
 one extra frame that is certainly ``|`` is appended to every utterance to complete it.
+
+This file declares the ``lm`` decoder (:class:`LMOptions`, :class:`LMDecoder`); flashlight-text itself is
+imported only when one is built. The search runs on the CPU.
 """
 
 from __future__ import annotations
@@ -28,17 +31,27 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..ctc import BLANK, UNK, WORD_BOUNDARY
-from .beam import Hypothesis
-from .search import DEFAULT_BEAM_SIZE, DecodingOptions
+from .base import Decoder, Hypothesis, option, register
+from .beam import BEAM_SIZE_HELP, BeamOptions
+from .frames import collapse_blank_frames
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LMDecoder", "LexiconError", "read_lexicon"]
+__all__ = ["LMDecoder", "LMOptions", "LexiconError", "read_lexicon"]
+
+#: hypotheses kept per frame by the ``lm`` decoder: it needs more room than the plain beam search
+DEFAULT_LM_BEAM_SIZE = 32
+DEFAULT_LM_WEIGHT = 1.0
+DEFAULT_WORD_SCORE = 0.0
+#: leaving the lexicon is never allowed by default
+DEFAULT_UNK_SCORE = float("-inf")
+DEFAULT_BEAM_THRESHOLD = 15.0
 
 _NEG_INF = float("-inf")
 _CLOSING_PENALTY = -1e4  # log-probability of everything but the separator on the closing frame
@@ -98,12 +111,14 @@ def decoder_tokens(alphabet: str) -> list[str]:
 
 @dataclass(frozen=True)
 class _Resources:
-    """What is expensive to load, shared by decoders that differ only in their search settings."""
+    """What is expensive to load, shared by decoders that differ only in their search settings.
 
-    tokens: object  # flashlight Dictionary
-    words: object | None  # flashlight Dictionary of lexicon words (+ <unk>)
-    lm: object  # flashlight LM (KenLM or ZeroLM)
-    trie: object | None
+    flashlight-text ships no type information: its objects are ``Any``."""
+
+    tokens: Any  # flashlight Dictionary
+    words: Any | None  # flashlight Dictionary of lexicon words (+ <unk>)
+    lm: Any  # flashlight LM (KenLM or ZeroLM)
+    trie: Any | None
     unk: int
 
 
@@ -141,7 +156,7 @@ def _load(alphabet: str, lm: tuple[str, float] | None, lexicon: tuple[str, float
     return _Resources(tokens, None, _kenlm(lm_path, tokens), None, -1)
 
 
-def _load_lexicon(tokens: object, alphabet: str, lm_path: str | None, lexicon: str) -> _Resources:
+def _load_lexicon(tokens: Any, alphabet: str, lm_path: str | None, lexicon: str) -> _Resources:
     from flashlight.lib.text.decoder import SmearingMode, Trie, ZeroLM
     from flashlight.lib.text.dictionary import Dictionary
 
@@ -185,10 +200,10 @@ def _load_lexicon(tokens: object, alphabet: str, lm_path: str | None, lexicon: s
     language_model = _kenlm(lm_path, words) if lm_path else ZeroLM()
     trie = Trie(tokens.index_size(), tokens.get_index(WORD_BOUNDARY))
     start = language_model.start(False)
-    for word, spellings in usable.items():
+    for word, indices in usable.items():
         index = words.get_index(word)
         _, score = language_model.score(start, index)
-        for spelling in spellings:
+        for spelling in indices:
             trie.insert(spelling, index, score)
     # Each node's score becomes the best score below it (log P(word | <s>)): the LM look-ahead for
     # partial words.
@@ -196,7 +211,7 @@ def _load_lexicon(tokens: object, alphabet: str, lm_path: str | None, lexicon: s
     return _Resources(tokens, words, language_model, trie, unk)
 
 
-def _kenlm(path: str, dictionary: object) -> object:
+def _kenlm(path: str, dictionary: Any) -> Any:
     from flashlight.lib.text.decoder.kenlm import KenLM
 
     # KenLM draws a progress bar on the process's stderr (file descriptor 2, beneath Python): keep it
@@ -215,34 +230,56 @@ def _kenlm(path: str, dictionary: object) -> object:
             log.debug("KenLM: %s", captured.read().decode(errors="replace").strip())
 
 
-class LMDecoder:
-    """Beam search with a lexicon and/or n-gram LM (see the module docstring) for a tokenizer's alphabet.
+@dataclass(frozen=True)
+class LMOptions(BeamOptions):
+    """The prefix beam search's settings (with a wider default beam) and the LM's: see the module docstring."""
+
+    beam_size: int = option(DEFAULT_LM_BEAM_SIZE, BEAM_SIZE_HELP, flag="--beam")
+    lm: str | None = option(None, "n-gram LM (ARPA or KenLM binary): a word LM with --lexicon, a character LM without")
+    lexicon: str | None = option(
+        None, "lexicon file (recognizer-lm --lexicon); without it the LM decoder is lexicon-free"
+    )
+    lm_weight: float = option(DEFAULT_LM_WEIGHT, "weight of the LM score (tune with recognizer-tune)")
+    word_score: float = option(
+        DEFAULT_WORD_SCORE, "insertion bonus per word (without a lexicon: per frame of word separator)"
+    )
+    # flashlight charges it where a spelling leaves the lexicon's trie, so an unknown word may pay it
+    # more than once.
+    unk_score: float = option(DEFAULT_UNK_SCORE, "with a lexicon: score of leaving it (default: never)")
+    beam_threshold: float = option(DEFAULT_BEAM_THRESHOLD, "lm: drop hypotheses this far below the best")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lm is None and self.lexicon is None:
+            raise ValueError("decoder 'lm' needs an LM file (lm=...), a lexicon (lexicon=...), or both")
+        if not self.beam_threshold > 0:
+            raise ValueError(f"beam_threshold must be positive, got {self.beam_threshold}")
+
+
+@register
+class LMDecoder(Decoder):
+    """``lm``: beam search with a lexicon and/or n-gram LM (see the module docstring), in flashlight-text's
+    C++ on the CPU, one utterance at a time.
+
+    Building it loads the LM and lexicon (cached by file and modification time, so decoders that
+    differ only in their weights share them): a missing or unusable file fails here.
 
     Args:
+        options: the files and search settings; ``blank_skip`` collapses confident blank runs first.
         alphabet: the tokenizer's alphabet (label ``i`` is ``alphabet[i - 1]``, 0 is the blank).
-        lm: ARPA or KenLM binary file: a word LM with ``lexicon``, a character LM without.
-        lexicon: flashlight lexicon (``recognizer-lm --lexicon``); None for lexicon-free decoding.
-        beam_size: hypotheses kept per frame.
-        token_beam: labels tried per frame (the best ones); None tries all.
-        beam_threshold: hypotheses scoring this much below the best are dropped.
-        lm_weight: weight of the LM score (KenLM's log10 probability) against the acoustic log-probability.
-        word_score: added per word (lexicon) or per separator frame (lexicon-free).
-        unk_score: score of leaving the lexicon (charged where a spelling leaves the trie, so an
-            unknown word may pay it more than once); -inf forbids words outside the lexicon.
     """
 
-    def __init__(
-        self,
-        alphabet: str,
-        lm: str | os.PathLike | None = None,
-        lexicon: str | os.PathLike | None = None,
-        beam_size: int = DEFAULT_BEAM_SIZE["lm"],
-        token_beam: int | None = None,
-        beam_threshold: float = DecodingOptions.beam_threshold,
-        lm_weight: float = DecodingOptions.lm_weight,
-        word_score: float = DecodingOptions.word_score,
-        unk_score: float = DecodingOptions.unk_score,
-    ) -> None:
+    name = "lm"
+    summary = "beam search with --lm and/or --lexicon"
+    Options = LMOptions
+    implied_by = ("lm", "lexicon")
+    device = "cpu"
+    options: LMOptions
+
+    def __init__(self, options: LMOptions, alphabet: str | None = None) -> None:
+        if alphabet is None:
+            raise ValueError("decoder 'lm' needs the tokenizer's alphabet")
+        super().__init__(options, alphabet)
         from flashlight.lib.text.decoder import (
             CriterionType,
             LexiconDecoder,
@@ -251,42 +288,54 @@ class LMDecoder:
             LexiconFreeDecoderOptions,
         )
 
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be at least 1, got {beam_size}")
-        self.resources = _load(alphabet, _file_key(lm), _file_key(lexicon))
+        self.resources = _load(alphabet, _file_key(options.lm), _file_key(options.lexicon))
         vocab = self.resources.tokens.index_size()
         self.separator = self.resources.tokens.get_index(WORD_BOUNDARY)
-        self.lexicon = lexicon is not None
-        token_beam = min(token_beam or vocab, vocab)
-        if lexicon is not None:
-            options = LexiconDecoderOptions(
-                beam_size=beam_size,
-                beam_size_token=token_beam,
-                beam_threshold=beam_threshold,
-                lm_weight=lm_weight,
-                word_score=word_score,
-                unk_score=unk_score,
-                sil_score=0.0,
-                log_add=False,
-                criterion_type=CriterionType.CTC,
-            )
+        self.lexicon = options.lexicon is not None
+        token_beam = min(options.token_beam or vocab, vocab)
+        self._decoder: Any
+        if self.lexicon:
             self._decoder = LexiconDecoder(
-                options, self.resources.trie, self.resources.lm, self.separator, BLANK, self.resources.unk, [], False
+                LexiconDecoderOptions(
+                    beam_size=options.beam_size,
+                    beam_size_token=token_beam,
+                    beam_threshold=options.beam_threshold,
+                    lm_weight=options.lm_weight,
+                    word_score=options.word_score,
+                    unk_score=options.unk_score,
+                    sil_score=0.0,
+                    log_add=False,
+                    criterion_type=CriterionType.CTC,
+                ),
+                self.resources.trie,
+                self.resources.lm,
+                self.separator,
+                BLANK,
+                self.resources.unk,
+                [],
+                False,
             )
         else:
-            options = LexiconFreeDecoderOptions(
-                beam_size=beam_size,
-                beam_size_token=token_beam,
-                beam_threshold=beam_threshold,
-                lm_weight=lm_weight,
-                sil_score=word_score,
-                log_add=False,
-                criterion_type=CriterionType.CTC,
+            self._decoder = LexiconFreeDecoder(
+                LexiconFreeDecoderOptions(
+                    beam_size=options.beam_size,
+                    beam_size_token=token_beam,
+                    beam_threshold=options.beam_threshold,
+                    lm_weight=options.lm_weight,
+                    sil_score=options.word_score,
+                    log_add=False,
+                    criterion_type=CriterionType.CTC,
+                ),
+                self.resources.lm,
+                self.separator,
+                BLANK,
+                [],
             )
-            self._decoder = LexiconFreeDecoder(options, self.resources.lm, self.separator, BLANK, [])
 
-    def __call__(self, log_probs: Tensor, lengths: Tensor, nbest: int = 1) -> list[list[Hypothesis]]:
+    def search(self, log_probs: Tensor, lengths: Tensor) -> list[list[Hypothesis]]:
         """N-best label sequences (distinct, best first) with their total scores, per utterance."""
+        if self.options.blank_skip is not None:
+            log_probs, lengths = collapse_blank_frames(log_probs, lengths, self.options.blank_skip)
         batch, _, vocab = log_probs.shape
         if vocab != self.resources.tokens.index_size():
             raise ValueError(
@@ -302,10 +351,10 @@ class LMDecoder:
                 emissions = torch.cat([emissions, closing])
             emissions = emissions.contiguous()
             hypotheses = self._decoder.decode(emissions.data_ptr(), emissions.shape[0], vocab)
-            results.append(self._nbest(hypotheses, nbest))
+            results.append(self._nbest(hypotheses, self.options.nbest))
         return results
 
-    def _nbest(self, hypotheses: Sequence[object], nbest: int) -> list[Hypothesis]:
+    def _nbest(self, hypotheses: Sequence[Any], nbest: int) -> list[Hypothesis]:
         best: list[Hypothesis] = []
         seen = set()
         for hypothesis in hypotheses:

@@ -47,13 +47,16 @@ _TIME_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-
 def _parse_xml(path: Path) -> Element:
     try:
         with open(path, "rb") as f:
-            return DefusedET.parse(f, forbid_dtd=False, forbid_entities=True, forbid_external=True).getroot()
+            root = DefusedET.parse(f, forbid_dtd=False, forbid_entities=True, forbid_external=True).getroot()
     except defusedxml.DefusedXmlException as error:
         raise InkError(f"{path}: refusing XML with entity declarations or external references ({error!r})") from None
     except ParseError as error:
         raise InkError(f"{path}: malformed XML ({error})") from None
     except OSError as error:
         raise InkError(f"{path}: cannot read ({error.strerror or error})") from None
+    if root is None:  # a parsed document always has one; the type allows None
+        raise InkError(f"{path}: no XML root element")
+    return root
 
 
 def _local(tag: Any) -> str | None:
@@ -242,8 +245,9 @@ class _InkmlDocument:
         if depth > 64:
             raise InkError(f"{self.path}: traceView references nest too deeply (a reference cycle?)")
         contexts = list(contexts or [])
-        if element.get("contextRef"):
-            contexts.append(element.get("contextRef"))
+        reference = element.get("contextRef")
+        if reference:
+            contexts.append(reference)
         for child in element:
             name = _local(child.tag)
             if name == "trace":
@@ -317,35 +321,36 @@ def _decode_values(rows: list[list[tuple[str, str]]], fmt: _TraceFormat, where: 
             if prefix:
                 modes[c] = prefix
             mode, channel = modes[c], fmt.names[c]
+            last, step = previous[c], delta[c]
             if raw in ("T", "F"):
                 value = 1.0 if raw == "T" else 0.0
             elif raw == "?":
                 value = math.nan
             elif raw == "*":
-                if mode != "!" or previous[c] is None:
+                if mode != "!" or last is None:
                     raise InkError(f"{where}: point {number}, channel {channel}: '*' with no previous explicit value")
-                value = previous[c]
+                value = last
             elif raw.lstrip("-").startswith("#"):
                 value = float(int(raw.replace("#", ""), 16))
             else:
                 value = float(raw)
             if mode == "!" or raw == "*":
-                delta[c] = None if previous[c] is None else value - previous[c]
+                delta[c] = None if last is None else value - last
                 current = value
             elif mode == "'":
-                if previous[c] is None:
+                if last is None:
                     raise InkError(
                         f"{where}: point {number}, channel {channel}: first difference with no previous point"
                     )
                 delta[c] = value
-                current = previous[c] + value
+                current = last + value
             else:
-                if previous[c] is None or delta[c] is None:
+                if last is None or step is None:
                     raise InkError(
                         f"{where}: point {number}, channel {channel}: second difference needs two previous points"
                     )
-                delta[c] = delta[c] + value
-                current = previous[c] + delta[c]
+                delta[c] = step = step + value
+                current = last + step
             previous[c] = current
             decoded[number - 1, c] = current
     points = np.full((len(rows), 3), np.nan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,18 @@ from .formats import INK_SUFFIXES, load_ink, read_inkml
 from .ink import Ink
 
 
+@dataclass(frozen=True, init=False)
 class InkFrontend(Frontend):
     """Per-point features of online handwriting.
 
     Args:
-        features: per-point features, in order (see ``recognizer.ink.functional.FEATURES``).
+        features: per-point features, in order (see ``recognizer.ink.functional.FEATURES``); held as
+            ``feature_names``, since ``features()`` is the front-end's method.
         step: resampling distance between points, relative to the estimated line height.
         slant, baseline: slant and baseline correction during normalization.
-        scale, shear, rotation_deg, jitter, time_stretch: training augmentation ranges (see
-            ``recognizer.ink.functional.augment``); ``augment=False`` disables it.
         augment: whether training applies augmentation at all.
+        scale, shear, rotation_deg, jitter, time_stretch: training augmentation ranges (see
+            ``recognizer.ink.functional.augment``, whose defaults these are).
     """
 
     modality = "ink"
@@ -33,35 +36,54 @@ class InkFrontend(Frontend):
     timestamp_unit = "points"
     training_only = ("augment", "scale", "shear", "rotation_deg", "jitter", "time_stretch")
 
+    feature_names: tuple[str, ...] = field(default=F.DEFAULT_FEATURES, metadata={"setting": "features"})
+    step: float = F.DEFAULT_STEP
+    slant: bool = True
+    baseline: bool = True
+    augment: bool = True
+    scale: tuple[float, float] = F.AUGMENT_SCALE
+    shear: tuple[float, float] = F.AUGMENT_SHEAR
+    rotation_deg: tuple[float, float] = F.AUGMENT_ROTATION_DEG
+    jitter: float = F.AUGMENT_JITTER
+    time_stretch: tuple[float, float] = F.AUGMENT_TIME_STRETCH
+    # Normalized inks and frame counts by (path, line id): parsing XML every epoch would dominate
+    # training time. Caches, not settings: left out of equality, hashing and config().
+    _normalized: dict[tuple[str, str | None], Ink] = field(init=False, repr=False, compare=False)
+    _frames: dict[tuple[str, str | None], int] = field(init=False, repr=False, compare=False)
+
+    # Written out rather than generated: the first argument is ``features`` (the name configs and
+    # checkpoints use), which as a field would hide the ``features()`` method.
     def __init__(
         self,
         features: Sequence[str] = F.DEFAULT_FEATURES,
-        step: float = 0.1,
+        step: float = F.DEFAULT_STEP,
         slant: bool = True,
         baseline: bool = True,
         augment: bool = True,
-        scale: tuple[float, float] = (0.85, 1.15),
-        shear: tuple[float, float] = (-0.3, 0.3),
-        rotation_deg: tuple[float, float] = (-3.0, 3.0),
-        jitter: float = 0.02,
-        time_stretch: tuple[float, float] = (0.8, 1.25),
+        scale: tuple[float, float] = F.AUGMENT_SCALE,
+        shear: tuple[float, float] = F.AUGMENT_SHEAR,
+        rotation_deg: tuple[float, float] = F.AUGMENT_ROTATION_DEG,
+        jitter: float = F.AUGMENT_JITTER,
+        time_stretch: tuple[float, float] = F.AUGMENT_TIME_STRETCH,
     ) -> None:
         unknown = [name for name in features if name not in F.FEATURES]
         if unknown:
             raise ValueError(f"unknown ink features {unknown}; choose from {list(F.FEATURES)}")
-        self.feature_names = list(features)
-        self.step = step
-        self.slant = slant
-        self.baseline = baseline
-        self.augment = augment
-        self.scale = tuple(scale)
-        self.shear = tuple(shear)
-        self.rotation_deg = tuple(rotation_deg)
-        self.jitter = jitter
-        self.time_stretch = tuple(time_stretch)
-        # Normalized inks by (path, line id): parsing XML every epoch would dominate training time.
-        self._normalized: dict[tuple[str, str | None], Ink] = {}
-        self._frames: dict[tuple[str, str | None], int] = {}
+        settings = {
+            "feature_names": tuple(features),
+            "step": step,
+            "slant": slant,
+            "baseline": baseline,
+            "augment": augment,
+            # Tuples, whatever the caller passed (lists from YAML or a checkpoint): the settings stay hashable.
+            "scale": tuple(scale),
+            "shear": tuple(shear),
+            "rotation_deg": tuple(rotation_deg),
+            "jitter": jitter,
+            "time_stretch": tuple(time_stretch),
+        }
+        for name, value in {**settings, "_normalized": {}, "_frames": {}}.items():
+            object.__setattr__(self, name, value)  # the dataclass is frozen
 
     @property
     def feature_dim(self) -> int:
@@ -115,18 +137,3 @@ class InkFrontend(Frontend):
         if key not in self._frames:
             self._frames[key] = int(self.features(self.load_entry(entry)).shape[0])
         return self._frames[key]
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "modality": self.modality,
-            "features": list(self.feature_names),
-            "step": self.step,
-            "slant": self.slant,
-            "baseline": self.baseline,
-            "augment": self.augment,
-            "scale": list(self.scale),
-            "shear": list(self.shear),
-            "rotation_deg": list(self.rotation_deg),
-            "jitter": self.jitter,
-            "time_stretch": list(self.time_stretch),
-        }

@@ -1,4 +1,4 @@
-"""Online-handwriting preprocessing: normalization, resampling, point features, augmentation, plots.
+"""Online-handwriting preprocessing: normalization, resampling, point features, augmentation.
 
 Pure numpy functions on ``Ink`` (inputs are never modified) used by the ink front-end:
 
@@ -10,29 +10,30 @@ Pure numpy functions on ``Ink`` (inputs are never modified) used by the ink fron
 Conventions: y grows downwards (screen coordinates, as in ``Ink``). A *slant* is a tangent: the x
 shift per unit of height, positive when the writing leans right (italic). Angles are in degrees.
 Lengths such as the resampling step are in normalized units, i.e. relative to the line height
-estimated by ``estimate_line_height``.
-
-matplotlib is imported only inside ``render`` and ``save_png``.
+estimated by ``estimate_line_height``. Defaults are the named constants below, which
+``recognizer.ink.frontend.InkFrontend`` shares. Drawing ink is in ``recognizer.ink.plot``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .ink import Ink
 
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
 __all__ = [
+    "AUGMENT_ASPECT",
+    "AUGMENT_JITTER",
+    "AUGMENT_JITTER_SPACING",
+    "AUGMENT_ROTATION_DEG",
+    "AUGMENT_SCALE",
+    "AUGMENT_SHEAR",
+    "AUGMENT_TIME_STRETCH",
     "DEFAULT_FEATURES",
+    "DEFAULT_STEP",
     "FEATURES",
     "augment",
     "estimate_baseline_angle",
@@ -40,15 +41,25 @@ __all__ = [
     "estimate_slant",
     "normalize",
     "point_features",
-    "render",
     "resample",
-    "save_png",
 ]
 
 #: valid names for ``point_features``; absolute x is deliberately absent (it only encodes where on
 #: the line a point is, which says nothing about the character)
 FEATURES = ("dx", "dy", "dt", "pen_up", "cos", "sin", "curvature", "y")
 DEFAULT_FEATURES = ("dx", "dy", "dt", "pen_up")
+#: resampling distance between points, in line heights
+DEFAULT_STEP = 0.1
+
+# ``augment`` defaults: (low, high) ranges drawn per call, and the jitter's standard deviation and knot
+# spacing, in line heights. Factor ranges (scale, aspect, time stretch) are log-uniform.
+AUGMENT_SCALE = (0.85, 1.15)
+AUGMENT_SHEAR = (-0.3, 0.3)  # tangent; positive leans the writing right
+AUGMENT_ROTATION_DEG = (-3.0, 3.0)
+AUGMENT_JITTER = 0.02
+AUGMENT_TIME_STRETCH = (0.8, 1.25)
+AUGMENT_ASPECT = (0.9, 1.1)  # x/y ratio
+AUGMENT_JITTER_SPACING = 0.1
 
 #: quantiles of the (arc-length weighted) y distribution bounding the core zone
 CORE_QUANTILES = (0.2, 0.8)
@@ -271,7 +282,7 @@ def _resample_stroke(stroke: np.ndarray, step: float) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def resample(ink: Ink, step: float) -> Ink:
+def resample(ink: Ink, step: float = DEFAULT_STEP) -> Ink:
     """Points every ``step`` along each stroke's trajectory (polyline arc length).
 
     Each stroke keeps its first and last point, so only its last segment may be shorter than
@@ -374,13 +385,13 @@ def _uniform(rng: np.random.Generator, bounds: Sequence[float], name: str) -> fl
 def augment(
     ink: Ink,
     rng: np.random.Generator,
-    scale: Sequence[float] = (0.85, 1.15),
-    shear: Sequence[float] = (-0.3, 0.3),
-    rotation_deg: Sequence[float] = (-3.0, 3.0),
-    jitter: float = 0.02,
-    time_stretch: Sequence[float] = (0.8, 1.25),
-    aspect: Sequence[float] = (0.9, 1.1),
-    jitter_spacing: float = 0.1,
+    scale: Sequence[float] = AUGMENT_SCALE,
+    shear: Sequence[float] = AUGMENT_SHEAR,
+    rotation_deg: Sequence[float] = AUGMENT_ROTATION_DEG,
+    jitter: float = AUGMENT_JITTER,
+    time_stretch: Sequence[float] = AUGMENT_TIME_STRETCH,
+    aspect: Sequence[float] = AUGMENT_ASPECT,
+    jitter_spacing: float = AUGMENT_JITTER_SPACING,
 ) -> Ink:
     """A randomly distorted copy of ``ink`` for training (text, source and strokes kept).
 
@@ -436,130 +447,3 @@ def augment(
         origin = t[finite].min()
         t[finite] = origin + stretch * (t[finite] - origin)
     return _with_xy(ink, xy, t)
-
-
-# ---------------------------------------------------------------------------------------------
-# plots
-
-_UNCOLORED = "0.7"  # points whose colour is None (e.g. aligned to the CTC blank)
-
-
-def _point_colors(colors: Sequence | np.ndarray | None, count: int) -> list[tuple[float, ...]]:
-    import matplotlib
-    from matplotlib.colors import to_rgba
-
-    if colors is None:
-        return [to_rgba("black")] * count
-    if isinstance(colors, np.ndarray) and colors.ndim == 2:
-        colors = [tuple(row) for row in colors]
-    if len(colors) != count:
-        raise ValueError(f"render: {len(colors)} colors for {count} points")
-    palette = matplotlib.colormaps["tab10"]
-    result = []
-    for color in colors:
-        if color is None:
-            result.append(to_rgba(_UNCOLORED))
-        elif isinstance(color, (int, np.integer)) and not isinstance(color, bool):
-            # Integers (e.g. the index of the aligned character) cycle through a palette; negative = none.
-            result.append(to_rgba(_UNCOLORED) if color < 0 else palette(int(color) % palette.N))
-        else:
-            result.append(to_rgba(color))
-    return result
-
-
-def render(
-    ink: Ink,
-    ax: Axes | None = None,
-    colors: Sequence | np.ndarray | None = None,
-    labels: Sequence[str | None] | None = None,
-    linewidth: float = 1.5,
-    title: str | None = None,
-) -> Figure:
-    """Draw the strokes (y axis inverted, equal aspect: it looks like the handwriting).
-
-    Args:
-        ink: what to draw.
-        ax: draw into these axes; by default a new figure sized to the ink's aspect ratio.
-        colors: one colour per point (any matplotlib colour, an integer index into a palette,
-            negative or None for "no colour" in light grey, or an (N, 3|4) RGB(A) array). The
-            segment ending at a point takes that point's colour, so runs of equal colours are
-            drawn as lines in that colour; lone points of a colour are drawn as dots.
-        labels: text placed above the first point of each run of equal colours (or, without
-            ``colors``, of equal labels), e.g. the aligned character: one label per point, or one
-            per run. None or "" draws nothing.
-        linewidth: stroke width in points.
-        title: optional axes title.
-
-    Returns:
-        The figure (not registered with pyplot, so nothing needs closing and no display is used).
-    """
-    from matplotlib.collections import LineCollection
-    from matplotlib.figure import Figure
-
-    points, ids = ink.points(), ink.stroke_ids()
-    count = len(points)
-    rgba = _point_colors(colors, count)
-    if labels is not None:
-        labels = list(labels)
-
-    if ax is None:
-        width, height = np.ptp(points[:, 0]), np.ptp(points[:, 1])
-        ratio = float(np.clip((width + 1e-9) / (height + 1e-9), 0.5, 8.0))
-        figure = Figure(figsize=(min(2.5 * ratio + 0.6, 16.0), 2.8), layout="constrained")
-        ax = figure.add_subplot()
-    else:
-        figure = ax.figure
-
-    starts = _stroke_starts(ids)
-    ends = np.concatenate([starts[1:], [True]])
-    inner = np.flatnonzero(~starts)
-    segments = np.stack([points[inner - 1, :2], points[inner, :2]], axis=1)
-    ax.add_collection(
-        LineCollection(
-            segments, colors=[rgba[i] for i in inner], linewidths=linewidth, capstyle="round", joinstyle="round"
-        )
-    )
-    # A point that no segment of its own colour reaches would be invisible: draw it as a dot.
-    lone = [i for i in range(count) if starts[i] and (ends[i] or rgba[i + 1] != rgba[i])]
-    if lone:
-        ax.scatter(points[lone, 0], points[lone, 1], s=(1.6 * linewidth) ** 2, c=[rgba[i] for i in lone], zorder=2)
-
-    if labels is not None:
-        keys: list[Any] = rgba if colors is not None else labels
-        run_starts = [i for i in range(count) if i == 0 or keys[i] != keys[i - 1]]
-        if len(labels) == count:
-            texts = [labels[i] for i in run_starts]
-        elif len(labels) == len(run_starts):
-            texts = labels
-        else:
-            raise ValueError(f"render: {len(labels)} labels for {count} points and {len(run_starts)} colour runs")
-        for i, text in zip(run_starts, texts):
-            if text:
-                ax.annotate(
-                    str(text),
-                    points[i, :2],
-                    xytext=(0, 4),
-                    textcoords="offset points",
-                    ha="center",
-                    va="bottom",
-                    fontsize=8,
-                    color=rgba[i] if colors is not None else "tab:blue",
-                )
-
-    ax.set_aspect("equal", adjustable="box")
-    ax.autoscale_view()
-    if not ax.yaxis_inverted():
-        ax.invert_yaxis()
-    ax.tick_params(labelsize=7)
-    if title:
-        ax.set_title(title, fontsize=9)
-    return figure
-
-
-def save_png(ink: Ink, path: str | os.PathLike, dpi: int = 150, **kwargs: Any) -> Path:
-    """Render ``ink`` (keyword arguments as for ``render``) into a PNG file; returns its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure = render(ink, **kwargs)
-    figure.savefig(path, format="png", dpi=dpi)
-    return path

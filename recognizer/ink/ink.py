@@ -83,3 +83,9 @@ class Ink:
     def stroke_ids(self) -> np.ndarray:
         """(N,) index of the stroke each point belongs to."""
         return np.concatenate([np.full(len(stroke), i) for i, stroke in enumerate(self.strokes)])
+
+    def stroke_starts(self) -> np.ndarray:
+        """(N,) True on the first point of every stroke (the pen was lifted before it)."""
+        starts = np.zeros(self.num_points, dtype=bool)
+        starts[np.cumsum([0] + [len(stroke) for stroke in self.strokes[:-1]])] = True
+        return starts

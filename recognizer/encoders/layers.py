@@ -1,6 +1,5 @@
-"""The encoder: global normalization -> frame stacking -> BLSTM stack -> linear -> log-softmax.
-
-A plain ``nn.Module`` with no training logic; ``recognizer.lightning_module.CTCModule`` trains it.
+"""Building blocks of the encoders: padding masks, frame stacking, feature normalization, and a
+bidirectional LSTM stack whose outputs do not depend on padding.
 
 Padding never reaches the backward direction, as with packed sequences, but without
 ``PackedSequence``: each direction is a unidirectional LSTM over the padded batch, and the backward
@@ -77,6 +76,10 @@ class BLSTM(nn.Module):
 class FeatureNormalizer(nn.Module):
     """Global mean/variance normalization with statistics from the training set, kept as buffers."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+    initialized: torch.Tensor
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
@@ -91,49 +94,3 @@ class FeatureNormalizer(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.mean) / self.std
-
-
-class Encoder(nn.Module):
-    """BLSTM-CTC acoustic (or ink) encoder.
-
-    Args:
-        input_dim: feature size per input frame.
-        vocab_size: output classes including the CTC blank.
-        hidden_size: LSTM units per direction.
-        num_layers: stacked bidirectional layers.
-        stack, stride: frame stacking (``stack`` frames concatenated every ``stride`` frames);
-            the output rate is the input rate divided by ``stride``.
-        dropout: between LSTM layers and before the output layer.
-    """
-
-    def __init__(
-        self,
-        input_dim: int,
-        vocab_size: int,
-        hidden_size: int = 320,
-        num_layers: int = 4,
-        stack: int = 3,
-        stride: int = 3,
-        dropout: float = 0.2,
-    ) -> None:
-        super().__init__()
-        if stack < stride:
-            raise ValueError(f"stack ({stack}) < stride ({stride}) would skip input frames")
-        self.stack, self.stride = stack, stride
-        self.normalizer = FeatureNormalizer(input_dim)
-        self.blstm = BLSTM(input_dim * stack, hidden_size, num_layers, dropout)
-        self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(2 * hidden_size, vocab_size)
-
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Output frames for inputs of ``lengths`` frames."""
-        return stacked_lengths(lengths, self.stride)
-
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch, T, input_dim), (batch,) -> log-probabilities (batch, T', vocab), lengths (batch,)."""
-        x = self.normalizer(features)
-        x = x * padding_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
-        x, lengths = stack_frames(x, lengths, self.stack, self.stride)
-        x = self.blstm(x, lengths)
-        logits = self.output(self.dropout(x))
-        return logits.log_softmax(dim=-1), lengths

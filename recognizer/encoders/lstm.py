@@ -1,0 +1,32 @@
+"""A unidirectional LSTM encoder: each output depends only on the input up to its frame, so it can
+run on a stream (the basis for streaming recognition)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .recurrent import RecurrentEncoder
+
+
+class LSTMStack(nn.Module):
+    """``nn.LSTM`` with the ``(x, lengths)`` call of the recurrent encoders. Padding comes after the
+    real frames, so a left-to-right LSTM never reads it before them: no packing is needed."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
+        super().__init__()
+        between = dropout if num_layers > 1 else 0.0  # nn.LSTM warns about dropout after a lone layer
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, dropout=between)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.lstm(x)[0]
+
+
+class LSTMEncoder(RecurrentEncoder):
+    """Normalization -> frame stacking -> unidirectional LSTM stack -> linear -> log-softmax.
+
+    Settings: see ``RecurrentEncoder``.
+    """
+
+    def _recurrent(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> tuple[nn.Module, int]:
+        return LSTMStack(input_size, hidden_size, num_layers, dropout), hidden_size
