@@ -116,7 +116,7 @@ def main() -> None:
     }
     rows = []
     for name, options in ours.items():
-        transcripts, seconds = timed(lambda options=options: model.decode(log_probs, options), args.repeats)
+        transcripts, seconds = timed(lambda options=options: model.decode_log_probs(log_probs, options), args.repeats)
         wer, cer = wer_cer([t.text for t in transcripts])
         rows.append({"decoder": f"recognizer {name}", "wer": wer, "cer": cer, "utt_per_s": len(dev) / seconds})
 

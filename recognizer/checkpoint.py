@@ -14,6 +14,9 @@ from typing import Any
 
 import torch
 
+from .decoding import DecodingOptions
+from .encoders.base import encoder_config
+
 #: what a recognizer checkpoint's hyper_parameters must hold to rebuild the model (every format)
 CHECKPOINT_SETTINGS = ("tokenizer", "frontend")
 
@@ -58,7 +61,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [name for name in CHECKPOINT_SETTINGS if not isinstance(hparams.get(name), dict)]
     if missing:
         raise CheckpointError(f"{path}: not a recognizer checkpoint (its hyper_parameters lack {', '.join(missing)})")
-    return upgrade(checkpoint)
+    upgrade(checkpoint)
+    try:  # settings every later step relies on: checked once, here, with the file's name
+        if not isinstance(hparams["encoder"], dict):
+            raise ValueError(f"expected {{class_path, init_args}}, got {hparams['encoder']!r}")
+        hparams["encoder"] = encoder_config(hparams["encoder"])
+    except ValueError as error:
+        raise CheckpointError(f"{path}: its encoder settings are unusable: {first_line(error)}") from None
+    return checkpoint
 
 
 #: the first format's flat encoder settings (before encoders were components): a BLSTMEncoder's
@@ -69,8 +79,12 @@ V0_WEIGHT_PREFIXES = (("model.blstm.", "encoder.rnn."), ("model.", "encoder."))
 
 def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """Bring a checkpoint of an earlier format to today's, in place: the first format kept the BLSTM's
-    settings flat in ``hyper_parameters`` and its weights under ``model.``."""
+    settings flat in ``hyper_parameters`` and its weights under ``model.``. The stored decoding (only
+    the default of validation) is read leniently, ``DecodingOptions.from_checkpoint``: options its
+    decoder does not take are dropped, an unknown decoder is greedy, with a warning."""
     hparams = checkpoint["hyper_parameters"]
+    if "decoding" in hparams:
+        hparams["decoding"] = DecodingOptions.from_checkpoint(hparams["decoding"]).to_dict()
     if "encoder" in hparams:
         return checkpoint
     init_args = {name: hparams.pop(name) for name in V0_ENCODER_SETTINGS if name in hparams}

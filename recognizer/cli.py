@@ -6,7 +6,6 @@ hyperparameters so every checkpoint carries them.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import logging
@@ -24,10 +23,11 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from .callbacks import LastCheckpoint
 from .checkpoint import Disagreement, agree, plain, read_checkpoint
+from .classpath import name_of, resolve
 from .data import DataModule
 from .encoders.base import encoder_class
 from .encoders.base import settings as encoder_settings
-from .frontend import FRONTENDS
+from .frontend import Frontend, frontend_class
 from .lightning_module import CTCModule
 
 log = logging.getLogger(__name__)
@@ -177,28 +177,28 @@ def hold_to_checkpoint(
             f"data.{name}", config.get(f"data.{name}"), data_defaults.get(name), tokenizer.get(name)
         )
 
-    stored = dict(hparams["frontend"])
-    modality = stored.pop("modality", None)
-    if modality not in FRONTENDS:
-        raise Disagreement(f"{path}: the checkpoint's front-end has an unknown modality {modality!r}")
-    module, name = FRONTENDS[modality].split(":")
-    frontend_class = getattr(importlib.import_module(module), name)
-    class_path = f"{module}.{name}"
+    try:
+        cls = frontend_class(hparams["frontend"])
+    except ValueError as error:
+        raise Disagreement(f"{path}: the checkpoint's front-end is unusable: {error}") from None
+    stored = {key: value for key, value in hparams["frontend"].items() if key not in ("modality", "class_path")}
+    class_path = name_of(cls)
     configured = config.get("data.frontend")
-    if configured is not None and configured.get("class_path") not in (None, class_path):
+    configured_path = configured.get("class_path") if configured is not None else None
+    if configured_path is not None and resolve(configured_path, Frontend, "front-end") is not cls:
         raise Disagreement(
-            f"{path}: the checkpoint is a {modality} model ({class_path}) but data.frontend is {configured.class_path}"
+            f"{path}: the checkpoint is a {cls.modality} model ({class_path}) but data.frontend is {configured_path}"
         )
     init_args = configured.get("init_args") if configured is not None else None
     init_args = init_args.clone() if init_args is not None else Namespace()
-    frontend_defaults = _defaults(frontend_class)
+    frontend_defaults = _defaults(cls)
     for key, value in stored.items():
         init_args[key] = use(
             f"data.frontend.init_args.{key}",
             init_args.get(key),
             frontend_defaults.get(key),
             value,
-            training_only=key in frontend_class.training_only,
+            training_only=key in cls.training_only,
         )
     config["data.frontend"] = Namespace(class_path=class_path, init_args=init_args)
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .ctc import min_ctc_frames
 from .frontend import Frontend
 from .manifest import read_manifest
-from .tokenizer import Case, Tokenizer, Unknown
+from .tokenizer import CASE, REPLACEMENT, UNKNOWN, Case, Tokenizer, Unknown
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +250,10 @@ class DataModule(pl.LightningDataModule):
         test_manifest: str | None = None,
         predict_manifest: str | None = None,
         alphabet: str | None = None,
-        case: Case = "keep",
+        case: Case = CASE,
         keep: str | None = None,
-        unknown: Unknown = "error",
-        replacement: str = " ",
+        unknown: Unknown = UNKNOWN,
+        replacement: str = REPLACEMENT,
         max_frames: int = 20000,
         max_batch_size: int | None = None,
         num_workers: int = 0,

@@ -11,18 +11,21 @@ rebuilds it.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-# modality name -> "module:class"; new modalities register here.
-FRONTENDS = {
-    "audio": "recognizer.audio:AudioFrontend",
-    "ink": "recognizer.ink.frontend:InkFrontend",
+from .classpath import name_of, resolve
+
+#: modality -> front-end class, for checkpoints written before front-ends stored their class_path.
+#: A new modality needs no entry: its checkpoints store the class_path.
+FIRST_FORMAT_FRONTENDS = {
+    "audio": "recognizer.audio.AudioFrontend",
+    "ink": "recognizer.ink.frontend.InkFrontend",
 }
 
 
@@ -81,9 +84,9 @@ class Frontend:
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
-        """Plain settings for the checkpoint: ``modality`` and every field under its constructor
+        """Plain settings for the checkpoint: ``modality``, ``class_path`` and every field under its constructor
         argument's name, tuples as lists (as YAML and the checkpoint's hyperparameters hold them)."""
-        settings: dict[str, Any] = {"modality": self.modality}
+        settings: dict[str, Any] = {"modality": self.modality, "class_path": name_of(type(self))}
         for field in dataclasses.fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
             if not field.init:  # a cache or derived value, not a setting
                 continue
@@ -102,11 +105,19 @@ def split_sample(source: str | os.PathLike) -> tuple[Path, str | None]:
     return path, None
 
 
-def from_config(config: dict[str, Any]) -> Frontend:
+def frontend_class(config: Mapping[str, Any]) -> type[Frontend]:
+    """The front-end class of ``Frontend.config()`` output (``class_path``; the modality for the first format)."""
+    modality = config.get("modality")
+    class_path = config.get("class_path") or FIRST_FORMAT_FRONTENDS.get(str(modality))
+    if class_path is None:
+        raise ValueError(f"a front-end config names its class_path (or a known modality), got modality {modality!r}")
+    cls = resolve(class_path, Frontend, "front-end")
+    if modality is not None and cls.modality != modality:
+        raise ValueError(f"front-end {class_path} reads {cls.modality!r}, not the stated modality {modality!r}")
+    return cls
+
+
+def from_config(config: Mapping[str, Any]) -> Frontend:
     """Rebuild a front-end from ``Frontend.config()`` output."""
-    config = dict(config)
-    modality = config.pop("modality", None)
-    if modality not in FRONTENDS:
-        raise ValueError(f"unknown modality {modality!r}; known: {sorted(FRONTENDS)}")
-    module, name = FRONTENDS[modality].split(":")
-    return getattr(importlib.import_module(module), name)(**config)
+    settings = {key: value for key, value in config.items() if key not in ("modality", "class_path")}
+    return frontend_class(config)(**settings)

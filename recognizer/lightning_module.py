@@ -22,7 +22,7 @@ from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from .checkpoint import CheckpointError, first_line, read_checkpoint, upgrade
 from .ctc import BLANK
-from .data import Batch, DataModule
+from .data import Batch
 from .decoding import DecodingOptions, decode
 from .encoders import Encoder, EncoderFactory, build_encoder, encoder_config
 from .frontend import from_config
@@ -57,7 +57,7 @@ class CTCModule(pl.LightningModule):
         self,
         tokenizer: dict[str, Any],
         frontend: dict[str, Any],
-        encoder: EncoderFactory | dict[str, Any] | None = None,
+        encoder: EncoderFactory | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-2,
         warmup_steps: int = 300,
@@ -89,7 +89,7 @@ class CTCModule(pl.LightningModule):
         """Features (batch, T, F) and lengths -> log-probabilities (batch, T', vocab) and lengths."""
         return self.encoder(features, lengths)
 
-    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+    def transcripts(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         """Best transcripts of a batch of log-probabilities, with the configured decoder."""
         # Built per batch: cheap, since an LM's files are loaded once and cached.
         hypotheses = decode(log_probs, lengths, self.decoding, self.tokenizer.alphabet)
@@ -103,12 +103,29 @@ class CTCModule(pl.LightningModule):
         accepted = inspect.signature(cls.__init__).parameters
         try:
             module = cls(**{k: v for k, v in hparams.items() if k in accepted})
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: its settings cannot build a model ({first_line(error)})") from None
+        try:
             module.load_state_dict(checkpoint["state_dict"])
-        except (RuntimeError, TypeError, ValueError) as error:  # weights that do not fit the settings
+        except (RuntimeError, TypeError, ValueError) as error:
+            reason = " ".join(str(error).split())  # torch lists the missing and unexpected weights over lines
             raise CheckpointError(
-                f"{path}: the weights do not fit the model its settings describe ({first_line(error)})"
+                f"{path}: the weights do not fit the model its settings describe ({reason[:300]})"
             ) from None
         return module.eval()
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]  # Lightning's is a restricted classmethod with more options
+        cls, checkpoint_path: str | os.PathLike, map_location: str | torch.device | None = None, **ignored: Any
+    ) -> CTCModule:
+        """Lightning's usual entry point, through ``from_checkpoint``: earlier checkpoint formats load too
+        (Lightning would drop their settings before upgrading them). Overriding settings is not offered:
+        the checkpoint is the truth."""
+        if ignored:
+            raise ValueError(
+                f"load_from_checkpoint takes no settings ({', '.join(ignored)}): the checkpoint's are used"
+            )
+        return cls.from_checkpoint(checkpoint_path, map_location or "cpu")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning's own loading (--ckpt_path) reads earlier formats too; it calls this before the weights load.
@@ -117,10 +134,10 @@ class CTCModule(pl.LightningModule):
     # ------------------------------------------------------------------------------------ training
     def on_fit_start(self) -> None:
         if not bool(self.encoder.normalizer.initialized):
-            datamodule = getattr(self.trainer, "datamodule", None)
-            if not isinstance(datamodule, DataModule):
-                raise TypeError("training needs recognizer.data.DataModule: the feature statistics come from it")
-            mean, std = datamodule.feature_statistics()
+            statistics = getattr(getattr(self.trainer, "datamodule", None), "feature_statistics", None)
+            if statistics is None:
+                raise ValueError("training needs a DataModule with feature_statistics() (recognizer.data.DataModule)")
+            mean, std = statistics()
             self.encoder.normalizer.set_statistics(mean.to(self.device), std.to(self.device))
 
     def _feasible(self, batch: Batch, out_lengths: torch.Tensor) -> torch.Tensor:
@@ -183,7 +200,7 @@ class CTCModule(pl.LightningModule):
         size = len(batch)
         loss = self._ctc_loss(batch, log_probs, out_lengths, stage)
         self.log(f"{stage}_loss", loss, prog_bar=stage == "val", batch_size=size, sync_dist=True)
-        hypotheses = self.decode(log_probs, out_lengths)
+        hypotheses = self.transcripts(log_probs, out_lengths)
         references = [self.tokenizer.normalize(entry["text"]) for entry in batch.entries]
         for name in ("cer", "wer"):
             metric = self.metrics[f"{stage}_{name}"]
@@ -202,7 +219,7 @@ class CTCModule(pl.LightningModule):
         key = self.frontend.path_key
         return [
             {"id": entry["id"], key: entry[key], "text": text}
-            for entry, text in zip(batch.entries, self.decode(log_probs, out_lengths))
+            for entry, text in zip(batch.entries, self.transcripts(log_probs, out_lengths))
         ]
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:

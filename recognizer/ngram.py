@@ -48,12 +48,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from .ctc import UNK, WORD_BOUNDARY
-from .tokenizer import Tokenizer, TokenizerError
+from .tokenizer import CASE, Case, Tokenizer, TokenizerError, Unknown
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +405,7 @@ def text_tokenizer(
         if not isinstance(settings, dict):
             raise ValueError(f"{checkpoint}: the checkpoint holds no tokenizer settings")
         return Tokenizer(**{**settings, **policy})
-    normalization: dict[str, Any] = {"case": case or "keep", "keep": keep}
+    normalization: dict[str, Any] = {"case": case or CASE, "keep": keep}
     if alphabet:
         return Tokenizer(alphabet=alphabet, **normalization, **policy)
     if policy:
@@ -432,15 +432,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     normalization.add_argument("--checkpoint", help="a model checkpoint: use its tokenizer's settings")
     normalization.add_argument("--alphabet", help="the model's characters (data.alphabet)")
-    normalization.add_argument(
-        "--case", choices=("keep", "lower", "upper"), help="case folding (data.case; default: keep)"
-    )
+    normalization.add_argument("--case", choices=get_args(Case), help=f"case folding (data.case; default: {CASE})")
     normalization.add_argument(
         "--keep", help="regular-expression character class; other characters are deleted (data.keep)"
     )
     normalization.add_argument(
         "--unknown",
-        choices=("error", "drop", "replace"),
+        choices=get_args(Unknown),
         help="characters outside the alphabet (data.unknown; default: the checkpoint's policy, else error)",
     )
     normalization.add_argument("--replacement", help="the substitute for --unknown replace (data.replacement)")

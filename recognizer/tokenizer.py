@@ -16,6 +16,10 @@ from .ctc import BLANK_SYMBOL
 
 Case = Literal["keep", "lower", "upper"]
 Unknown = Literal["error", "drop", "replace"]
+#: defaults of the text settings, shared by the DataModule and recognizer-lm
+CASE: Case = "keep"
+UNKNOWN: Unknown = "error"
+REPLACEMENT = " "
 
 
 class TokenizerError(ValueError):
@@ -39,10 +43,10 @@ class Tokenizer:
     """
 
     alphabet: str
-    case: Case = "keep"
+    case: Case = CASE
     keep: str | None = None
-    unknown: Unknown = "error"
-    replacement: str = " "
+    unknown: Unknown = UNKNOWN
+    replacement: str = REPLACEMENT
     unknown_counts: Counter = field(default_factory=Counter, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .data import budget_batches
 from .decoding import (
+    DEFAULT_DECODER,
     Decoder,
     DecodingOptions,
     align_chars,
@@ -101,7 +102,7 @@ class Recognizer:
 
     @torch.no_grad()
     def transcribe(
-        self, inputs: Sequence[Any], decoder: str | DecodingOptions | Decoder = "greedy", **kwargs: Any
+        self, inputs: Sequence[Any], decoder: str | DecodingOptions | Decoder = DEFAULT_DECODER, **kwargs: Any
     ) -> list[Transcript]:
         """Transcribe paths or in-memory inputs in batches of similar length; results keep the input
         order. Takes the arguments of ``transcribe_iter``, e.g.
@@ -116,7 +117,7 @@ class Recognizer:
     def transcribe_iter(
         self,
         inputs: Sequence[Any],
-        decoder: str | DecodingOptions | Decoder = "greedy",
+        decoder: str | DecodingOptions | Decoder = DEFAULT_DECODER,
         *,
         timestamps: bool = False,
         max_frames: int = DEFAULT_MAX_FRAMES,
@@ -150,7 +151,7 @@ class Recognizer:
             decoded = dict(
                 zip(
                     [i for i, _ in good],
-                    self.decode([o for _, o in good], built, timestamps=timestamps, max_frames=max_frames),
+                    self.decode_log_probs([o for _, o in good], built, timestamps=timestamps, max_frames=max_frames),
                 )
             )
             for index, output in batch:
@@ -167,7 +168,7 @@ class Recognizer:
     ) -> list[torch.Tensor]:
         """The model's output for each input: (frames, vocab) log-probabilities on the CPU, in input order.
 
-        Decode them with ``decode`` (e.g. many times, with different settings, as tuning does).
+        Decode them with ``decode_log_probs`` (e.g. many times, with different settings, as tuning does).
         """
         inputs = _as_list(inputs)
         results: list[torch.Tensor | None] = [None] * len(inputs)
@@ -210,10 +211,10 @@ class Recognizer:
                 bar.update(len(batch))
 
     @torch.no_grad()
-    def decode(
+    def decode_log_probs(
         self,
         log_probs: Sequence[torch.Tensor],
-        decoder: str | DecodingOptions | Decoder = "greedy",
+        decoder: str | DecodingOptions | Decoder = DEFAULT_DECODER,
         *,
         timestamps: bool = False,
         max_frames: int = DEFAULT_MAX_FRAMES,

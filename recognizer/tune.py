@@ -44,7 +44,7 @@ def error_rates(
     recognizer: Recognizer, log_probs: list[torch.Tensor], references: list[str], options: DecodingOptions
 ) -> tuple[float, float]:
     """(WER, CER) of decoding ``log_probs`` with ``options`` against normalized ``references``."""
-    hypotheses = [t.text or "" for t in recognizer.decode(log_probs, options)]
+    hypotheses = [t.text or "" for t in recognizer.decode_log_probs(log_probs, options)]
     return float(word_error_rate(hypotheses, references)), float(char_error_rate(hypotheses, references))
 
 

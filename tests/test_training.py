@@ -220,8 +220,8 @@ def test_transcribe_with_lm_decoders(trained, tiny_speech, language_model, tmp_p
 
     model = recognizer.load(best, device="cpu")
     frames = model.log_probs(files)
-    assert [t.text for t in model.decode(frames)] == [t.text for t in model.transcribe(files)]
-    char_lm = model.decode(frames, "lm", lm=str(language_model["chars"]), lm_weight=0.5)
+    assert [t.text for t in model.decode_log_probs(frames)] == [t.text for t in model.transcribe(files)]
+    char_lm = model.decode_log_probs(frames, "lm", lm=str(language_model["chars"]), lm_weight=0.5)
     assert all(t.text == " ".join(t.text.split()) for t in char_lm)
     run = subprocess.run(
         [
@@ -292,7 +292,7 @@ def test_validate_decodes_with_the_configured_lm(trained, tiny_speech, language_
     assert module.decoding.decoder == "lm" and 0 <= float(validated.trainer.callback_metrics["val_wer"]) <= 1.5
     batch = next(iter(validated.datamodule.val_dataloader()))
     with torch.no_grad():
-        texts = module.decode(*module(batch.features, batch.lengths))
+        texts = module.transcripts(*module(batch.features, batch.lengths))
     vocabulary = set(language_model["lexicon"].read_text().split())
     assert all(set(text.split()) <= vocabulary for text in texts)  # what validation scores went through the lexicon
 
@@ -401,6 +401,23 @@ def test_unidirectional_encoder_chosen_in_the_config_alone(tiny_speech, tmp_path
         ["validate", *tiny_args(tiny_speech, tmp_path / "val", "--config", str(config)), "--ckpt_path", str(best)]
     )
     assert isinstance(validated.model.encoder, LSTMEncoder)
+
+
+def test_first_format_checkpoint_validates_and_resumes_through_the_cli(tiny_speech, tmp_path):
+    fixture = REPO / "tests" / "fixtures" / "speech-v0.ckpt"
+    validated = run_cli(["validate", *tiny_args(tiny_speech, tmp_path / "val"), "--ckpt_path", str(fixture)])
+    assert validated.model.hparams["encoder"]["init_args"]["hidden_size"] == 32
+    assert 0 <= float(validated.trainer.callback_metrics["val_cer"]) <= 1.0
+    stored = torch.load(fixture, weights_only=True)
+    resumed = run_cli(
+        [
+            "fit",
+            *tiny_args(tiny_speech, tmp_path / "fit", "--trainer.max_epochs", str(stored["epoch"] + 2)),
+            "--ckpt_path",
+            str(fixture),
+        ]
+    )
+    assert resumed.trainer.global_step > stored["global_step"]  # optimizer state and weights restored, training went on
 
 
 def test_infeasible_utterance_is_skipped_and_counted(tiny_speech, tmp_path, caplog):

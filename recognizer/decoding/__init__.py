@@ -10,12 +10,10 @@ Used alike by validation/test, ``recognizer-transcribe``, ``recognizer-tune`` an
 * ``arguments``: the command-line flags, generated from the registered decoders;
 * ``frames`` (collapsing confident blank runs before a search), ``alignment`` (forced alignment,
   character and word spans).
-"""
 
-# The built-in decoders register themselves when imported, in this order: that of --decoder's choices.
-# isort: off
-from . import greedy, beam, flashlight  # noqa: F401
-# isort: on
+No list of decoders is kept here: the registry imports this package's modules the first time it is
+asked for a decoder (``base``), so a new decoder is just its file.
+"""
 
 from ..ctc import min_ctc_frames
 from .alignment import (

@@ -5,6 +5,11 @@
 ``--decoder`` chooses among the registered decoders, and each option becomes ``--<name-with-dashes>``
 (or the ``flag`` its declaration gives, e.g. ``--beam`` for ``beam_size``) with its declared help.
 An option several decoders take is one flag; when their defaults differ, the help lists them.
+
+The commands' own arguments are :data:`RESERVED` (with their flags, :data:`RESERVED_FLAGS`): ``register``
+refuses a decoder option that would take one, and :func:`add_decoding_arguments` refuses a parser
+with an argument not in the list, so a command's new flag must be added there (and then no decoder
+can collide with it).
 """
 
 from __future__ import annotations
@@ -15,23 +20,24 @@ import typing
 
 from .base import (
     DEFAULT_DECODER,
+    RESERVED,
+    RESERVED_FLAGS,
     DecodingOptions,
     decoder_class,
     decoder_names,
     not_taken_message,
+    option_choices,
+    option_flag,
     option_type,
     registered_options,
 )
 
-__all__ = ["add_decoding_arguments", "decoding_options", "flags"]
+__all__ = ["RESERVED", "RESERVED_FLAGS", "add_decoding_arguments", "decoding_options", "flags"]
 
 
 def flags() -> dict[str, str]:
     """Each option of the registered decoders -> its command-line flag."""
-    return {
-        name: owners[0][1].metadata.get("flag") or "--" + name.replace("_", "-")
-        for name, owners in registered_options().items()
-    }
+    return {name: option_flag(owners[0][1]) for name, owners in registered_options().items()}
 
 
 def _or(words: list[str]) -> str:
@@ -54,7 +60,18 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
 
     No flag has a default in ``args``: :func:`decoding_options` needs to know which were given (a flag
     the chosen decoder does not take is an error), and each decoder fills in its own defaults.
+    The parser's own arguments must be :data:`RESERVED` (a ValueError names any other).
     """
+    unreserved = [
+        action.option_strings[0] if action.option_strings else action.dest
+        for action in parser._actions
+        if action.dest not in RESERVED or not set(action.option_strings) <= RESERVED_FLAGS
+    ]
+    if unreserved:
+        raise ValueError(
+            f"{parser.prog}: {', '.join(unreserved)} not in recognizer.decoding.arguments.RESERVED; "
+            "add the names there, so that no decoder's option can take them"
+        )
     group = parser.add_argument_group("decoding")
     group.add_argument("--decoder", choices=decoder_names(), help=_decoder_help())
     spelled = flags()
@@ -70,10 +87,9 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
             settings["action"] = argparse.BooleanOptionalAction
         else:
             settings["type"] = kind
-            hint = typing.get_type_hints(cls.Options)[name]
-            literal = [a for a in (hint, *typing.get_args(hint)) if typing.get_origin(a) is typing.Literal]
-            if literal:
-                settings["choices"] = typing.get_args(literal[0])
+            choices = option_choices(cls.Options, name)
+            if choices is not None:
+                settings["choices"] = choices
         group.add_argument(spelled[name], **settings)
 
 

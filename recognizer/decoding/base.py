@@ -21,13 +21,26 @@ Everything else follows from that declaration: ``DecodingOptions("toy", boost=2.
 (``recognizer.decoding.arguments``). The built-in decoders (``greedy``, ``beam``, ``lm``) are declared
 the same way in ``greedy.py``, ``beam.py`` and ``flashlight.py``.
 
-This module imports no decoder, so the decoders can import it without a cycle; the package's
-``__init__`` imports the built-in ones, which registers them.
+Where a decoder lives decides when it is registered: a module of the ``recognizer.decoding`` package
+itself is found and imported the first time the registry is asked for its names, a decoder or the
+options (:func:`decoder_names`, :func:`decoder_class`, ...), so adding a decoder there is adding its
+file, nothing else. A decoder in another package registers when its module is imported: import it
+before building a parser or naming the decoder (a checkpoint whose stored decoding names a decoder
+that is not registered is validated with greedy, with a warning).
+
+``register`` refuses an option whose flag another decoder's option or the commands themselves use
+(:data:`RESERVED`), so every registered decoder's flags fit on both commands.
+
+This module imports no decoder, so the decoders can import it without a cycle.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import logging
+import pkgutil
+import sys
 import types
 import typing
 from abc import ABC, abstractmethod
@@ -38,8 +51,33 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+log = logging.getLogger(__name__)
+
 #: the decoder used when none is named (the fastest, and the one training validates with)
 DEFAULT_DECODER = "greedy"
+#: the built-in decoders, first among --decoder's choices in this order (the others follow as registered)
+BUILT_IN = ("greedy", "beam", "lm")
+#: what ``recognizer-transcribe`` and ``recognizer-tune`` call their own arguments (argparse's ``dest``;
+#: the flag is ``--`` + the name with dashes), and ``DecodingOptions``' own attributes: no decoder's
+#: option may take one of these names or flags (``arguments.RESERVED``, checked by the commands' tests)
+RESERVED = (
+    "files",
+    "checkpoint",
+    "manifest",
+    "output",
+    "resume",
+    "on_error",
+    "device",
+    "timestamps",
+    "max_frames",
+    "lm_weights",
+    "word_scores",
+    "help",
+    "decoder",
+    "settings",
+)
+#: the flags of :data:`RESERVED` (and argparse's ``-h``)
+RESERVED_FLAGS = frozenset({"-h", *("--" + name.replace("_", "-") for name in RESERVED)})
 
 
 @dataclass
@@ -98,12 +136,45 @@ class Decoder(ABC):
 
 
 _REGISTRY: dict[str, type[Decoder]] = {}
+_discovered = False
 DecoderClass = TypeVar("DecoderClass", bound=type[Decoder])
+
+
+def _registry() -> dict[str, type[Decoder]]:
+    """The registry, after importing every module of this package once (each registers its decoders)."""
+    global _discovered
+    if not _discovered:
+        _discovered = True  # first: a module imported here may ask the registry again
+        package = __name__.rpartition(".")[0]
+        try:
+            for module in pkgutil.iter_modules(sys.modules[package].__path__):
+                if not module.name.startswith("_"):
+                    importlib.import_module(f"{package}.{module.name}")
+        except BaseException:
+            _discovered = False
+            raise
+    return _REGISTRY
+
+
+def option_flag(field: dataclasses.Field) -> str:
+    """The command-line flag of an option: its declared ``flag``, else ``--`` + its name with dashes."""
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _flags(cls: type[Decoder], field: dataclasses.Field) -> list[str]:
+    """Every flag an option adds to a parser (a bool's ``--no-...`` too)."""
+    flag = option_flag(field)
+    return [flag, "--no-" + flag.lstrip("-")] if option_type(cls.Options, field.name) is bool else [flag]
 
 
 def register(cls: DecoderClass) -> DecoderClass:
     """Add a decoder class to the registry (usable as a class decorator). Its options are checked now,
-    so that a declaration the command line cannot express fails at import, not at ``--help``."""
+    so that a declaration the command line cannot express fails at import, not at ``--help``: an
+    option's flag must be free (not another decoder's option's, unless it is the same option with the
+    same type, and not one of the commands' own, :data:`RESERVED_FLAGS`).
+
+    Registering does not discover this package's decoders first: whichever of two colliding decoders
+    registers second is refused."""
     if not (isinstance(cls, type) and issubclass(cls, Decoder)):
         raise TypeError(f"{cls!r} is not a Decoder subclass")
     for attribute in ("name", "summary", "Options"):
@@ -127,11 +198,44 @@ def register(cls: DecoderClass) -> DecoderClass:
                     f"decoder {cls.name!r}: option {field.name!r} has type {kind.__name__}, "
                     f"but decoder {other.name!r} gives it type {option_type(other.Options, field.name).__name__}"
                 )
+    _check_flags(cls, list(fields.values()))
     unknown = set(cls.implied_by) - set(fields)
     if unknown:
         raise TypeError(f"decoder {cls.name!r}: implied_by names {sorted(unknown)}, which are not its options")
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def _check_flags(cls: type[Decoder], fields: list[dataclasses.Field]) -> None:
+    """A ValueError naming the decoder and option whose name or flag is taken (see :func:`register`)."""
+    taken: dict[str, tuple[str, str]] = {}  # flag -> (decoder, option) of the other decoders
+    for other in (_REGISTRY[name] for name in _ordered(_REGISTRY)):
+        if other is not cls:
+            for field in dataclasses.fields(other.Options):
+                for flag in _flags(other, field):
+                    taken.setdefault(flag, (other.name, field.name))
+    own: dict[str, str] = {}
+    for field in fields:
+        where = f"decoder {cls.name!r}: option {field.name!r}"
+        if field.name in RESERVED:
+            raise ValueError(f"{where}: {field.name!r} is reserved (the commands' own arguments); rename the option")
+        for flag in _flags(cls, field):
+            if flag in RESERVED_FLAGS:
+                raise ValueError(
+                    f"{where}: its flag {flag} is one of the commands' own; rename it or give another flag"
+                )
+            if own.setdefault(flag, field.name) != field.name:
+                raise ValueError(f"{where}: its flag {flag} is also that of its option {own[flag]!r}")
+            holder = taken.get(flag)
+            if holder is not None and holder[1] != field.name:
+                raise ValueError(f"{where}: its flag {flag} is already option {holder[1]!r} of decoder {holder[0]!r}")
+        for other in _REGISTRY.values():
+            shared = {f.name: f for f in dataclasses.fields(other.Options)}.get(field.name)
+            if other is not cls and shared is not None and option_flag(shared) != option_flag(field):
+                raise ValueError(
+                    f"{where}: its flag {option_flag(field)} differs from {option_flag(shared)}, "
+                    f"the flag of the same option of decoder {other.name!r}"
+                )
 
 
 def unregister(name: str) -> None:
@@ -140,22 +244,27 @@ def unregister(name: str) -> None:
 
 
 def decoder_names() -> tuple[str, ...]:
-    """The registered decoders, in the order they were registered."""
-    return tuple(_REGISTRY)
+    """The registered decoders: the built-in ones (:data:`BUILT_IN`), then the others as registered."""
+    return _ordered(_registry())
+
+
+def _ordered(registry: dict[str, type[Decoder]]) -> tuple[str, ...]:
+    names = list(registry)
+    return tuple(sorted(names, key=lambda n: BUILT_IN.index(n) if n in BUILT_IN else len(BUILT_IN) + names.index(n)))
 
 
 def decoder_class(name: str) -> type[Decoder]:
     """The registered decoder called ``name``."""
     try:
-        return _REGISTRY[name]
+        return _registry()[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown decoder {name!r}; choose from {', '.join(_REGISTRY)}") from None
+        raise ValueError(f"unknown decoder {name!r}; choose from {', '.join(decoder_names())}") from None
 
 
 def registered_options() -> dict[str, list[tuple[type[Decoder], dataclasses.Field]]]:
     """Every option of the registered decoders, in declaration order: name -> [(decoder, field), ...]."""
     owners: dict[str, list[tuple[type[Decoder], dataclasses.Field]]] = {}
-    for cls in _REGISTRY.values():
+    for cls in map(decoder_class, decoder_names()):
         for field in dataclasses.fields(cls.Options):
             owners.setdefault(field.name, []).append((cls, field))
     return owners
@@ -183,6 +292,36 @@ def accepts_none(options: type[Any], name: str) -> bool:
     return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
 
 
+def option_choices(options: type[Any], name: str) -> tuple[Any, ...] | None:
+    """The values of a ``Literal`` option (``mode: Literal["a", "b"]``), else None."""
+    hint = typing.get_type_hints(options)[name]
+    literal = [a for a in (hint, *typing.get_args(hint)) if typing.get_origin(a) is typing.Literal]
+    return typing.get_args(literal[0]) if literal else None
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def checked_value(cls: type[Decoder], name: str, value: Any) -> Any:
+    """``value`` if it is of the option's declared type (an int for a float option is made a float), else
+    a ValueError naming the decoder and the option: configs and checkpoints give plain values of any type."""
+    kind, choices = option_type(cls.Options, name), option_choices(cls.Options, name)
+    if value is None and accepts_none(cls.Options, name):
+        return value
+    if choices is not None:
+        good = isinstance(value, str) and value in choices
+        wanted = "one of " + ", ".join(map(repr, choices))
+    else:
+        # bool is an int to Python, never to an option; a float option takes an int
+        good = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        good |= kind is float and isinstance(value, int) and not isinstance(value, bool)
+        wanted = _KINDS[kind]
+    if not good:
+        wanted += " or None" if accepts_none(cls.Options, name) else ""
+        raise ValueError(f"decoder {cls.name!r}: option {name!r} must be {wanted}, got {value!r}")
+    return float(value) if kind is float else value
+
+
 def _option_names(cls: type[Decoder]) -> set[str]:
     return {f.name for f in dataclasses.fields(cls.Options)}
 
@@ -193,8 +332,9 @@ def not_taken_message(decoder: str, names: Iterable[str], spell: Mapping[str, st
     ``spell`` maps an option to how the user wrote it (its flag on the command line)."""
     names = list(names)
     shown = ", ".join((spell or {}).get(n, n) for n in names)
-    owners = [cls.name for cls in _REGISTRY.values() if set(names) <= _option_names(cls)]
-    known = set().union(*(_option_names(cls) for cls in _REGISTRY.values()))
+    registry = [decoder_class(name) for name in decoder_names()]
+    owners = [cls.name for cls in registry if set(names) <= _option_names(cls)]
+    known = set().union(*(_option_names(cls) for cls in registry))
     if not set(names) <= known:
         unknown = ", ".join((spell or {}).get(n, n) for n in names if n not in known)
         return f"unknown decoding option {unknown}; the decoders' options are {', '.join(sorted(known))}"
@@ -210,8 +350,9 @@ class DecodingOptions:
     ``DecodingOptions("beam", beam_size=16, nbest=3)``; the options are those of the decoder's
     ``Options`` dataclass (``greedy``: none; ``beam``: ``beam.BeamOptions``; ``lm``:
     ``flashlight.LMOptions``), readable as attributes (``options.beam_size``). An option the decoder
-    does not take is a ValueError that says which decoder takes it. Build the decoder with
-    :func:`build_decoder`; store it with :meth:`to_dict`, read it back with :meth:`from_config`.
+    does not take is a ValueError that says which decoder takes it, and so is a value not of the
+    option's type. Build the decoder with :func:`build_decoder`; store it with :meth:`to_dict`, read it
+    back with :meth:`from_config` (a config) or :meth:`from_checkpoint` (what a checkpoint stores).
     """
 
     decoder: str
@@ -222,6 +363,7 @@ class DecodingOptions:
         foreign = [name for name in options if name not in _option_names(cls)]
         if foreign:
             raise ValueError(not_taken_message(decoder, foreign))
+        options = {name: checked_value(cls, name, value) for name, value in options.items()}
         object.__setattr__(self, "decoder", decoder)
         object.__setattr__(self, "settings", cls.Options(**options))
 
@@ -274,6 +416,57 @@ class DecodingOptions:
         if foreign:
             raise ValueError(not_taken_message(name, foreign))
         return cls(name, **kept)
+
+    @classmethod
+    def from_checkpoint(cls, value: DecodingOptions | Mapping[str, Any] | None) -> DecodingOptions:
+        """What a checkpoint stores, read leniently: it is only the default of validation, and must not
+        make the checkpoint unloadable. Never raises.
+
+        Read as :meth:`from_config`, except that an option the decoder does not take (checkpoints of the
+        flat options allowed ``greedy`` with ``nbest=3``) or whose value is not of its type is dropped,
+        with a warning naming it; a decoder that is not registered, or options that cannot be used
+        together, give greedy, with a warning.
+        """
+        if isinstance(value, DecodingOptions):
+            return value
+        if value is None:
+            return cls()
+        if not isinstance(value, Mapping):
+            log.warning("the checkpoint's decoding %r is not a mapping; decoding with %s", value, DEFAULT_DECODER)
+            return cls()
+        values = dict(value)
+        name = values.pop("decoder", None) or DEFAULT_DECODER
+        if not isinstance(name, str) or name not in _registry():
+            log.warning(
+                "the checkpoint's decoder %r is not registered (%s); decoding with %s instead",
+                name,
+                ", ".join(decoder_names()),
+                DEFAULT_DECODER,
+            )
+            return cls()
+        decoder = _registry()[name]
+        own = _option_names(decoder)
+        defaults = registered_options()
+        kept, dropped = {}, []
+        for key, item in values.items():
+            if key in own:
+                if item is None and not accepts_none(decoder.Options, key):
+                    continue  # the first format's None: the default
+                try:
+                    kept[key] = checked_value(decoder, key, item)
+                except ValueError as error:
+                    dropped.append(f"{key}={item!r} ({error})")
+            elif not (item is None or any(item == f.default for _, f in defaults.get(key, []))):
+                dropped.append(f"{key}={item!r} (not an option of decoder {name!r})")
+        if dropped:
+            log.warning("the checkpoint's decoding: dropped %s", "; ".join(dropped))
+        try:
+            return cls(name, **kept)
+        except ValueError as error:
+            log.warning(
+                "the checkpoint's decoding cannot be used (%s); decoding with %s instead", error, DEFAULT_DECODER
+            )
+            return cls()
 
 
 def build_decoder(options: DecodingOptions | None = None, alphabet: str | None = None) -> Decoder:

@@ -23,7 +23,6 @@ exactly even if a default changes later.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..classpath import name_of, resolve
 from .layers import FeatureNormalizer, padding_mask
 
 #: what the config gives for ``model.encoder``: a class (or jsonargparse's partial of it) still missing
@@ -73,16 +73,9 @@ class Encoder(nn.Module):
         return x * padding_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
 
 
-def encoder_class(class_path: str) -> type[Encoder]:
-    """The ``Encoder`` subclass named by ``module.Class``; a ValueError names anything else."""
-    module_name, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), name) if module_name else None
-    except (ImportError, AttributeError):
-        cls = None
-    if not (isinstance(cls, type) and issubclass(cls, Encoder)):
-        raise ValueError(f"encoder class_path {class_path!r} does not name an encoder (a recognizer.encoders.Encoder)")
-    return cls
+def encoder_class(class_path: object) -> type[Encoder]:
+    """The ``Encoder`` subclass named by ``module.Class`` (see ``recognizer.classpath``)."""
+    return resolve(class_path, Encoder, "encoder")
 
 
 def settings(cls: type[Encoder]) -> dict[str, Any]:
@@ -102,9 +95,10 @@ def encoder_config(encoder: EncoderFactory | Mapping[str, Any] | None) -> dict[s
         encoder = DEFAULT_ENCODER
     if isinstance(encoder, Mapping):
         unknown = set(encoder) - {"class_path", "init_args"}
-        if unknown or "class_path" not in encoder:
-            raise ValueError(f"an encoder is given as {{class_path, init_args}}, got keys {sorted(encoder)}")
-        cls, given = encoder_class(str(encoder["class_path"])), dict(encoder.get("init_args") or {})
+        init_args = encoder.get("init_args") or {}
+        if unknown or "class_path" not in encoder or not isinstance(init_args, Mapping):
+            raise ValueError(f"an encoder is given as {{class_path, init_args: {{...}}}}, got {dict(encoder)!r}")
+        cls, given = encoder_class(encoder["class_path"]), dict(init_args)
     elif isinstance(encoder, partial) and len(classes := _encoder_classes(encoder)) == 1:
         # jsonargparse gives partial(cls, **init_args), or partial(<its call wrapper>, <instantiator>, cls,
         # **init_args) inside LightningCLI: either way the keywords are the settings
@@ -114,23 +108,14 @@ def encoder_config(encoder: EncoderFactory | Mapping[str, Any] | None) -> dict[s
     else:
         raise ValueError(f"cannot use {encoder!r} as an encoder: give a class_path and init_args")
     if not issubclass(cls, Encoder):
-        raise ValueError(f"{class_path(cls)} is not a recognizer.encoders.Encoder")
+        raise ValueError(f"{name_of(cls)} is not a recognizer.encoders.Encoder")
     known = settings(cls)
     unknown_settings = sorted(set(given) - set(known))
     if unknown_settings:
         raise ValueError(
             f"{cls.__qualname__} has no setting {', '.join(unknown_settings)}; its settings: {', '.join(known)}"
         )
-    return {"class_path": class_path(cls), "init_args": {**known, **given}}
-
-
-def class_path(cls: type) -> str:
-    """``recognizer.encoders.BLSTMEncoder`` rather than ``recognizer.encoders.blstm.BLSTMEncoder``
-    when the package exports the class: the name users write in configs."""
-    package = cls.__module__.rpartition(".")[0]
-    if package and getattr(importlib.import_module(package), cls.__qualname__, None) is cls:
-        return f"{package}.{cls.__qualname__}"
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return {"class_path": name_of(cls), "init_args": {**known, **given}}
 
 
 def _encoder_classes(factory: partial) -> list[type[Encoder]]:
