@@ -1,6 +1,8 @@
-"""Audio front-end: read any soundfile/librosa format, mono, resample, log-mel, SpecAugment.
+"""Audio front-end: read any soundfile/librosa format, mono, resample, log-mel, SpecAugment,
+speed and volume perturbation.
 
-Pure functions (``load_audio``, ``mono_resampled``, ``log_mel``, ``spec_augment``) and the
+Pure functions (``load_audio``, ``mono_resampled``, ``log_mel``, ``spec_augment``, ``speed_perturb``,
+``perturb``) and the
 ``AudioFrontend`` that holds their settings for the data pipeline and the checkpoint. Every default is
 a named constant below, shared by the functions and the front-end.
 """
@@ -8,9 +10,12 @@ a named constant below, shared by the functions and the front-end.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,12 @@ FREQ_MASKS = 2
 FREQ_WIDTH = 27
 TIME_MASKS = 2
 TIME_WIDTH = 0.05
+# Waveform perturbation defaults (training only): off. Kaldi and ESPnet recipes use speeds (0.9, 1.0, 1.1).
+SPEED_FACTORS: tuple[float, ...] = ()
+VOLUME_RANGE: tuple[float, float] | None = None  # gain range in dB
+#: a speed factor is applied as the nearest ratio p/q with q up to this (exact for 0.9, 1.1, 0.95, ...):
+#: the resampling kernel grows with p and q, and 1.0001 would otherwise need a kernel of 10^4 x 10^4
+SPEED_DENOMINATOR = 100
 #: a manifest duration may differ from the file's length by this much (or 10 %) before it is an error
 DURATION_TOLERANCE_S = 0.5
 
@@ -163,6 +174,51 @@ def spec_augment(
     return features
 
 
+def speed_ratio(factor: float) -> Fraction:
+    """The ratio ``speed_perturb`` resamples by for ``factor`` (see ``SPEED_DENOMINATOR``)."""
+    return Fraction(factor).limit_denominator(SPEED_DENOMINATOR)
+
+
+def speed_perturb(waveform: torch.Tensor, factor: float) -> torch.Tensor:
+    """The waveform played ``factor`` times as fast, like sox ``speed``: the duration changes by
+    1 / ``factor`` and the pitch by ``factor`` (a factor below 1 slows down and lowers the voice)."""
+    ratio = speed_ratio(factor)
+    if ratio == 1:
+        return waveform
+    # Read as if sampled at factor x rate, written at the rate: the same samples, played faster.
+    with torch.no_grad():
+        return torchaudio.functional.resample(waveform, ratio.numerator, ratio.denominator)
+
+
+def perturb(
+    waveform: torch.Tensor,
+    rng: np.random.Generator,
+    speed_factors: Sequence[float] = SPEED_FACTORS,
+    volume_range: tuple[float, float] | None = VOLUME_RANGE,
+) -> torch.Tensor:
+    """Speed and volume perturbation of a training waveform: a speed drawn uniformly from
+    ``speed_factors`` (none when empty) and a gain in dB drawn uniformly from ``volume_range`` (none
+    when None). Draws from ``rng`` only for what is on, so other augmentation keeps its draws."""
+    if speed_factors:
+        waveform = speed_perturb(waveform, float(speed_factors[int(rng.integers(len(speed_factors)))]))
+    if volume_range is not None:
+        waveform = waveform * 10 ** (float(rng.uniform(volume_range[0], volume_range[1])) / 20)
+    return waveform
+
+
+def _floats(name: str, value: Any, count: int | None = None) -> tuple[float, ...]:
+    """``value`` (a list from YAML or a checkpoint, or a tuple) as a tuple of finite floats; a one-line
+    ValueError naming the setting otherwise."""
+    try:
+        floats = None if isinstance(value, (str, bytes)) else tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        floats = None
+    if floats is None or count not in (None, len(floats)) or not all(math.isfinite(v) for v in floats):
+        expected = "a list of finite numbers" if count is None else f"{count} finite numbers"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return floats
+
+
 @dataclass(frozen=True)
 class AudioFrontend(Frontend):
     """Log-mel features of audio files or arrays, with SpecAugment for training.
@@ -173,13 +229,18 @@ class AudioFrontend(Frontend):
         window_ms, hop_ms: analysis window and hop.
         freq_masks, freq_width, time_masks, time_width: SpecAugment (training only, see
             ``spec_augment``); set the mask counts to 0 to disable it.
+        speed_factors: speed perturbation (training only, see ``speed_perturb``): each utterance is
+            played at a factor drawn uniformly from these, anew each epoch, e.g. ``[0.9, 1.0, 1.1]``;
+            empty (the default): off.
+        volume_range: volume perturbation (training only): a gain in dB drawn uniformly from
+            ``[low, high]`` per utterance and epoch, e.g. ``[-6, 6]``; None (the default): off.
     """
 
     modality = "audio"
     path_key = "audio_filepath"
     suffixes = AUDIO_SUFFIXES
     timestamp_unit = "seconds"
-    training_only = ("freq_masks", "freq_width", "time_masks", "time_width")
+    training_only = ("freq_masks", "freq_width", "time_masks", "time_width", "speed_factors", "volume_range")
 
     sample_rate: int = SAMPLE_RATE
     n_mels: int = N_MELS
@@ -189,6 +250,21 @@ class AudioFrontend(Frontend):
     freq_width: int = FREQ_WIDTH
     time_masks: int = TIME_MASKS
     time_width: float = TIME_WIDTH
+    # Later settings go last: checkpoints without them load with these defaults (off).
+    speed_factors: tuple[float, ...] = SPEED_FACTORS
+    volume_range: tuple[float, float] | None = VOLUME_RANGE
+
+    def __post_init__(self) -> None:
+        # Tuples, whatever the caller passed (lists from YAML or a checkpoint): the settings stay hashable.
+        factors = _floats("speed_factors", self.speed_factors)
+        if not all(speed_ratio(factor) > 0 for factor in factors):  # below 0.005 the ratio rounds to 0
+            raise ValueError(f"speed_factors must be positive (at least 0.01), got {list(factors)}")
+        object.__setattr__(self, "speed_factors", factors)  # the dataclass is frozen
+        if self.volume_range is not None:
+            low, high = _floats("volume_range", self.volume_range, count=2)
+            if low > high:
+                raise ValueError(f"volume_range must be [low, high] in dB with low <= high, got {[low, high]}")
+            object.__setattr__(self, "volume_range", (low, high))
 
     @property
     def feature_dim(self) -> int:
@@ -232,6 +308,8 @@ class AudioFrontend(Frontend):
         return waveform
 
     def features(self, raw: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        if rng is not None:  # training: perturb the waveform, then mask the spectrogram
+            raw = perturb(raw, rng, self.speed_factors, self.volume_range)
         features = log_mel(raw, self.sample_rate, self.n_mels, self.window_ms, self.hop_ms)
         if rng is None:
             return features
@@ -241,4 +319,8 @@ class AudioFrontend(Frontend):
         duration = entry.get("duration")
         if duration is None:
             duration = soundfile.info(entry[self.path_key]).duration
-        return int(float(duration) * 1000 / self.hop_ms) + 1
+        # An upper bound for batching by a length budget: the largest slowdown lengthens the utterance.
+        stretch = max([1.0] + [1 / float(speed_ratio(factor)) for factor in self.speed_factors])
+        if stretch == 1.0:
+            return int(float(duration) * 1000 / self.hop_ms) + 1
+        return int(float(duration) * stretch * 1000 / self.hop_ms) + 2  # +1: resampling rounds the length up

@@ -1,8 +1,9 @@
 """Training that never loses work: ``last.ckpt`` kept current and written atomically, a clean stop
-on SIGINT/SIGTERM, and the random state needed for an exact resume in the middle of an epoch.
+on SIGINT/SIGTERM, and the random state needed for an exact resume in the middle of an epoch; and
+``AverageCheckpoints``, the run's best checkpoints averaged when ``fit`` ends.
 
 The batch position within the epoch is the DataModule's (``recognizer.data``); the weights, optimizer,
-schedule and loop counters are Lightning's; this callback adds the random generators and decides when
+schedule and loop counters are Lightning's; ``LastCheckpoint`` adds the random generators and decides when
 to write.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, Checkpoint, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
@@ -203,3 +204,56 @@ class LastCheckpoint(Checkpoint):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending_random_state = state_dict.get("random_state")
+
+
+class AverageCheckpoints(Callback):
+    """At the end of ``fit``, averages the ``top_k`` best checkpoints of the run's ``ModelCheckpoint``
+    (by its monitored score, validation CER) into ``<checkpoint dir>/averaged.ckpt`` and prints its path.
+
+    The averaged file is for evaluation and transcription, not for resuming (``recognizer.average``).
+    Nothing is averaged when the run was stopped by a signal (it is to be resumed), and with
+    ``top_k`` 0 (the default). Fewer checkpoints than ``top_k`` (a short run) are averaged all.
+    Only rank 0 reads and writes; the others wait for it.
+
+    Args:
+        top_k: how many of the best checkpoints to average; 0 turns averaging off.
+        filename: the averaged checkpoint's name, in the ``ModelCheckpoint``'s folder.
+    """
+
+    def __init__(self, top_k: int = 0, filename: str = "averaged.ckpt") -> None:
+        if top_k < 0:
+            raise ValueError(f"average.top_k must be >= 0 (0 turns averaging off), got {top_k}")
+        self.top_k = top_k
+        self.filename = filename
+        self.averaged_path: Path | None = None
+
+    def chosen(self, trainer: pl.Trainer) -> tuple[ModelCheckpoint | None, list[str]]:
+        """The ``ModelCheckpoint`` and its ``top_k`` best files, best first."""
+        top_k = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+        if top_k is None:
+            return None, []
+        scores = {path: float(score) for path, score in top_k.best_k_models.items()}
+        ranked = sorted(scores, key=lambda path: scores[path], reverse=top_k.mode == "max")
+        return top_k, [path for path in ranked if Path(path).is_file()][: self.top_k]
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        stopped = any(isinstance(c, LastCheckpoint) and c.interrupted for c in trainer.checkpoint_callbacks)
+        if not self.top_k or stopped:  # a run stopped by a signal is to be resumed, not averaged yet
+            return
+        try:
+            if trainer.is_global_zero:
+                self.average(trainer)
+        finally:  # the other ranks wait, so none ends the run while the file is being written
+            trainer.strategy.barrier("average_checkpoints")
+
+    def average(self, trainer: pl.Trainer) -> None:
+        from .average import average_checkpoints, write_checkpoint  # needs the front-ends, not Lightning
+
+        top_k, paths = self.chosen(trainer)
+        if top_k is None or not paths:
+            log.warning("average.top_k %d: the run has no top-k checkpoints to average", self.top_k)
+            return
+        folder = Path(top_k.dirpath) if top_k.dirpath else Path(paths[0]).parent
+        self.averaged_path = write_checkpoint(average_checkpoints(paths), folder / self.filename)
+        scores = ", ".join(f"{float(top_k.best_k_models[path]):.4f}" for path in paths)
+        print(f"averaged the {len(paths)} best checkpoints ({top_k.monitor} {scores}) into {self.averaged_path}")

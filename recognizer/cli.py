@@ -21,8 +21,8 @@ from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from .callbacks import LastCheckpoint
-from .checkpoint import Disagreement, agree, plain, read_checkpoint
+from .callbacks import AverageCheckpoints, LastCheckpoint
+from .checkpoint import CheckpointError, Disagreement, agree, plain, read_checkpoint
 from .classpath import name_of, resolve
 from .data import DataModule
 from .encoders.base import encoder_class
@@ -80,6 +80,7 @@ class RecognizerCLI(LightningCLI):
         parser.link_arguments("data.frontend_config", "model.frontend", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        parser.add_lightning_class_args(AverageCheckpoints, "average")  # off unless --average.top_k N
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val_cer",
@@ -128,6 +129,11 @@ class RecognizerCLI(LightningCLI):
             and not str(ckpt_path).startswith(REMOTE_CKPT_PREFIXES)
         ):
             checkpoint = read_checkpoint(ckpt_path)  # one clear error for a bad file, before Lightning's load
+            if subcommand == "fit" and "optimizer_states" not in checkpoint:  # Lightning's error is a KeyError
+                raise CheckpointError(
+                    f"{ckpt_path}: holds weights only (an averaged checkpoint, for evaluation and transcription), "
+                    "no training state to resume from; resume from the run's last.ckpt"
+                )
             configured_model = config.get("model").clone()
         if checkpoint is None:
             super()._parse_ckpt_path()

@@ -69,4 +69,5 @@ prepare = _entry("recognizer-prepare", "prepare", needs_torchaudio=False)  # cor
 demo = _entry("recognizer-demo", "demo", "entry")
 lm = _entry("recognizer-lm", "ngram", needs_torchaudio=False)
 tune = _entry("recognizer-tune", "tune")
+average = _entry("recognizer-average", "average")
 check = _entry("recognizer-check", "environment", needs_torchaudio=False)  # checks the pins first

@@ -11,11 +11,13 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torchmetrics import Metric
 from torchmetrics.text import CharErrorRate, WordErrorRate
@@ -43,7 +45,8 @@ class CTCModule(pl.LightningModule):
         lr: peak AdamW learning rate, reached after ``warmup_steps``.
         weight_decay: AdamW weight decay.
         warmup_steps: linear warmup from 0.
-        min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio`` on the last training step.
+        min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio`` on the last training step, or when
+            the trainer's time budget (``max_time``) runs out, whichever comes first.
         decoding: how validation, test and prediction decode: ``{"decoder": name, **its options}``
             (``recognizer.decoding.DecodingOptions.to_dict``, as checkpoints store it): greedy by
             default; ``beam``, or ``lm`` with an LM file and/or a lexicon, or any registered decoder.
@@ -226,23 +229,76 @@ class CTCModule(pl.LightningModule):
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
-        schedule = warmup_cosine(hp["warmup_steps"], total, hp["min_lr_ratio"])
+        budget_s, elapsed = self._time_budget()
+        schedule = warmup_cosine(hp["warmup_steps"], total, hp["min_lr_ratio"], budget_s, elapsed)
+        # A plain function, not a callable object: LambdaLR would save an object's state (here the
+        # trainer's Timer) into every checkpoint.
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def _time_budget(self) -> tuple[float | None, Callable[[], float] | None]:
+        """The trainer's time budget in seconds (``max_time``, kept by Lightning's ``Timer``) and a clock
+        of the training time spent, which the Timer restores on resume; (None, None) without one."""
+        if self._trainer is None:
+            return None, None
+        callbacks = getattr(self.trainer, "callbacks", [])  # set by Lightning at run time, not declared
+        timers = [c for c in callbacks if isinstance(c, Timer) and c._duration]
+        if not timers:
+            return None, None
+        timer = min(timers, key=lambda t: t._duration or math.inf)
+        strategy = self.trainer.strategy
 
-def warmup_cosine(warmup_steps: int, total_steps: float, min_ratio: float):
-    """LR multiplier: linear warmup, then cosine decay to ``min_ratio`` at ``total_steps``.
+        def elapsed() -> float:
+            # Rank 0's clock for every process: replicas with different learning rates would drift apart
+            # (on one process the broadcast returns the value as it is).
+            return float(strategy.broadcast(timer.time_elapsed("train")))
 
-    With an unknown (infinite) number of steps it stays at 1 after warmup.
+        return timer._duration, elapsed
+
+
+def lr_multiplier(
+    step: int,
+    elapsed_s: float,
+    warmup_steps: int,
+    total_steps: float,
+    min_ratio: float,
+    budget_s: float | None = None,
+) -> float:
+    """LR multiplier after ``step`` optimizer steps and ``elapsed_s`` seconds of training: linear warmup
+    over ``warmup_steps``, then cosine decay to ``min_ratio``.
+
+    The decay's progress is the fraction of ``total_steps`` done or, with a time budget ``budget_s``,
+    the fraction of the budget spent if that is larger: a run the clock stops still ends at
+    ``min_ratio``. Warmup counts steps only. With an unknown (infinite) number of steps and no budget
+    it stays at 1 after warmup.
     """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress: float | None = None
+    if math.isfinite(total_steps) and total_steps > warmup_steps:
+        progress = (step - warmup_steps) / (total_steps - warmup_steps)
+    if budget_s is not None and budget_s > 0:
+        progress = max(progress or 0.0, elapsed_s / budget_s)
+    if progress is None:
+        return 1.0
+    progress = min(1.0, progress)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(
+    warmup_steps: int,
+    total_steps: float,
+    min_ratio: float,
+    budget_s: float | None = None,
+    elapsed: Callable[[], float] | None = None,
+) -> Callable[[int], float]:
+    """``lr_multiplier`` as LambdaLR's function of the step; ``elapsed`` is the clock (training seconds
+    so far), read at each scheduler step, needed with a time budget ``budget_s``."""
+    if budget_s is not None and elapsed is None:
+        raise ValueError("warmup_cosine: a time budget needs a clock (elapsed)")
 
     def schedule(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if not math.isfinite(total_steps) or total_steps <= warmup_steps:
-            return 1.0
-        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        seconds = elapsed() if elapsed is not None and budget_s is not None else 0.0
+        return lr_multiplier(step, seconds, warmup_steps, total_steps, min_ratio, budget_s)
 
     return schedule

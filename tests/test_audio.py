@@ -1,5 +1,7 @@
 import dataclasses
 import inspect
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +9,17 @@ import soundfile
 import torch
 from conftest import write_wav
 
-from recognizer.audio import AudioError, AudioFrontend, load_audio, log_mel, spec_augment
+from recognizer.audio import (
+    AudioError,
+    AudioFrontend,
+    load_audio,
+    log_mel,
+    perturb,
+    spec_augment,
+    speed_perturb,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_stereo_is_mixed_and_resampled(tmp_path):
@@ -65,22 +77,29 @@ def test_frontend_config_round_trip():
     assert isinstance(rebuilt, AudioFrontend) and rebuilt.config() == frontend.config()
     assert rebuilt.estimate_frames({"duration": 1.0}) == 51
     assert rebuilt == frontend and hash(rebuilt) == hash(frontend)
-    # Exactly the keys checkpoints have always held, so old checkpoints keep loading.
+    # The keys checkpoints have always held, then later ones, whose defaults apply to older checkpoints
+    # (test_checkpoint_without_perturbation_settings_loads_with_them_off).
     assert list(frontend.config()) == ["modality", "class_path", "sample_rate", "n_mels", "window_ms", "hop_ms"] + [
         "freq_masks",
         "freq_width",
         "time_masks",
         "time_width",
+        "speed_factors",
+        "volume_range",
     ]
     with pytest.raises(dataclasses.FrozenInstanceError):
         frontend.n_mels = 80  # type: ignore[misc]
 
 
-def test_frontend_and_spec_augment_share_their_defaults():
-    defaults = inspect.signature(spec_augment).parameters
+def test_frontend_and_augmentation_share_their_defaults():
+    defaults = {
+        **inspect.signature(spec_augment).parameters,
+        **inspect.signature(perturb).parameters,
+    }
     frontend = AudioFrontend()
     for name in AudioFrontend.training_only:
         assert getattr(frontend, name) == defaults[name].default, name
+    assert frontend.speed_factors == () and frontend.volume_range is None  # perturbation is off by default
 
 
 def test_audio_shorter_than_one_window_is_a_clear_error(tmp_path):
@@ -107,3 +126,106 @@ def test_manifest_duration_far_from_the_file_is_an_error(tmp_path):
     assert frontend.load_entry({"audio_filepath": str(path), "duration": 1.2, "source": "m.jsonl:1"}).numel() == 16000
     with pytest.raises(AudioError, match=r"m\.jsonl:4: duration 12\.0 s, but .*a\.wav is 1\.00 s long"):
         frontend.load_entry({"audio_filepath": str(path), "duration": 12.0, "source": "m.jsonl:4"})
+
+
+def tone(seconds: float = 1.0, hz: float = 1000.0, rate: int = 16000) -> torch.Tensor:
+    t = torch.arange(int(seconds * rate)) / rate
+    return 0.5 * torch.sin(2 * math.pi * hz * t)
+
+
+def peak_hz(waveform: torch.Tensor, rate: int = 16000) -> float:
+    spectrum = torch.fft.rfft(waveform).abs()
+    return float(spectrum.argmax()) * rate / waveform.numel()
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.0, 1.1, 0.95])
+def test_speed_perturbation_changes_length_and_pitch_by_the_factor(factor):
+    wave = tone(2.0)
+    faster = speed_perturb(wave, factor)
+    assert abs(faster.numel() - wave.numel() / factor) <= 1  # duration / factor, like sox speed
+    assert peak_hz(faster) == pytest.approx(1000 * factor, abs=2)  # pitch x factor
+    # Through the front-end: the feature frames change by 1 / factor, and the batching estimate
+    # stays an upper bound.
+    frontend = AudioFrontend(speed_factors=(factor,), freq_masks=0, time_masks=0)
+    frames = frontend.features(wave, np.random.default_rng(0)).shape[0]
+    assert abs(frames - 201 / factor) <= 2
+    estimate = frontend.estimate_frames({"duration": 2.0})
+    assert frames <= estimate and (factor > 1 or estimate <= frames + 2)
+
+
+def test_estimate_frames_allows_for_the_largest_slowdown():
+    assert AudioFrontend().estimate_frames({"duration": 3.0}) == 301
+    assert AudioFrontend(speed_factors=(1.0, 1.1)).estimate_frames({"duration": 3.0}) == 301  # only faster
+    slowest = AudioFrontend(speed_factors=(1.1, 0.8, 0.9)).estimate_frames({"duration": 3.0})
+    assert 3.0 / 0.8 * 100 < slowest <= 3.0 / 0.8 * 100 + 2
+
+
+def test_perturbation_is_off_without_rng_and_reproducible_with_it():
+    wave = tone(1.0, hz=440)
+    plain = AudioFrontend()
+    perturbed = AudioFrontend(speed_factors=(0.9, 1.0, 1.1), volume_range=(-6.0, 6.0))
+    # Validation, test and inference (no rng): exactly the unperturbed features.
+    torch.testing.assert_close(perturbed.features(wave), plain.features(wave), rtol=0, atol=0)
+    # Training: the same (seed, epoch, item) gives the same draw; other epochs draw other speeds.
+    first = perturbed.features(wave, np.random.default_rng([0, 1, 2]))
+    torch.testing.assert_close(perturbed.features(wave, np.random.default_rng([0, 1, 2])), first, rtol=0, atol=0)
+    lengths = {perturbed.features(wave, np.random.default_rng([0, epoch, 2])).shape[0] for epoch in range(20)}
+    assert lengths == {91, 101, 112}  # 1 s at 1.1, 1.0 and 0.9
+
+
+def test_perturbation_off_keeps_the_augmentation_draws():
+    """With perturbation off the rng is not touched before SpecAugment: training runs are unchanged."""
+    wave = tone(1.0, hz=440)
+    features = AudioFrontend().features(wave, np.random.default_rng(7))
+    expected = spec_augment(log_mel(wave), np.random.default_rng(7))
+    torch.testing.assert_close(features, expected, rtol=0, atol=0)
+
+
+def test_volume_perturbation_scales_by_the_gain_in_db():
+    wave = tone(0.5)
+    louder = perturb(wave, np.random.default_rng(0), volume_range=(6.0, 6.0))
+    torch.testing.assert_close(louder, wave * 10 ** (6 / 20))
+    gains = [float(perturb(wave, np.random.default_rng(i), volume_range=(-6.0, 6.0))[4] / wave[4]) for i in range(50)]
+    assert all(10 ** (-6 / 20) - 1e-6 <= g <= 10 ** (6 / 20) + 1e-6 for g in gains) and max(gains) > 1 > min(gains)
+
+
+def test_perturbation_settings_round_trip_and_stay_hashable():
+    from recognizer.frontend import from_config
+
+    frontend = AudioFrontend(speed_factors=[0.9, 1.0, 1.1], volume_range=[-6, 6])  # lists, as from YAML
+    assert frontend.speed_factors == (0.9, 1.0, 1.1) and frontend.volume_range == (-6.0, 6.0)
+    config = frontend.config()
+    assert config["speed_factors"] == [0.9, 1.0, 1.1] and config["volume_range"] == [-6.0, 6.0]
+    rebuilt = from_config(config)
+    assert rebuilt == frontend and hash(rebuilt) == hash(frontend)
+    assert set(AudioFrontend.training_only) >= {"speed_factors", "volume_range"}  # a resume may change them
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"speed_factors": (0.9, 0.0)}, r"speed_factors must be positive \(at least 0\.01\), got \[0\.9, 0\.0\]"),
+        ({"speed_factors": (-1.1,)}, "speed_factors must be positive"),
+        ({"speed_factors": (float("nan"),)}, "speed_factors must be a list of finite numbers, got"),
+        ({"speed_factors": (1.0, float("inf"))}, "speed_factors must be a list of finite numbers"),
+        ({"speed_factors": "fast"}, "speed_factors must be a list of finite numbers, got 'fast'"),
+        ({"speed_factors": 1.1}, "speed_factors must be a list of finite numbers, got 1.1"),
+        ({"volume_range": (6.0, -6.0)}, r"volume_range must be \[low, high\] in dB with low <= high"),
+        ({"volume_range": (6.0,)}, "volume_range must be 2 finite numbers, got"),
+        ({"volume_range": (float("nan"), 1.0)}, "volume_range must be 2 finite numbers"),
+    ],
+)
+def test_bad_perturbation_settings_are_one_line_errors(settings, message):
+    with pytest.raises(ValueError, match=message) as error:
+        AudioFrontend(**settings)
+    assert "\n" not in str(error.value)
+
+
+def test_checkpoint_without_perturbation_settings_loads_with_them_off():
+    from recognizer import transcribe
+    from recognizer.checkpoint import read_checkpoint
+
+    assert "speed_factors" not in read_checkpoint(FIXTURES / "speech-v0.ckpt")["hyper_parameters"]["frontend"]
+    frontend = transcribe.load(FIXTURES / "speech-v0.ckpt", device="cpu").module.frontend
+    assert isinstance(frontend, AudioFrontend)
+    assert frontend.speed_factors == () and frontend.volume_range is None

@@ -522,3 +522,38 @@ def test_ddp_on_cpu(tiny_speech, tmp_path):
     checkpoints = list(tmp_path.rglob("last.ckpt"))
     assert len(checkpoints) == 1
     assert torch.load(checkpoints[0], weights_only=True)["global_step"] == 3
+
+
+def test_time_budget_ends_the_decay_with_speed_perturbation(tiny_speech, tmp_path):
+    """A run stopped by max_time ends at lr * min_lr_ratio, not at the high learning rate a schedule
+    sized by max_epochs would still be at; speed and volume perturbation train and are stored."""
+    cli = run_cli(
+        [
+            "fit",
+            *tiny_args(
+                tiny_speech,
+                tmp_path,
+                "--trainer.max_epochs",
+                "100000",
+                "--trainer.max_time",
+                "00:00:00:20",
+                "--model.min_lr_ratio",
+                "0.1",
+                "--data.frontend.init_args.speed_factors",
+                "[0.9, 1.0, 1.1]",
+                "--data.frontend.init_args.volume_range",
+                "[-6, 6]",
+            ),
+        ]
+    )
+    assert 0 < cli.trainer.current_epoch < 1000  # the clock stopped it
+    lr = cli.trainer.optimizers[0].param_groups[0]["lr"]
+    assert lr == pytest.approx(0.01 * 0.1, rel=0.05)  # lr 0.01 from tiny_args; by steps it would be ~0.01
+    assert all(map(torch.isfinite, torch.tensor(logged(cli, "train_loss"))))
+    last = next(tmp_path.rglob("last.ckpt"))
+    stored = torch.load(last, weights_only=True)["hyper_parameters"]
+    assert stored["frontend"]["speed_factors"] == [0.9, 1.0, 1.1] and stored["frontend"]["volume_range"] == [-6, 6]
+    # Training-only settings: a config that differs from the checkpoint is no disagreement.
+    args = tiny_args(tiny_speech, tmp_path / "val", "--data.frontend.init_args.speed_factors", "[0.8, 1.2]")
+    validated = run_cli(["validate", *args, "--ckpt_path", str(last)])
+    assert validated.trainer.callback_metrics["val_cer"] >= 0
