@@ -29,7 +29,7 @@ import torch
 from .checkpoint import CheckpointError, plain, read_checkpoint
 from .classpath import name_of
 from .encoders.base import encoder_class
-from .frontend import frontend_class
+from .frontend import frontend_class, frontend_settings
 
 #: the metric the run's ModelCheckpoint monitors (lower is better; see recognizer/cli.py)
 MONITOR = "val_cer"
@@ -54,8 +54,8 @@ def model_settings(hparams: dict[str, Any], path: str | os.PathLike) -> dict[str
     except ValueError as error:
         raise CheckpointError(f"{path}: its front-end is unusable: {error}") from None
     settings["frontend.class_path"] = name_of(frontend)  # the first format named only the modality
-    for key, value in hparams["frontend"].items():
-        if key not in ("modality", "class_path", *frontend.training_only):
+    for key, value in frontend_settings(hparams["frontend"]).items():
+        if key not in frontend.training_only:
             settings[f"frontend.{key}"] = plain(value)
     encoder = hparams["encoder"]  # read_checkpoint spelled every setting out
     settings["encoder.class_path"] = encoder["class_path"]

@@ -27,7 +27,7 @@ from .classpath import name_of, resolve
 from .data import DataModule
 from .encoders.base import encoder_class
 from .encoders.base import settings as encoder_settings
-from .frontend import Frontend, frontend_class
+from .frontend import Frontend, frontend_class, frontend_settings
 from .lightning_module import CTCModule
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ def hold_to_checkpoint(
         cls = frontend_class(hparams["frontend"])
     except ValueError as error:
         raise Disagreement(f"{path}: the checkpoint's front-end is unusable: {error}") from None
-    stored = {key: value for key, value in hparams["frontend"].items() if key not in ("modality", "class_path")}
+    stored = frontend_settings(hparams["frontend"])
     class_path = name_of(cls)
     configured = config.get("data.frontend")
     configured_path = configured.get("class_path") if configured is not None else None

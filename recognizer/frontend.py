@@ -117,7 +117,11 @@ def frontend_class(config: Mapping[str, Any]) -> type[Frontend]:
     return cls
 
 
+def frontend_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments in ``Frontend.config()`` output: all but what names the class."""
+    return {key: value for key, value in config.items() if key not in ("modality", "class_path")}
+
+
 def from_config(config: Mapping[str, Any]) -> Frontend:
     """Rebuild a front-end from ``Frontend.config()`` output."""
-    settings = {key: value for key, value in config.items() if key not in ("modality", "class_path")}
-    return frontend_class(config)(**settings)
+    return frontend_class(config)(**frontend_settings(config))
