@@ -54,7 +54,7 @@ def save_atomically(trainer: pl.Trainer, path: Path) -> None:
     """``trainer.save_checkpoint`` to a temporary file, then rename: a kill during the write leaves the
     previous file intact. Every rank must call it (the checkpoint is gathered collectively)."""
     temporary = path.with_name(f".{path.name}.partial")
-    trainer.save_checkpoint(temporary)
+    trainer.save_checkpoint(temporary, weights_only=False)  # the whole state: it is for resuming
     if trainer.is_global_zero:
         os.replace(temporary, path)
     trainer.strategy.barrier("last_checkpoint")

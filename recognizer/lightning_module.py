@@ -11,13 +11,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import Timer
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torchmetrics import Metric
 from torchmetrics.text import CharErrorRate, WordErrorRate
@@ -142,6 +143,8 @@ class CTCModule(pl.LightningModule):
                 raise ValueError("training needs a DataModule with feature_statistics() (recognizer.data.DataModule)")
             mean, std = statistics()
             self.encoder.normalizer.set_statistics(mean.to(self.device), std.to(self.device))
+        if self.device.type == "cpu" and str(self.trainer.precision).startswith("bf16"):
+            report_cpu_bfloat16()
 
     def _feasible(self, batch: Batch, out_lengths: torch.Tensor) -> torch.Tensor:
         """Mask of utterances with enough output frames for their transcript; warns once per utterance."""
@@ -160,32 +163,52 @@ class CTCModule(pl.LightningModule):
                 )
         return feasible
 
-    def _ctc_loss(self, batch: Batch, log_probs: torch.Tensor, out_lengths: torch.Tensor, stage: str) -> torch.Tensor:
-        """Mean per-utterance CTC loss in float32 over the feasible utterances of the batch."""
+    def _ctc_loss(
+        self,
+        batch: Batch,
+        log_probs: torch.Tensor,
+        out_lengths: torch.Tensor,
+        stage: str,
+        auxiliary: Sequence[torch.Tensor] = (),
+    ) -> torch.Tensor:
+        """Mean per-utterance CTC loss in float32 over the feasible utterances of the batch; with the
+        encoder's ``auxiliary`` log-probabilities, ``(1 - w) * loss + w * their mean loss``."""
         feasible = self._feasible(batch, out_lengths)
         skipped = int((~feasible).sum())
         self.log(f"{stage}_skipped", float(skipped), reduce_fx="sum", on_step=False, on_epoch=True, batch_size=1)
         if not feasible.any():
             # Keep the graph connected so every DDP rank still takes part in the gradient all-reduce.
-            return log_probs.sum() * 0.0
+            return sum((a.sum() for a in auxiliary), log_probs.sum()) * 0.0
         targets = torch.split(batch.targets, batch.target_lengths.tolist())
         kept = feasible.nonzero().flatten().tolist()
-        # CTC in float32 outside autocast: its sums of exponentials underflow in half precision.
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            loss = F.ctc_loss(
-                log_probs[kept].float().transpose(0, 1),
-                torch.cat([targets[i] for i in kept]).to(self.device),
-                out_lengths[kept],
-                batch.target_lengths[kept].to(self.device),
-                blank=BLANK,
-                reduction="sum",
-                zero_infinity=True,
-            )
-        return loss / len(kept)
+        kept_targets = torch.cat([targets[i] for i in kept]).to(self.device)
+        kept_lengths = batch.target_lengths[kept].to(self.device)
+
+        def ctc(log_probs: torch.Tensor) -> torch.Tensor:
+            # float32 outside autocast: CTC's sums of exponentials underflow in half precision
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                loss = F.ctc_loss(
+                    log_probs[kept].float().transpose(0, 1),
+                    kept_targets,
+                    out_lengths[kept],
+                    kept_lengths,
+                    blank=BLANK,
+                    reduction="sum",
+                    zero_infinity=True,
+                )
+            return loss / len(kept)
+
+        loss = ctc(log_probs)
+        if not auxiliary:
+            return loss
+        intermediate = torch.stack([ctc(a) for a in auxiliary]).mean()
+        self.log(f"{stage}_intermediate_loss", intermediate, batch_size=len(kept))
+        weight = self.encoder.auxiliary_weight
+        return (1 - weight) * loss + weight * intermediate
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        log_probs, out_lengths = self(batch.features, batch.lengths)
-        loss = self._ctc_loss(batch, log_probs, out_lengths, "train")
+        log_probs, out_lengths, auxiliary = self.encoder.forward_auxiliary(batch.features, batch.lengths)
+        loss = self._ctc_loss(batch, log_probs, out_lengths, "train", auxiliary)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
@@ -254,6 +277,26 @@ class CTCModule(pl.LightningModule):
             return float(strategy.broadcast(timer.time_elapsed("train")))
 
         return timer._duration, elapsed
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products in hardware (AVX512-BF16 or AMX)."""
+    cpu = torch.cpu
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def report_cpu_bfloat16() -> None:
+    """Say whether bf16 training on this CPU is native (faster than float32) or emulated (slower)."""
+    # Lightning's loggers, so the line shows beside its "GPU available" report
+    if cpu_has_native_bfloat16():
+        rank_zero_info(
+            "bf16 on CPU: this CPU has native bfloat16 (AVX512-BF16/AMX); layers run in bfloat16, CTC in float32"
+        )
+    else:
+        rank_zero_warn(
+            "bf16 on CPU: this CPU has no native bfloat16 (AVX512-BF16 or AMX), so it is emulated and slower than "
+            "float32; use --trainer.precision 32-true"
+        )
 
 
 def lr_multiplier(

@@ -4,13 +4,15 @@
 
 The model runs once; every (LM weight, word score) pair of the grid then decodes the same
 log-probabilities. Prints the WER of each pair, then the best pair as options for
-``recognizer-transcribe``. Tune on a dev split only: never on the test split you report.
+``recognizer-transcribe``. With a lexicon, ``--unk-scores never -10 -5`` adds the score of spelling a
+word outside it as a third axis. Tune on a dev split only: never on the test split you report.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +30,8 @@ DEFAULT_LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 DEFAULT_WORD_SCORES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 #: the options the grid searches: a decoder must take both to be tuned (the built-in one is ``lm``)
 TUNED = ("lm_weight", "word_score")
+#: how ``--unk-scores`` spells the lexicon decoder's default, no word outside the lexicon
+NEVER = "never"
 
 
 @dataclass
@@ -38,6 +42,7 @@ class Trial:
     word_score: float
     wer: float
     cer: float
+    unk_score: float | None = None  # None: not searched (the decoder's own setting)
 
 
 def error_rates(
@@ -56,12 +61,18 @@ def grid_search(
     lm_weights: Sequence[float] = DEFAULT_LM_WEIGHTS,
     word_scores: Sequence[float] = DEFAULT_WORD_SCORES,
     report: Callable[[Trial], object] | None = None,
+    unk_scores: Sequence[float] | None = None,
 ) -> list[Trial]:
-    """Every (LM weight, word score) pair, in grid order; ``report`` is called with each trial."""
+    """Every (LM weight, word score[, unknown-word score]) setting, in grid order; ``report`` is called
+    with each trial. ``unk_scores`` None leaves the decoder's own ``unk_score``."""
     trials = []
-    for lm_weight, word_score in itertools.product(lm_weights, word_scores):
-        trial_options = options.replace(lm_weight=lm_weight, word_score=word_score)
-        trial = Trial(lm_weight, word_score, *error_rates(recognizer, log_probs, references, trial_options))
+    unk_axis: Sequence[float | None] = unk_scores or [None]
+    for lm_weight, word_score, unk_score in itertools.product(lm_weights, word_scores, unk_axis):
+        searched = {"lm_weight": lm_weight, "word_score": word_score}
+        if unk_score is not None:
+            searched["unk_score"] = unk_score
+        rates = error_rates(recognizer, log_probs, references, options.replace(**searched))
+        trial = Trial(lm_weight, word_score, *rates, unk_score=unk_score)
         trials.append(trial)
         if report is not None:
             report(trial)
@@ -69,8 +80,33 @@ def grid_search(
 
 
 def best_trial(trials: Sequence[Trial]) -> Trial:
-    """Lowest WER; ties go to lower CER, then the smaller LM weight and bonus (the milder setting)."""
-    return min(trials, key=lambda t: (round(t.wer, 6), round(t.cer, 6), t.lm_weight, abs(t.word_score)))
+    """Lowest WER; ties go to lower CER, then the smaller LM weight and bonus and the lower unknown-word
+    score (the milder setting)."""
+    return min(
+        trials,
+        key=lambda t: (
+            round(t.wer, 6),
+            round(t.cer, 6),
+            t.lm_weight,
+            abs(t.word_score),
+            -math.inf if t.unk_score is None else t.unk_score,
+        ),
+    )
+
+
+def unk_score_value(text: str) -> float:
+    """An ``--unk-scores`` value: a number, or ``never`` (no word outside the lexicon)."""
+    if text == NEVER:
+        return -math.inf
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or {NEVER!r}: {text!r}") from None
+
+
+def _format(trial: Trial) -> str:
+    unk = "" if trial.unk_score is None else "\t" + (NEVER if trial.unk_score == -math.inf else f"{trial.unk_score:g}")
+    return f"{trial.lm_weight:g}\t{trial.word_score:g}{unk}\t{trial.wer:.2%}\t{trial.cer:.2%}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--manifest", required=True, help="the dev manifest (JSON lines with the reference 'text')")
     parser.add_argument("--lm-weights", type=float, nargs="+", default=list(DEFAULT_LM_WEIGHTS), metavar="W")
     parser.add_argument("--word-scores", type=float, nargs="+", default=list(DEFAULT_WORD_SCORES), metavar="S")
+    parser.add_argument(
+        "--unk-scores",
+        type=unk_score_value,
+        nargs="+",
+        metavar="U",
+        help=f"with --lexicon: also search the score of a word outside it ({NEVER!r}: not allowed, the default)",
+    )
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="feature frames per batch")
     add_decoding_arguments(parser)
@@ -98,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"tuning needs the LM decoder (decoder={options.decoder!r} has no {' or '.join(TUNED)}): "
                 "give --lm and/or --lexicon"
             )
+        if args.unk_scores and getattr(options.settings, "lexicon", None) is None:
+            parser.error("--unk-scores needs --lexicon: without a lexicon every word is spelled freely")
         recognizer = load(args.checkpoint, args.device)
         build_decoder(options, recognizer.tokenizer.alphabet)  # a bad LM or lexicon fails before the model runs
         entries = read_manifest(args.manifest, path_key=recognizer.frontend.path_key, required=("text",))
@@ -107,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         references = [recognizer.tokenizer.normalize(entry["text"]) for entry in entries]
         greedy_wer, greedy_cer = error_rates(recognizer, log_probs, references, DecodingOptions())
         print(f"{len(entries)} utterances; greedy WER {greedy_wer:.2%} CER {greedy_cer:.2%}", file=sys.stderr)
-        print("lm_weight\tword_score\tWER\tCER")
+        print("lm_weight\tword_score\t" + ("unk_score\t" if args.unk_scores else "") + "WER\tCER")
         trials = grid_search(
             recognizer,
             log_probs,
@@ -115,14 +160,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             options,
             args.lm_weights,
             args.word_scores,
-            report=lambda t: print(f"{t.lm_weight:g}\t{t.word_score:g}\t{t.wer:.2%}\t{t.cer:.2%}", flush=True),
+            report=lambda t: print(_format(t), flush=True),
+            unk_scores=args.unk_scores,
         )
     except (OSError, ValueError) as error:
         print(f"recognizer-tune: error: {error}", file=sys.stderr)
         return 1
     best = best_trial(trials)
+    unk = "" if best.unk_score is None else f" --unk-score={best.unk_score:g}"
     print(
-        f"best: --lm-weight {best.lm_weight:g} --word-score {best.word_score:g}  WER {best.wer:.2%} CER {best.cer:.2%} "
+        f"best: --lm-weight {best.lm_weight:g} --word-score {best.word_score:g}{unk}  WER {best.wer:.2%} CER {best.cer:.2%} "
         f"(greedy WER {greedy_wer:.2%}; {len(trials)} settings in {time.perf_counter() - start:.1f} s)"
     )
     return 0

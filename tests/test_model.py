@@ -1,6 +1,7 @@
 """Encoders: the building blocks, the contract every built-in meets, settings and checkpoints."""
 
 import json
+import logging
 from functools import partial
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import torch
 
 from recognizer.checkpoint import read_checkpoint
 from recognizer.encoders import BLSTMEncoder, Encoder, LSTMEncoder, build_encoder, encoder_config
-from recognizer.encoders.layers import reverse_padded, stack_frames
+from recognizer.encoders.layers import padding_mask, reverse_padded, stack_frames
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENCODERS = [
@@ -53,6 +54,78 @@ def test_log_probabilities_normalize(cls):
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 3))
 
 
+@pytest.mark.parametrize("make", ENCODERS, ids=["blstm", "lstm"])
+def test_bfloat16_autocast_gives_float32_log_probabilities_close_to_float32(make):
+    """bf16-mixed training runs the layers in bfloat16; the log-probabilities stay float32 (CTC needs
+    them), stay normalized, stay padding-exact up to bfloat16 rounding, and stay close to float32's."""
+    torch.manual_seed(0)
+    model = make(20, 12).eval()
+    model.normalizer.set_statistics(torch.randn(20), torch.rand(20) + 0.5)
+    lengths = torch.tensor([40, 301, 123])
+    features = torch.randn(len(lengths), int(lengths.max()), 20)
+    features = features * (torch.arange(features.shape[1])[None, :, None] < lengths[:, None, None])
+    reference, _ = model(features, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        log_probs, out_lengths = model(features, lengths)
+        alone, _ = model(features[:1, :40], lengths[:1])
+    assert log_probs.dtype == torch.float32
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones_like(log_probs[..., 0]))
+    real = padding_mask(out_lengths, log_probs.shape[1])
+    assert (log_probs.exp() - reference.exp())[real].abs().max() < 0.05
+    assert (log_probs[0, : out_lengths[0]].exp() - alone[0].exp()).abs().max() < 0.05
+
+
+def test_intermediate_ctc_output_is_trained_but_not_transcribed():
+    torch.manual_seed(0)
+    plain = BLSTMEncoder(20, 12, hidden_size=16, num_layers=3).eval()
+    model = BLSTMEncoder(20, 12, hidden_size=16, num_layers=3, intermediate_ctc=2, intermediate_weight=0.4).eval()
+    assert model.auxiliary_weight == 0.4 and plain.auxiliary_weight == 0.0
+    assert set(model.state_dict()) - set(plain.state_dict()) == {
+        "intermediate_output.weight",
+        "intermediate_output.bias",
+    }
+    model.load_state_dict(plain.state_dict(), strict=False)
+    lengths = torch.tensor([30, 12])
+    features = torch.randn(2, 30, 20) * (torch.arange(30)[None, :, None] < lengths[:, None, None])
+    log_probs, out_lengths, auxiliary = model.forward_auxiliary(features, lengths)
+    torch.testing.assert_close(log_probs, plain(features, lengths)[0])  # the head changes nothing downstream
+    torch.testing.assert_close(model(features, lengths)[0], log_probs)
+    assert len(auxiliary) == 1 and auxiliary[0].shape == log_probs.shape
+    torch.testing.assert_close(auxiliary[0].exp().sum(-1), torch.ones(2, 10))
+    alone = model.forward_auxiliary(features[1:, :12], lengths[1:])[2][0]
+    torch.testing.assert_close(auxiliary[0][1, : out_lengths[1]], alone[0], atol=1e-5, rtol=1e-5)
+    assert plain.forward_auxiliary(features, lengths)[2] == []
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (partial(BLSTMEncoder, num_layers=3, intermediate_ctc=3), "intermediate_ctc must name a layer below the last"),
+        (partial(BLSTMEncoder, intermediate_ctc=-1), "intermediate_ctc must name a layer"),
+        (
+            partial(BLSTMEncoder, intermediate_ctc=1, intermediate_weight=1.0),
+            r"intermediate_weight must be in \[0, 1\)",
+        ),
+        (partial(LSTMEncoder, intermediate_ctc=1), "LSTMEncoder has no intermediate_ctc"),
+    ],
+)
+def test_bad_intermediate_ctc_settings_are_one_line_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make(8, 5)
+
+
+def test_cpu_bfloat16_support_is_reported(monkeypatch, caplog):
+    from recognizer import lightning_module
+
+    monkeypatch.setattr(lightning_module, "cpu_has_native_bfloat16", lambda: True)
+    with caplog.at_level(logging.INFO):
+        lightning_module.report_cpu_bfloat16()
+    assert "native bfloat16" in caplog.text
+    monkeypatch.setattr(lightning_module, "cpu_has_native_bfloat16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16 .* emulated and slower .* 32-true"):
+        lightning_module.report_cpu_bfloat16()
+
+
 def test_unidirectional_outputs_do_not_look_ahead():
     torch.manual_seed(0)
     model = LSTMEncoder(6, 5, hidden_size=8, num_layers=2, stack=2, stride=2).eval()
@@ -69,7 +142,10 @@ def test_config_spells_out_every_setting_and_rebuilds():
     config = encoder_config({"class_path": "recognizer.encoders.LSTMEncoder", "init_args": {"hidden_size": 16}})
     assert config == {
         "class_path": "recognizer.encoders.LSTMEncoder",
-        "init_args": {"hidden_size": 16, "num_layers": 4, "stack": 3, "stride": 3, "dropout": 0.2},
+        "init_args": {
+            **{"hidden_size": 16, "num_layers": 4, "stack": 3, "stride": 3, "dropout": 0.2},
+            **{"intermediate_ctc": 0, "intermediate_weight": 0.3},
+        },
     }
     assert encoder_config(partial(LSTMEncoder, hidden_size=16)) == config  # jsonargparse's form
     assert encoder_config(None)["class_path"] == "recognizer.encoders.BLSTMEncoder"
@@ -127,7 +203,10 @@ def test_checkpoint_of_the_first_format_reads_as_today():
     hparams = checkpoint["hyper_parameters"]
     assert hparams["encoder"] == {
         "class_path": "recognizer.encoders.BLSTMEncoder",
-        "init_args": {"hidden_size": 32, "num_layers": 2, "stack": 3, "stride": 3, "dropout": 0.1},
+        "init_args": {
+            **{"hidden_size": 32, "num_layers": 2, "stack": 3, "stride": 3, "dropout": 0.1},
+            **{"intermediate_ctc": 0, "intermediate_weight": 0.3},  # settings added later: their defaults
+        },
     }
     assert not {"hidden_size", "num_layers", "stack", "stride", "dropout"} & set(hparams)
     assert all(key.startswith(("encoder.", "metrics.")) for key in checkpoint["state_dict"]), list(

@@ -277,6 +277,25 @@ def test_tune_prints_the_best_pair(trained, tiny_speech, language_model):
     assert last.startswith("best: --lm-weight") and f"WER {min(wers):.2f}%" in last
 
 
+def test_tune_searches_the_unknown_word_score(trained, tiny_speech, language_model):
+    _, best = trained
+    tune = [BIN / "recognizer-tune", "--checkpoint", best, "--manifest", tiny_speech["dev"]]
+    grid = ["--lm-weights", "1", "--word-scores", "0", "--unk-scores", "never", "-5"]
+    run = subprocess.run(
+        [*tune, "--lm", language_model["words"], "--lexicon", language_model["lexicon"], *grid],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "lm_weight\tword_score\tunk_score\tWER\tCER"
+    assert [row.split("\t")[2] for row in lines[1:-1]] == ["never", "-5"]
+    assert lines[-1].startswith("best: --lm-weight 1 --word-score 0 --unk-score=")
+    # without a lexicon there is no unknown word to score
+    run = subprocess.run([*tune, "--lm", language_model["words"], *grid], capture_output=True, text=True)
+    assert run.returncode == 2 and "--unk-scores needs --lexicon" in run.stderr
+
+
 def test_validate_decodes_with_the_configured_lm(trained, tiny_speech, language_model, tmp_path):
     cli, best = trained
     options = [
@@ -557,3 +576,34 @@ def test_time_budget_ends_the_decay_with_speed_perturbation(tiny_speech, tmp_pat
     args = tiny_args(tiny_speech, tmp_path / "val", "--data.frontend.init_args.speed_factors", "[0.8, 1.2]")
     validated = run_cli(["validate", *args, "--ckpt_path", str(last)])
     assert validated.trainer.callback_metrics["val_cer"] >= 0
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tiny_speech, tmp_path):
+    """precision bf16-mixed: finite losses, validation, float32 weights in the checkpoint, which transcribes."""
+    import recognizer
+
+    cli = run_cli(["fit", *tiny_args(tiny_speech, tmp_path, "--trainer.precision", "bf16-mixed")])
+    losses = torch.tensor(logged(cli, "train_loss"))
+    assert len(losses) and bool(torch.isfinite(losses).all())
+    assert 0 <= logged(cli, "val_cer")[-1] <= 1.0
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    weights = torch.load(best, weights_only=True)["state_dict"]
+    assert {w.dtype for w in weights.values() if w.is_floating_point()} == {torch.float32}
+    entries = read_manifest(tiny_speech["test"], path_key="audio_filepath")[:2]
+    transcripts = recognizer.load(best, device="cpu").transcribe([e["audio_filepath"] for e in entries])
+    assert all(t.error is None for t in transcripts)
+
+
+def test_intermediate_ctc_trains_and_logs_its_loss(tiny_speech, tmp_path):
+    import recognizer
+
+    extra = ("--model.encoder.init_args.intermediate_ctc", "1", "--model.encoder.init_args.intermediate_weight", "0.3")
+    cli = run_cli(["fit", *tiny_args(tiny_speech, tmp_path, *extra)])
+    intermediate = torch.tensor(logged(cli, "train_intermediate_loss"))
+    assert len(intermediate) and bool(torch.isfinite(intermediate).all())
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    stored = torch.load(best, weights_only=True)
+    assert stored["hyper_parameters"]["encoder"]["init_args"]["intermediate_ctc"] == 1
+    assert "encoder.intermediate_output.weight" in stored["state_dict"]
+    entries = read_manifest(tiny_speech["test"], path_key="audio_filepath")[:2]
+    assert all(t.error is None for t in recognizer.load(best).transcribe([e["audio_filepath"] for e in entries]))

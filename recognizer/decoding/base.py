@@ -72,6 +72,7 @@ RESERVED = (
     "max_frames",
     "lm_weights",
     "word_scores",
+    "unk_scores",
     "help",
     "decoder",
     "settings",

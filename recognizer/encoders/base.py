@@ -53,6 +53,8 @@ class Encoder(nn.Module):
     stride: int = 1
     #: settings that shape training but not what the weights compute (a resumed run may change them)
     training_only: tuple[str, ...] = ("dropout",)
+    #: weight of the auxiliary CTC losses (``forward_auxiliary``) in the training loss
+    auxiliary_weight: float = 0.0
 
     def __init__(self, input_dim: int, vocab_size: int) -> None:
         super().__init__()
@@ -66,6 +68,14 @@ class Encoder(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch, T, input_dim), (batch,) -> log-probabilities (batch, T', vocab_size), lengths (batch,)."""
         raise NotImplementedError
+
+    def forward_auxiliary(
+        self, features: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """``forward``, plus log-probabilities from inside the encoder (same shape and lengths) that
+        training adds CTC losses for, weighted by ``auxiliary_weight`` (intermediate CTC). None by default."""
+        log_probs, lengths = self(features, lengths)
+        return log_probs, lengths, []
 
     def normalize(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Normalized features with the padding zeroed, so that it cannot leak into real frames."""

@@ -55,6 +55,8 @@ class BLSTM(nn.Module):
     """Stacked bidirectional LSTM over padded batches whose outputs on real frames do not depend
     on the padding (see the module docstring). Dropout is applied between layers."""
 
+    taps = True  # can return an intermediate layer's output (intermediate CTC)
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float = 0.0) -> None:
         super().__init__()
         sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
@@ -62,15 +64,19 @@ class BLSTM(nn.Module):
         self.backward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(batch, T, input_size), (batch,) -> (batch, T, 2 * hidden_size); padded frames are junk."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, tap: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(batch, T, input_size), (batch,) -> (batch, T, 2 * hidden_size), and the output of layer
+        ``tap`` (1-based; None for 0); padded frames are junk."""
+        tapped = None
         for layer, (forward, backward) in enumerate(zip(self.forward_layers, self.backward_layers)):
             if layer:
                 x = self.dropout(x)
             ahead, _ = forward(x)
             behind, _ = backward(reverse_padded(x, lengths))
             x = torch.cat([ahead, reverse_padded(behind, lengths)], dim=-1)
-        return x
+            if layer + 1 == tap:
+                tapped = x
+        return x, tapped
 
 
 class FeatureNormalizer(nn.Module):

@@ -10,16 +10,21 @@ from .recurrent import RecurrentEncoder
 
 
 class LSTMStack(nn.Module):
-    """``nn.LSTM`` with the ``(x, lengths)`` call of the recurrent encoders. Padding comes after the
-    real frames, so a left-to-right LSTM never reads it before them: no packing is needed."""
+    """``nn.LSTM`` with the ``(x, lengths, tap)`` call of the recurrent encoders. Padding comes after the
+    real frames, so a left-to-right LSTM never reads it before them: no packing is needed. Its layers
+    run as one cuDNN/oneDNN call, so there is no layer output to tap (no intermediate CTC)."""
+
+    taps = False
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
         super().__init__()
         between = dropout if num_layers > 1 else 0.0  # nn.LSTM warns about dropout after a lone layer
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, dropout=between)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.lstm(x)[0]
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, tap: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if tap:
+            raise ValueError("LSTMStack has no intermediate layer outputs")
+        return self.lstm(x)[0], None
 
 
 class LSTMEncoder(RecurrentEncoder):
