@@ -42,7 +42,7 @@ class RecurrentEncoder(Encoder):
         intermediate_weight: its share of the training loss, ``(1 - w) * final + w * intermediate``.
     """
 
-    training_only = ("dropout", "intermediate_weight")
+    training_only = (*Encoder.training_only, "intermediate_weight")
 
     def __init__(
         self,
@@ -95,7 +95,8 @@ class RecurrentEncoder(Encoder):
         self, features: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         x, lengths, tapped = self._run(features, lengths, tap=self.intermediate_ctc)
-        auxiliary = [] if tapped is None else [self._log_probs(self.intermediate_output, tapped)]
+        head = self.intermediate_output
+        auxiliary = [] if tapped is None or head is None else [self._log_probs(head, tapped)]
         return self._log_probs(self.output, x), lengths, auxiliary
 
     def _run(
@@ -106,8 +107,7 @@ class RecurrentEncoder(Encoder):
         x, tapped = self.rnn(x, lengths, tap)
         return x, lengths, tapped
 
-    def _log_probs(self, output: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
-        assert output is not None
+    def _log_probs(self, output: nn.Module, x: torch.Tensor) -> torch.Tensor:
         logits = output(self.dropout(x))
         # float32 whatever autocast computed the layers in: bfloat16 keeps 3 digits, too few for log-probabilities
         return logits.float().log_softmax(dim=-1)
