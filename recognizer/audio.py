@@ -1,8 +1,8 @@
-"""Audio front-end: read any soundfile/librosa format, mono, resample, log-mel, SpecAugment,
-speed and volume perturbation.
+"""Audio front-end: read any soundfile/librosa format, mono, resample, log-mel, per-utterance
+normalization, SpecAugment, speed and volume perturbation.
 
-Pure functions (``load_audio``, ``mono_resampled``, ``log_mel``, ``spec_augment``, ``speed_perturb``,
-``perturb``) and the
+Pure functions (``load_audio``, ``mono_resampled``, ``log_mel``, ``utterance_normalize``,
+``spec_augment``, ``speed_perturb``, ``perturb``) and the
 ``AudioFrontend`` that holds their settings for the data pipeline and the checkpoint. Every default is
 a named constant below, shared by the functions and the front-end.
 """
@@ -46,6 +46,13 @@ TIME_WIDTH = 0.05
 # Waveform perturbation defaults (training only): off. Kaldi and ESPnet recipes use speeds (0.9, 1.0, 1.1).
 SPEED_FACTORS: tuple[float, ...] = ()
 VOLUME_RANGE: tuple[float, float] | None = None  # gain range in dB
+#: per-utterance normalization of the log-mel features, before the model's global one: off, each bin's
+#: mean over the utterance removed (cepstral mean normalization: a fixed channel, i.e. microphone and
+#: gain, is a constant offset in log-mel), or its mean removed and its variance scaled to 1
+UTTERANCE_NORMS = (None, "mean", "meanvar")
+UTTERANCE_NORM: str | None = None
+#: floor of the per-utterance standard deviation, so constant bins (digital silence) stay finite
+UTTERANCE_STD_FLOOR = 1e-3
 #: a speed factor is applied as the nearest ratio p/q with q up to this (exact for 0.9, 1.1, 0.95, ...):
 #: the resampling kernel grows with p and q, and 1.0001 would otherwise need a kernel of 10^4 x 10^4
 SPEED_DENOMINATOR = 100
@@ -145,6 +152,16 @@ def log_mel(
     return torch.log(mel + LOG_FLOOR).T.contiguous()
 
 
+def utterance_normalize(features: torch.Tensor, variance: bool = False) -> torch.Tensor:
+    """(frames, bins) features with each bin's mean over the utterance removed, and with ``variance``
+    its standard deviation scaled to 1 (floored at ``UTTERANCE_STD_FLOOR``)."""
+    centred = features - features.mean(dim=0, keepdim=True)
+    if not variance:
+        return centred
+    std = features.std(dim=0, unbiased=False, keepdim=True).clamp_min(UTTERANCE_STD_FLOOR)
+    return centred / std
+
+
 def spec_augment(
     features: torch.Tensor,
     rng: np.random.Generator,
@@ -234,6 +251,8 @@ class AudioFrontend(Frontend):
             empty (the default): off.
         volume_range: volume perturbation (training only): a gain in dB drawn uniformly from
             ``[low, high]`` per utterance and epoch, e.g. ``[-6, 6]``; None (the default): off.
+        utterance_norm: per-utterance normalization before the model's global one (see
+            ``UTTERANCE_NORMS``): None (the default), ``"mean"`` or ``"meanvar"``.
     """
 
     modality = "audio"
@@ -253,8 +272,13 @@ class AudioFrontend(Frontend):
     # Later settings go last: checkpoints without them load with these defaults (off).
     speed_factors: tuple[float, ...] = SPEED_FACTORS
     volume_range: tuple[float, float] | None = VOLUME_RANGE
+    utterance_norm: str | None = UTTERANCE_NORM
 
     def __post_init__(self) -> None:
+        if self.utterance_norm not in UTTERANCE_NORMS:
+            raise ValueError(
+                f"utterance_norm must be one of {', '.join(map(str, UTTERANCE_NORMS))}, got {self.utterance_norm!r}"
+            )
         # Tuples, whatever the caller passed (lists from YAML or a checkpoint): the settings stay hashable.
         factors = _floats("speed_factors", self.speed_factors)
         if not all(speed_ratio(factor) > 0 for factor in factors):  # below 0.005 the ratio rounds to 0
@@ -311,6 +335,8 @@ class AudioFrontend(Frontend):
         if rng is not None:  # training: perturb the waveform, then mask the spectrogram
             raw = perturb(raw, rng, self.speed_factors, self.volume_range)
         features = log_mel(raw, self.sample_rate, self.n_mels, self.window_ms, self.hop_ms)
+        if self.utterance_norm is not None:
+            features = utterance_normalize(features, variance=self.utterance_norm == "meanvar")
         if rng is None:
             return features
         return spec_augment(features, rng, self.freq_masks, self.freq_width, self.time_masks, self.time_width)

@@ -86,6 +86,7 @@ def test_frontend_config_round_trip():
         "time_width",
         "speed_factors",
         "volume_range",
+        "utterance_norm",
     ]
     with pytest.raises(dataclasses.FrozenInstanceError):
         frontend.n_mels = 80  # type: ignore[misc]
@@ -229,3 +230,23 @@ def test_checkpoint_without_perturbation_settings_loads_with_them_off():
     frontend = transcribe.load(FIXTURES / "speech-v0.ckpt", device="cpu").module.frontend
     assert isinstance(frontend, AudioFrontend)
     assert frontend.speed_factors == () and frontend.volume_range is None
+
+
+def test_utterance_normalization_removes_a_fixed_channel_gain():
+    """With "mean" a gain (a constant offset in log-mel) leaves the features unchanged; "meanvar" also
+    scales each bin to unit variance; digital silence stays finite; a bad value is a one-line error."""
+    from recognizer.frontend import from_config
+
+    wave = tone(1.0, hz=440) + 0.1 * torch.from_numpy(np.random.default_rng(0).standard_normal(16000)).float()
+    mean = AudioFrontend(utterance_norm="mean")
+    torch.testing.assert_close(mean.features(wave * 4.0), mean.features(wave), atol=1e-3, rtol=0)
+    assert not torch.allclose(AudioFrontend().features(wave * 4.0), AudioFrontend().features(wave), atol=1e-3)
+    assert mean.features(wave).mean(dim=0).abs().max() < 1e-4
+    scaled = AudioFrontend(utterance_norm="meanvar").features(wave)
+    torch.testing.assert_close(scaled.std(dim=0, unbiased=False), torch.ones(scaled.shape[1]), atol=1e-3, rtol=0)
+    silence = AudioFrontend(utterance_norm="meanvar").features(torch.zeros(8000))
+    assert torch.isfinite(silence).all() and silence.abs().max() < 0.01
+    assert from_config(mean.config()) == mean  # saved in the checkpoint: it changes what the model sees
+    assert "utterance_norm" not in AudioFrontend.training_only
+    with pytest.raises(ValueError, match="utterance_norm must be one of None, mean, meanvar, got 'cmvn'"):
+        AudioFrontend(utterance_norm="cmvn")
