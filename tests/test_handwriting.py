@@ -52,7 +52,7 @@ def test_settings_round_trip_and_reject_unknown_features():
     frontend = InkFrontend(features=["dx", "dy", "pen_up"], step=0.3, slant=False)
     rebuilt = from_config(frontend.config())
     assert isinstance(rebuilt, InkFrontend) and rebuilt.config() == frontend.config()
-    with pytest.raises(ValueError, match="unknown ink features"):
+    with pytest.raises(ValueError, match="unknown points ink features"):
         InkFrontend(features=["dx", "x"])
     # Lists from YAML or a checkpoint become tuples: the settings are frozen and hashable.
     assert rebuilt == frontend and hash(rebuilt) == hash(frontend) and rebuilt.feature_names == ("dx", "dy", "pen_up")
@@ -62,6 +62,8 @@ def test_settings_round_trip_and_reject_unknown_features():
         "rotation_deg",
         "jitter",
         "time_stretch",
+        "representation",
+        "max_error",
     ]
     with pytest.raises(dataclasses.FrozenInstanceError):
         frontend.step = 0.2  # type: ignore[misc]
@@ -165,3 +167,38 @@ def test_tiny_handwriting_fit_then_checkpoint_alone_transcribes_ink_files(tiny_i
         [BIN / "recognizer-transcribe", "--checkpoint", lonely, tmp_path / "speech.wav"], capture_output=True, text=True
     )
     assert run.returncode == 1 and "ink model" in run.stderr and "speech.wav" in run.stderr
+
+
+def test_bezier_representation_fits_each_training_ink_once_and_augments_its_curves(tmp_path):
+    from recognizer.ink.bezier import CURVE_FEATURES, DEFAULT_CURVE_FEATURES
+
+    frontend = InkFrontend(representation="bezier")
+    assert frontend.feature_names == DEFAULT_CURVE_FEATURES and frontend.feature_dim == 10
+    from recognizer.corpora.synthetic_ink import synthesize_line
+
+    path = write_json_ink(tmp_path / "line.json", synthesize_line("a quick brown fox", np.random.default_rng(0)))
+    entry = {"ink_filepath": str(path), "text": "a quick brown fox"}
+    ink = frontend.load_entry(entry)
+    plain = frontend.features(ink)
+    points = InkFrontend(features=["dx", "dy", "pen_up"], step=0.25).features(ink)
+    assert plain.shape[1] == 10 and torch.isfinite(plain).all()
+    assert len(plain) * 2 < len(points)  # several times shorter than resampling at a quarter line height
+    assert frontend.estimate_frames(entry) == len(plain)
+    assert frontend.curves(ink) is frontend.curves(ink)  # kept: training fits it once
+    # Augmentation transforms the curves: the same draw gives the same features, other draws others;
+    # the sequence length and the pen-up flags never change.
+    first = frontend.features(ink, np.random.default_rng(3))
+    torch.testing.assert_close(frontend.features(ink, np.random.default_rng(3)), first, rtol=0, atol=0)
+    other = frontend.features(ink, np.random.default_rng(4))
+    assert first.shape == other.shape == plain.shape and not torch.equal(first, other)
+    pen_up = CURVE_FEATURES.index("pen_up")
+    assert InkFrontend(representation="bezier", features=CURVE_FEATURES).features(ink).shape == (len(plain), 11)
+    assert torch.equal(first[:, pen_up], plain[:, pen_up]) and torch.isfinite(first).all()
+    rebuilt = from_config(frontend.config())
+    assert rebuilt == frontend and rebuilt.config()["representation"] == "bezier"
+    with pytest.raises(ValueError, match="unknown bezier ink features \\['cos'\\]"):
+        InkFrontend(representation="bezier", features=["dx", "cos"])
+    with pytest.raises(ValueError, match="unknown ink representation 'splines'"):
+        InkFrontend(representation="splines")
+    with pytest.raises(ValueError, match="max_error must be a positive number"):
+        InkFrontend(representation="bezier", max_error=0)

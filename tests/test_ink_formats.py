@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from recognizer.ink import Ink, InkError
 from recognizer.ink.formats import (
@@ -376,3 +377,33 @@ def test_partly_missing_timestamps_read_as_untimed_in_every_format(tmp_path):
     infinite.write_text('{"strokes": [[[1, 2, 3], [2, 2, Infinity]]]}')
     with pytest.raises(InkError, match="infinite timestamp"):
         load_ink(infinite)
+
+
+def test_inkml_from_another_device_annotationxml_truth_and_integer_tablet_units():
+    """A tablet's export: no namespace, integer coordinates in device units (0.01 mm), T in ms, the
+    truth in <annotationXML><Label>, device metadata in a page-level annotationXML."""
+    from recognizer.ink import functional as F
+    from recognizer.ink.frontend import InkFrontend
+
+    path = Path(__file__).parent / "fixtures" / "tablet-annotationxml.inkml"
+    first, second = read_inkml(path)
+    assert (first.text, second.text) == ("hello world", "tablet ink")
+    assert first.source.endswith("#line1") and load_ink(path, line_id="line2").text == "tablet ink"
+    points = first.points()
+    assert first.has_time and (points[:, :2] == np.round(points[:, :2])).all() and points[:, :2].max() > 10000
+    for frontend in (InkFrontend(), InkFrontend(representation="bezier")):
+        for ink in (first, second):
+            normalized = frontend.load(ink)
+            assert 0.5 < F.estimate_line_height(normalized) < 2  # tablet units become line heights
+            assert torch.isfinite(frontend.features(normalized)).all()
+
+
+def test_annotationxml_forms_of_the_truth(tmp_path):
+    path = write(
+        tmp_path / "forms.inkml",
+        """<ink><traceGroup><annotationXML type="truth">typed truth</annotationXML><trace>0 0, 1 1</trace></traceGroup>
+        <traceGroup><annotationXML><meta><truth> nested
+        truth </truth></meta></annotationXML><trace>2 2, 3 3</trace></traceGroup>
+        <traceGroup><annotationXML><writer>w1</writer></annotationXML><trace>4 4</trace></traceGroup></ink>""",
+    )
+    assert [ink.text for ink in read_inkml(path)] == ["typed truth", "nested truth"]

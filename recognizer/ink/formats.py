@@ -361,10 +361,24 @@ def _decode_values(rows: list[list[tuple[str, str]]], fmt: _TraceFormat, where: 
     return points
 
 
+#: elements inside an ``<annotationXML>`` whose text is the transcription (lower-cased names), as
+#: datasets write it: ``<annotationXML><Label>...</Label></annotationXML>``, ``<truth>``, ...
+ANNOTATION_XML_TRUTH = ("truth", "label", "transcription", "text")
+
+
 def _truth(element: Element) -> str | None:
+    """The element's transcription: ``<annotation type="truth">``, or an ``<annotationXML>`` of type
+    truth or holding one of ``ANNOTATION_XML_TRUTH`` (first found, in document order)."""
     for child in element:
-        if _local(child.tag) == "annotation" and child.get("type") == "truth":
+        name = _local(child.tag)
+        if name == "annotation" and child.get("type") == "truth":
             return (child.text or "").strip()
+        if name == "annotationXML":
+            if child.get("type") == "truth" and (child.text or "").strip():
+                return (child.text or "").strip()
+            for inner in child.iter():
+                if inner is not child and (_local(inner.tag) or "").lower() in ANNOTATION_XML_TRUTH:
+                    return " ".join("".join(inner.itertext()).split())
     return None
 
 
@@ -383,7 +397,8 @@ def _truth_groups(element: Element) -> Iterator[Element]:
 def read_inkml(path: str | os.PathLike) -> list[Ink]:
     """Read a W3C InkML file (namespaced or not) as a list of samples.
 
-    Each ``<traceGroup>`` with an ``<annotation type="truth">`` is one sample (its nested traces and
+    Each ``<traceGroup>`` with an ``<annotation type="truth">`` (or an ``<annotationXML>`` holding
+    the truth, see ``_truth``) is one sample (its nested traces and
     ``<traceView traceDataRef="#id">`` references, in order); without such groups the whole document
     is one sample whose text is the document-level truth annotation, if any. Channels come from
     ``<traceFormat>`` (X and Y required, T optional in s/ms/us; default X Y); the ``!``, ``'`` and

@@ -1,4 +1,5 @@
-"""Ink front-end: read ink files, normalize, augment (training), resample, per-point features."""
+"""Ink front-end: read ink files, normalize, augment (training), then per-point features of the
+resampled ink or features of its Bézier curves."""
 
 from __future__ import annotations
 
@@ -12,22 +13,36 @@ import torch
 
 from ..frontend import Frontend, split_sample
 from . import functional as F
+from .bezier import CURVE_FEATURES, DEFAULT_CURVE_FEATURES, MAX_ERROR, Curves, curve_features, fit_ink
 from .formats import INK_SUFFIXES, load_ink, read_inkml
 from .ink import Ink
+
+#: how an ink becomes a sequence of frames: one per resampled point, or one per Bézier curve
+REPRESENTATIONS = ("points", "bezier")
+#: the features each representation offers, and those it uses by default
+REPRESENTATION_FEATURES = {"points": F.FEATURES, "bezier": CURVE_FEATURES}
+DEFAULT_REPRESENTATION_FEATURES = {"points": F.DEFAULT_FEATURES, "bezier": DEFAULT_CURVE_FEATURES}
 
 
 @dataclass(frozen=True, init=False)
 class InkFrontend(Frontend):
-    """Per-point features of online handwriting.
+    """Features of online handwriting: one frame per resampled point, or per Bézier curve.
 
     Args:
-        features: per-point features, in order (see ``recognizer.ink.functional.FEATURES``); held as
-            ``feature_names``, since ``features()`` is the front-end's method.
-        step: resampling distance between points, relative to the estimated line height.
+        features: the features of a frame, in order: per-point (``recognizer.ink.functional.FEATURES``)
+            or per-curve (``recognizer.ink.bezier.CURVE_FEATURES``) as ``representation`` says; None: that
+            representation's defaults. Held as ``feature_names``, since ``features()`` is the front-end's method.
+        step: resampling distance between points, relative to the estimated line height (``points``).
         slant, baseline: slant and baseline correction during normalization.
         augment: whether training applies augmentation at all.
         scale, shear, rotation_deg, jitter, time_stretch: training augmentation ranges (see
-            ``recognizer.ink.functional.augment``, whose defaults these are).
+            ``recognizer.ink.functional.augment``, whose defaults these are). With ``bezier`` the
+            distortion and the time stretch transform the fitted curves (exact: curves are
+            affine-equivariant) and the jitter moves their control points, so an ink is fitted only once.
+        representation: ``points`` (the default: the normalized ink resampled every ``step``, one frame
+            per point) or ``bezier`` (one frame per cubic Bézier curve fitted within ``max_error`` line
+            heights, and per pen-up jump: several times shorter sequences; Carbune et al. 2020).
+        max_error: the Bézier fit's largest point-to-curve distance, in line heights (``bezier``).
     """
 
     modality = "ink"
@@ -46,16 +61,21 @@ class InkFrontend(Frontend):
     rotation_deg: tuple[float, float] = F.AUGMENT_ROTATION_DEG
     jitter: float = F.AUGMENT_JITTER
     time_stretch: tuple[float, float] = F.AUGMENT_TIME_STRETCH
+    # Later settings go last: checkpoints without them load with these defaults.
+    representation: str = "points"
+    max_error: float = MAX_ERROR
     # Normalized inks and frame counts by (path, line id): parsing XML every epoch would dominate
     # training time. Caches, not settings: left out of equality, hashing and config().
     _normalized: dict[tuple[str, str | None], Ink] = field(init=False, repr=False, compare=False)
     _frames: dict[tuple[str, str | None], int] = field(init=False, repr=False, compare=False)
+    # The curves of the inks in _normalized, by id() (an Ink is not hashable): fitted once, augmented per epoch.
+    _curves: dict[int, tuple[Ink, Curves]] = field(init=False, repr=False, compare=False)
 
     # Written out rather than generated: the first argument is ``features`` (the name configs and
     # checkpoints use), which as a field would hide the ``features()`` method.
     def __init__(
         self,
-        features: Sequence[str] = F.DEFAULT_FEATURES,
+        features: Sequence[str] | None = None,
         step: float = F.DEFAULT_STEP,
         slant: bool = True,
         baseline: bool = True,
@@ -65,10 +85,19 @@ class InkFrontend(Frontend):
         rotation_deg: tuple[float, float] = F.AUGMENT_ROTATION_DEG,
         jitter: float = F.AUGMENT_JITTER,
         time_stretch: tuple[float, float] = F.AUGMENT_TIME_STRETCH,
+        representation: str = "points",
+        max_error: float = MAX_ERROR,
     ) -> None:
-        unknown = [name for name in features if name not in F.FEATURES]
+        if representation not in REPRESENTATIONS:
+            raise ValueError(f"unknown ink representation {representation!r}; choose from {list(REPRESENTATIONS)}")
+        if features is None:
+            features = DEFAULT_REPRESENTATION_FEATURES[representation]
+        valid = REPRESENTATION_FEATURES[representation]
+        unknown = [name for name in features if name not in valid]
         if unknown:
-            raise ValueError(f"unknown ink features {unknown}; choose from {list(F.FEATURES)}")
+            raise ValueError(f"unknown {representation} ink features {unknown}; choose from {list(valid)}")
+        if not (np.isfinite(max_error) and max_error > 0):
+            raise ValueError(f"max_error must be a positive number of line heights, got {max_error!r}")
         settings = {
             "feature_names": tuple(features),
             "step": step,
@@ -81,8 +110,10 @@ class InkFrontend(Frontend):
             "rotation_deg": tuple(rotation_deg),
             "jitter": jitter,
             "time_stretch": tuple(time_stretch),
+            "representation": representation,
+            "max_error": float(max_error),
         }
-        for name, value in {**settings, "_normalized": {}, "_frames": {}}.items():
+        for name, value in {**settings, "_normalized": {}, "_frames": {}, "_curves": {}}.items():
             object.__setattr__(self, name, value)  # the dataclass is frozen
 
     @property
@@ -91,7 +122,7 @@ class InkFrontend(Frontend):
 
     @property
     def frame_unit(self) -> float:
-        return 1.0  # one feature frame per resampled point
+        return 1.0  # one feature frame per resampled point (or curve)
 
     def load(self, source: Any, line_id: str | None = None) -> Ink:
         """An ink file (``.xml`` IAM-OnDB, ``.inkml``, ``.json``), ``page.inkml#<sample id>``, or an
@@ -115,10 +146,19 @@ class InkFrontend(Frontend):
         """A manifest entry's ink, normalized; kept in memory, since training reads it every epoch."""
         key = (entry[self.path_key], entry.get("line_id"))
         if key not in self._normalized:
-            self._normalized[key] = self.load(*key)
+            ink = self._normalized[key] = self.load(*key)
+            if self.representation == "bezier":
+                self._curves[id(ink)] = (ink, fit_ink(ink, self.max_error))
         return self._normalized[key]
 
+    def curves(self, ink: Ink) -> Curves:
+        """The Bézier curves of a normalized ink (fitted once for the inks ``load_entry`` keeps)."""
+        cached = self._curves.get(id(ink))
+        return cached[1] if cached is not None and cached[0] is ink else fit_ink(ink, self.max_error)
+
     def features(self, raw: Ink, rng: np.random.Generator | None = None) -> torch.Tensor:
+        if self.representation == "bezier":
+            return torch.from_numpy(curve_features(self._augmented_curves(raw, rng), self.feature_names))
         if rng is not None and self.augment:
             raw = F.augment(
                 raw,
@@ -131,6 +171,16 @@ class InkFrontend(Frontend):
             )
         points = F.point_features(F.resample(raw, self.step), self.feature_names)
         return torch.from_numpy(points)
+
+    def _augmented_curves(self, ink: Ink, rng: np.random.Generator | None) -> Curves:
+        curves = self.curves(ink)
+        if rng is None or not self.augment:
+            return curves
+        matrix, stretch = F.random_distortion(rng, self.scale, self.shear, self.rotation_deg, self.time_stretch)
+        # About the centre of the ink's extent, as ``augment`` does: the ``y`` feature depends on it.
+        ends = curves.control[:, [0, 3]].reshape(-1, 2)
+        centre = (ends.min(axis=0) + ends.max(axis=0)) / 2
+        return curves.affine(matrix, centre - matrix @ centre, stretch).jittered(rng, self.jitter)
 
     def estimate_frames(self, entry: dict[str, Any]) -> int:
         key = (entry[self.path_key], entry.get("line_id"))

@@ -41,6 +41,7 @@ __all__ = [
     "estimate_slant",
     "normalize",
     "point_features",
+    "random_distortion",
     "resample",
 ]
 
@@ -382,6 +383,28 @@ def _uniform(rng: np.random.Generator, bounds: Sequence[float], name: str) -> fl
     return float(rng.uniform(low, high))
 
 
+def random_distortion(
+    rng: np.random.Generator,
+    scale: Sequence[float] = AUGMENT_SCALE,
+    shear: Sequence[float] = AUGMENT_SHEAR,
+    rotation_deg: Sequence[float] = AUGMENT_ROTATION_DEG,
+    time_stretch: Sequence[float] = AUGMENT_TIME_STRETCH,
+    aspect: Sequence[float] = AUGMENT_ASPECT,
+) -> tuple[np.ndarray, float]:
+    """The random affine part of ``augment``: a (2, 2) matrix (scale with an x/y ratio, then shear, then
+    rotation, about the origin) and a time stretch factor, drawn from ``rng`` in ``augment``'s order."""
+    factor = _log_uniform(rng, scale, "scale")
+    ratio = _log_uniform(rng, aspect, "aspect")
+    tangent = _uniform(rng, shear, "shear")
+    degrees = _uniform(rng, rotation_deg, "rotation_deg")
+    stretch = _log_uniform(rng, time_stretch, "time_stretch")
+    scaling = np.diag([factor * np.sqrt(ratio), factor / np.sqrt(ratio)])
+    shearing = np.array([[1.0, -tangent], [0.0, 1.0]])  # y < 0 is the top: it moves right for a positive shear
+    angle = np.radians(degrees)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])  # clockwise as displayed
+    return rotation @ shearing @ scaling, stretch
+
+
 def augment(
     ink: Ink,
     rng: np.random.Generator,
@@ -410,11 +433,7 @@ def augment(
     Apply it after ``normalize`` (which would undo slant, rotation and scale) and before or after
     ``resample``. The same ``rng`` state gives the same result.
     """
-    factor = _log_uniform(rng, scale, "scale")
-    ratio = _log_uniform(rng, aspect, "aspect")
-    tangent = _uniform(rng, shear, "shear")
-    degrees = _uniform(rng, rotation_deg, "rotation_deg")
-    stretch = _log_uniform(rng, time_stretch, "time_stretch")
+    matrix, stretch = random_distortion(rng, scale, shear, rotation_deg, time_stretch, aspect)
     if not (np.isfinite(jitter) and jitter >= 0):
         raise ValueError(f"augment: jitter must be >= 0, got {jitter!r}")
     if not (np.isfinite(jitter_spacing) and jitter_spacing > 0):
@@ -423,9 +442,7 @@ def augment(
     points, ids = ink.points(), ink.stroke_ids()
     xy = points[:, :2]
     centre = (xy.min(axis=0) + xy.max(axis=0)) / 2
-    xy = (xy - centre) * np.array([factor * np.sqrt(ratio), factor / np.sqrt(ratio)])
-    xy[:, 0] -= tangent * xy[:, 1]  # y < 0 is the top: it moves right for a positive shear
-    xy = _rotate(xy, degrees, np.zeros(2)) + centre
+    xy = (xy - centre) @ matrix.T + centre
 
     if jitter > 0:
         height = _core_zone(xy, ids)[1]
