@@ -52,13 +52,19 @@ class Frontend:
         """Size of one feature frame."""
         raise NotImplementedError
 
-    #: what timestamps count: "seconds" for audio, "points" (resampled-point indices) for ink
+    #: what timestamps count: "seconds" for audio, "points" (indices of the ink's points as read) for ink
     timestamp_unit: str = ""
 
     @property
     def frame_unit(self) -> float:
         """Timestamp units per feature frame (seconds per frame for audio, 1 point for ink)."""
         raise NotImplementedError
+
+    def frame_boundaries(self, raw: Any) -> np.ndarray | None:
+        """Where each feature frame of ``raw`` starts, then where the last one ends ((frames + 1,), in
+        ``timestamp_unit``), for front-ends whose frames do not each cover ``frame_unit`` (ink: the
+        original points a resampled point or a curve stands for); None: frame i starts at i x frame_unit."""
+        return None
 
     def load(self, source: Any) -> Any:
         """Read an input (path or in-memory data) into the front-end's raw form."""

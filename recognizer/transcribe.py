@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -22,10 +23,12 @@ from .decoding import (
     DEFAULT_DECODER,
     Decoder,
     DecodingOptions,
+    WordSpan,
     align_chars,
     align_words,
     build_decoder,
     forced_align,
+    place_spans,
     scale_spans,
 )
 from .decoding.arguments import add_decoding_arguments, decoding_options
@@ -45,7 +48,7 @@ class Transcript:
     ``source`` is its path, or ``<array N>`` for in-memory input; ``score`` the log-probability of the
     best hypothesis; ``nbest`` the alternatives (``{"text", "score"}``, best first) when more than one
     was asked for; ``words`` the word timestamps and confidences (``{"word", "start", "end",
-    "confidence"}``, in ``unit``: seconds for audio, resampled-point indices for ink) when asked for;
+    "confidence"}``, in ``unit``: seconds for audio, indices of the ink's points as read for ink) when asked for;
     ``error`` the one-line reason an input failed (with ``on_error="skip"``).
     """
 
@@ -96,9 +99,11 @@ class Recognizer:
                     f"{path}: the checkpoint is a {self.modality} model, which reads {', '.join(self.frontend.suffixes)} files"
                 )
 
-    def _features(self, source: Any) -> torch.Tensor:
+    def _features(self, source: Any) -> tuple[torch.Tensor, np.ndarray | None]:
+        """The input's features and, when its frames are unevenly spaced, their boundaries (timestamps)."""
         self._check_source(source)
-        return self.frontend.features(self.frontend.load(source))
+        raw = self.frontend.load(source)
+        return self.frontend.features(raw), self.frontend.frame_boundaries(raw)
 
     @torch.no_grad()
     def transcribe(
@@ -147,14 +152,16 @@ class Recognizer:
         inputs = _as_list(inputs)
         built = self._decoder(decoder, options)  # built now: a bad LM or lexicon fails before the model runs
         for batch in self._log_probs_iter(inputs, max_frames, progress, on_error, chunk):
-            good = [(index, output) for index, output in batch if not isinstance(output, BaseException)]
-            decoded = dict(
-                zip(
-                    [i for i, _ in good],
-                    self.decode_log_probs([o for _, o in good], built, timestamps=timestamps, max_frames=max_frames),
-                )
+            good = [(index, output, bounds) for index, output, bounds in batch if not isinstance(output, BaseException)]
+            outputs = self.decode_log_probs(
+                [o for _, o, _ in good],
+                built,
+                timestamps=timestamps,
+                max_frames=max_frames,
+                boundaries=[b for _, _, b in good],
             )
-            for index, output in batch:
+            decoded = dict(zip([i for i, _, _ in good], outputs))
+            for index, output, _ in batch:
                 name = str(inputs[index]) if isinstance(inputs[index], (str, os.PathLike)) else f"<array {index}>"
                 if isinstance(output, BaseException):
                     yield index, Transcript(source=name, text=None, error=" ".join(str(output).split()))
@@ -173,15 +180,15 @@ class Recognizer:
         inputs = _as_list(inputs)
         results: list[torch.Tensor | None] = [None] * len(inputs)
         for batch in self._log_probs_iter(inputs, max_frames, progress, "raise", DEFAULT_CHUNK):
-            for index, output in batch:
+            for index, output, _ in batch:
                 results[index] = output  # type: ignore[assignment]
         return results  # type: ignore[return-value]
 
     def _log_probs_iter(
         self, inputs: list[Any], max_frames: int, progress: bool, on_error: OnError, chunk: int
-    ) -> Iterator[list[tuple[int, torch.Tensor | BaseException]]]:
-        """Batches of ``(input index, log-probabilities)``: features chunk by chunk, batched by length
-        within a chunk; with ``on_error="skip"`` an unusable input comes as its exception."""
+    ) -> Iterator[list[tuple[int, torch.Tensor | BaseException, np.ndarray | None]]]:
+        """Batches of ``(input index, log-probabilities, frame boundaries)``: features chunk by chunk,
+        batched by length within a chunk; with ``on_error="skip"`` an unusable input comes as its exception."""
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error={on_error!r}: expected 'raise' or 'skip'")
         with tqdm(
@@ -191,23 +198,27 @@ class Recognizer:
 
     def _chunks(
         self, inputs: list[Any], max_frames: int, on_error: OnError, chunk: int, bar: tqdm
-    ) -> Iterator[list[tuple[int, torch.Tensor | BaseException]]]:
+    ) -> Iterator[list[tuple[int, torch.Tensor | BaseException, np.ndarray | None]]]:
         for start in range(0, len(inputs), max(1, chunk)):
-            indices, features = [], []
+            indices, features, boundaries = [], [], []
             for index in range(start, min(start + chunk, len(inputs))):
                 try:
-                    features.append(self._features(inputs[index]))
-                    indices.append(index)
+                    feature, bounds = self._features(inputs[index])
                 except (ValueError, OSError) as error:
                     if on_error == "raise":
                         raise
                     bar.update(1)
-                    yield [(index, error)]
+                    yield [(index, error, None)]
+                    continue
+                features.append(feature)
+                boundaries.append(bounds)
+                indices.append(index)
             for batch in _length_batches([f.shape[0] for f in features], max_frames):
                 padded, lengths = _pad([features[i] for i in batch])
                 log_probs, out_lengths = self.module(padded.to(self.device), lengths.to(self.device))
                 # clone: not views that would keep the whole batch alive
-                yield [(indices[p], row[:n].clone()) for p, row, n in zip(batch, log_probs.cpu(), out_lengths.tolist())]
+                rows = zip(batch, log_probs.cpu(), out_lengths.tolist())
+                yield [(indices[p], row[:n].clone(), boundaries[p]) for p, row, n in rows]
                 bar.update(len(batch))
 
     @torch.no_grad()
@@ -218,9 +229,12 @@ class Recognizer:
         *,
         timestamps: bool = False,
         max_frames: int = DEFAULT_MAX_FRAMES,
+        boundaries: Sequence[np.ndarray | None] | None = None,
         **options: Any,
     ) -> list[Transcript]:
         """Decode the output of ``log_probs`` (same arguments as ``transcribe``); sources are left empty.
+        ``boundaries``: per input, its ``frontend.frame_boundaries`` (None: evenly spaced frames), which
+        place the timestamps.
 
         The searches that run where their input is (greedy, beam) get the log-probabilities on the
         model's device; a decoder with a device of its own (``lm``: the CPU) gets them where they are
@@ -252,11 +266,19 @@ class Recognizer:
                             "end": round(w.end, 3),
                             "confidence": round(w.confidence, 4),
                         }
-                        for w in scale_spans(words, unit)
+                        for w in self._place(words, unit, None if boundaries is None else boundaries[index])
                     ]
                     transcript.unit = self.frontend.timestamp_unit
                 transcripts[index] = transcript
         return transcripts  # type: ignore[return-value]
+
+    def _place(self, words: list[WordSpan], unit: float, boundaries: np.ndarray | None) -> list[WordSpan]:
+        """Word spans from encoder frames to timestamp units: scaled, or looked up in the input's frame
+        boundaries (encoder frame j starts at feature frame j x stride)."""
+        if boundaries is None:
+            return scale_spans(words, unit)
+        frames = len(boundaries) - 1
+        return place_spans(words, boundaries[np.minimum(np.arange(0, frames + self.stride, self.stride), frames)])
 
     def _decoder(self, decoder: str | DecodingOptions | Decoder, overrides: dict[str, Any]) -> Decoder:
         """The decoder for a name and options, a ``DecodingOptions`` (with options changed), or one built."""

@@ -172,3 +172,12 @@ def test_units() -> None:
     assert (seconds.start, seconds.end) == pytest.approx((0.03, 0.12)) and spans[0].start == 1
     (points,) = scale_spans(spans, 1.0 * 3)  # ink: resampled-point indices, stride 3
     assert (points.start, points.end) == (3.0, 12.0)
+
+
+def test_place_spans_looks_frames_up_in_uneven_boundaries():
+    from recognizer.decoding import WordSpan, place_spans
+
+    words = [WordSpan("a", 0, 2, 0.9), WordSpan("bc", 3, 5, 0.8)]
+    placed = place_spans(words, [0, 4, 9, 10, 30, 31])  # 5 frames of uneven extent
+    assert [(w.word, w.start, w.end, w.confidence) for w in placed] == [("a", 0, 9, 0.9), ("bc", 10, 31, 0.8)]
+    assert words[0].end == 2  # copies

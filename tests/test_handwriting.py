@@ -127,11 +127,12 @@ def test_tiny_handwriting_fit_then_checkpoint_alone_transcribes_ink_files(tiny_i
     copy = write_json_ink(tmp_path / "copy.json", ink)
     assert model.transcribe([copy])[0].text == rows[0]["text"]
 
-    # word timestamps of ink are indices of resampled points
+    # word timestamps of ink are indices of the ink's points as read (not of the resampled ones)
     [aligned] = model.transcribe([files[0]], timestamps=True)
-    points = model.frontend.features(model.frontend.load(files[0])).shape[0]
-    assert aligned.unit == "points"
-    assert all(0 <= w["start"] < w["end"] <= points + model.stride for w in aligned.words)
+    points = read_json_ink(files[0]).num_points
+    assert aligned.unit == "points" and aligned.words
+    assert all(0 <= w["start"] <= w["end"] <= points for w in aligned.words)
+    assert [w["start"] for w in aligned.words] == sorted(w["start"] for w in aligned.words)
 
     # a multi-sample InkML page: every sample, or one chosen with page.inkml#<id>
     from recognizer.ink.formats import read_inkml
@@ -202,3 +203,18 @@ def test_bezier_representation_fits_each_training_ink_once_and_augments_its_curv
         InkFrontend(representation="splines")
     with pytest.raises(ValueError, match="max_error must be a positive number"):
         InkFrontend(representation="bezier", max_error=0)
+
+
+@pytest.mark.parametrize("representation", ["points", "bezier"])
+def test_frame_boundaries_map_frames_to_the_points_as_read(representation):
+    from recognizer.corpora.synthetic_ink import synthesize_line
+
+    frontend = InkFrontend(representation=representation)
+    ink = frontend.load(synthesize_line("map me back", np.random.default_rng(1)))
+    frames = frontend.features(ink).shape[0]
+    bounds = frontend.frame_boundaries(ink)
+    assert bounds.shape == (frames + 1,) and bounds[0] == 0 and bounds[-1] == ink.num_points
+    assert (np.diff(bounds) >= 0).all()  # in writing order
+    # Each stroke's first frame starts at the stroke's first point.
+    starts = np.flatnonzero(ink.stroke_starts())
+    assert set(starts) <= set(bounds.tolist())

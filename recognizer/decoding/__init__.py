@@ -23,6 +23,7 @@ from .alignment import (
     align_chars,
     align_words,
     forced_align,
+    place_spans,
     scale_spans,
 )
 from .base import (
@@ -73,5 +74,6 @@ __all__ = [
     "WordSpan",
     "align_chars",
     "align_words",
+    "place_spans",
     "scale_spans",
 ]

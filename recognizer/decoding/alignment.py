@@ -3,7 +3,7 @@
 ``forced_align`` finds, for each utterance, the single most likely frame-level CTC path that spells
 a known transcript; ``align_chars`` turns one such path into character spans with posteriors,
 ``align_words`` groups them into words, and ``scale_spans`` converts encoder frames to seconds
-(audio) or resampled-point indices (ink).
+(audio), ``place_spans`` to the ink's points.
 
 Conventions as in ``greedy``: log-probabilities (batch, time, vocab), lengths (batch,), blank 0.
 """
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
 import torch
 
 from ..ctc import BLANK, min_ctc_frames
@@ -235,7 +236,20 @@ def align_words(chars: Sequence[CharSpan], separator: str = " ") -> list[WordSpa
 Span = TypeVar("Span", CharSpan, WordSpan)
 
 
+def place_spans(spans: Sequence[Span], boundaries: Sequence[float] | np.ndarray | torch.Tensor) -> list[Span]:
+    """Copies of ``spans`` with start/end looked up in ``boundaries``, where encoder frame j spans
+    ``[boundaries[j], boundaries[j + 1])`` in input units: for front-ends whose frames are not evenly
+    spaced (``Frontend.frame_boundaries``, e.g. ink curves); ``scale_spans`` is the even case."""
+    last = len(boundaries) - 1
+    return [
+        dataclasses.replace(
+            s, start=float(boundaries[min(int(s.start), last)]), end=float(boundaries[min(int(s.end), last)])
+        )
+        for s in spans
+    ]
+
+
 def scale_spans(spans: Sequence[Span], unit: float) -> list[Span]:
     """Copies of ``spans`` with start/end multiplied by ``unit``: input units per encoder frame, i.e. the
-    front-end's ``frame_unit`` (seconds for audio, resampled points for ink) times the encoder's stride."""
+    front-end's ``frame_unit`` (seconds per audio frame) times the encoder's stride."""
     return [dataclasses.replace(s, start=s.start * unit, end=s.end * unit) for s in spans]

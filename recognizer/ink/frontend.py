@@ -172,6 +172,14 @@ class InkFrontend(Frontend):
         points = F.point_features(F.resample(raw, self.step), self.feature_names)
         return torch.from_numpy(points)
 
+    def frame_boundaries(self, raw: Ink) -> np.ndarray:
+        """Where each frame starts among the ink's points (``Ink.points()`` indices, as read), then the
+        point count: a word's timestamps are the range of points it was written with."""
+        if self.representation == "bezier":
+            curves = self.curves(raw)
+            return np.append(curves.first, raw.num_points)
+        return np.append(F.resample_origins(raw, self.step), raw.num_points)
+
     def _augmented_curves(self, ink: Ink, rng: np.random.Generator | None) -> Curves:
         curves = self.curves(ink)
         if rng is None or not self.augment:

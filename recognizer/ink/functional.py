@@ -43,6 +43,7 @@ __all__ = [
     "point_features",
     "random_distortion",
     "resample",
+    "resample_origins",
 ]
 
 #: valid names for ``point_features``; absolute x is deliberately absent (it only encodes where on
@@ -262,19 +263,29 @@ def normalize(ink: Ink, slant: bool = True, baseline: bool = True) -> Ink:
     return _with_xy(ink, xy)
 
 
-def _resample_stroke(stroke: np.ndarray, step: float) -> np.ndarray:
-    lengths = np.hypot(*np.diff(stroke[:, :2], axis=0).T)
-    # Repeated points (the pen resting) would make arc length non-increasing for np.interp.
-    stroke = stroke[np.concatenate([[True], lengths > 0])]
-    lengths = lengths[lengths > 0]
-    if len(stroke) == 1:
-        return stroke.copy()
-    arc = np.concatenate([[0.0], np.cumsum(lengths)])
-    total = arc[-1]
+def _arc_length(stroke: np.ndarray) -> np.ndarray:
+    """Distance along the stroke from its first point to each point."""
+    return np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(stroke[:, :2], axis=0).T))])
+
+
+def _resample_positions(total: float, step: float) -> np.ndarray:
+    """Arc lengths of the resampled points of a stroke ``total`` long: every ``step``, and its end."""
+    if total == 0:
+        return np.zeros(1)
     positions = np.arange(0.0, total, step)
     # Drop a point that rounding put on top of the end point.
     positions = positions[(positions == 0) | (total - positions > 1e-6 * step)]
-    positions = np.append(positions, total)
+    return np.append(positions, total)
+
+
+def _resample_stroke(stroke: np.ndarray, step: float) -> np.ndarray:
+    arc = _arc_length(stroke)
+    # Repeated points (the pen resting) would make arc length non-increasing for np.interp.
+    keep = np.concatenate([[True], np.diff(arc) > 0])
+    stroke, arc = stroke[keep], arc[keep]
+    if len(stroke) == 1:
+        return stroke.copy()
+    positions = _resample_positions(arc[-1], step)
     columns = [np.interp(positions, arc, stroke[:, i]) for i in range(2)]
     if np.isfinite(stroke[:, 2]).all():
         columns.append(np.interp(positions, arc, stroke[:, 2]))
@@ -294,6 +305,20 @@ def resample(ink: Ink, step: float = DEFAULT_STEP) -> Ink:
     if not (np.isfinite(step) and step > 0):
         raise ValueError(f"resample step must be a positive number, got {step!r}")
     return dataclasses.replace(ink, strokes=[_resample_stroke(stroke, float(step)) for stroke in ink.strokes])
+
+
+def resample_origins(ink: Ink, step: float = DEFAULT_STEP) -> np.ndarray:
+    """For each point of ``resample(ink, step)``, the index (into ``ink.points()``) of the original point
+    at or before it along its stroke: what maps a resampled point back to the ink as written."""
+    origins, offset = [], 0
+    for stroke in ink.strokes:
+        arc = _arc_length(stroke)
+        positions = _resample_positions(arc[-1], float(step))
+        index = np.searchsorted(arc, positions, side="right") - 1
+        index[0] = 0  # a stroke's start is its first point, even where the pen rested there
+        origins.append(offset + index)
+        offset += len(stroke)
+    return np.concatenate(origins)
 
 
 def point_features(ink: Ink, features: Sequence[str] = DEFAULT_FEATURES) -> np.ndarray:
