@@ -3,7 +3,8 @@
     python benchmarks/ink_representation.py --manifest data/iam-ondb/val2.jsonl --lines 300
 
 Each representation with its recipe's encoder (``--points-*`` / ``--bezier-*``; defaults: the per-point
-recipe of configs/handwriting/iam_ondb.yaml and the Bézier settings measured in RESULTS.md):
+recipe of configs/handwriting/iam_ondb.yaml and the Bézier settings measured in RESULTS.md), and the
+Bézier representation with the per-point recipe's width (the representation's own gain):
 
 - frames per line (front-end output and encoder output) and their ratio;
 - training: lines/s of forward + CTC + backward + AdamW step over length-budget batches of augmented
@@ -72,6 +73,12 @@ def main() -> None:
             args.bezier_max_frames,
         ),
     }
+    if args.bezier_hidden != args.points_hidden:  # the representation alone: the per-point recipe's width
+        setups["bezier, points' width"] = (
+            setups["bezier"][0],
+            dict(hidden_size=args.points_hidden, stack=args.bezier_stride, stride=args.bezier_stride),
+            args.bezier_max_frames,
+        )
     bf16 = args.precision == "bf16-mixed"
     results: dict[str, dict[str, list[float]]] = {name: {} for name in setups}
     inks = None
@@ -136,9 +143,10 @@ def main() -> None:
     print("|---|" + "---|" * len(keys))
     for name, record in results.items():
         print(f"| {name} | " + " | ".join(f"{statistics.median(record[k]):.4g}" for k in keys) + " |")
-    for key in ("frames/line", "encoder frames/line", "train lines/s", "transcribe lines/s"):
-        ratio = statistics.median(results["bezier"][key]) / statistics.median(results["points"][key])
-        print(f"bezier / points {key}: {ratio:.2f}")
+    for name in list(results)[1:]:
+        for key in ("frames/line", "encoder frames/line", "train lines/s", "transcribe lines/s"):
+            ratio = statistics.median(results[name][key]) / statistics.median(results["points"][key])
+            print(f"{name} / points {key}: {ratio:.2f}")
 
 
 if __name__ == "__main__":

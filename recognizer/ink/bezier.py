@@ -8,10 +8,10 @@ recognizer runs over a sequence several times shorter.
 
 Fitting: a curve's end points are the piece's first and last points; its two inner control points
 minimize the squared distance between each point and the curve at that point's parameter (its relative
-arc length along the piece), a linear least-squares problem with a closed form. Pieces are grown
-greedily from a stroke's start: the longest piece whose largest point-to-curve distance stays within
-``max_error`` is taken (every candidate end in a window fitted at once), and the next piece starts at
-its last point.
+arc length along the piece), a linear least-squares problem with a closed form. Pieces: a stroke that one
+curve does not fit within ``max_error`` is split at its worst point, and so on (Schneider's rule); then
+neighbouring pieces are joined while one curve still fits both. Every round fits all pieces of the ink
+at once, so a line takes a few milliseconds.
 
 Curves are affine-equivariant: an affine map of the control points is the same map of the curve, so
 training augmentation (scale, shear, rotation) can transform fitted curves instead of fitting anew.
@@ -92,9 +92,14 @@ def _bernstein(s: np.ndarray) -> np.ndarray:
     return np.column_stack([r**3, 3 * s * r**2, 3 * s**2 * r, s**3])
 
 
+def _arc(xy: np.ndarray) -> np.ndarray:
+    """Arc length from the first point to each point of a polyline."""
+    return np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
+
+
 def _chord_parameters(xy: np.ndarray) -> np.ndarray:
     """Relative arc length of each point along the polyline, from 0 to 1 (evenly spaced if it has none)."""
-    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
+    arc = _arc(xy)
     if arc[-1] <= _DEGENERATE:
         return np.linspace(0.0, 1.0, len(xy)) if len(xy) > 1 else np.zeros(1)
     return arc / arc[-1]
@@ -128,60 +133,86 @@ def fit_curve(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return control, times, error
 
 
-def _longest_piece(stroke: np.ndarray, first: int, max_error: float, window: int = 16) -> tuple[int, np.ndarray]:
-    """The longest piece from point ``first`` of a stroke ((n, 3): x, y, t) that one curve fits within
-    ``max_error``: its last point, and the curve's control points and times (4, 3).
-
-    Every candidate end in a window is fitted at once (``fit_curve``'s least squares, batched); the window
-    doubles while its farthest candidate still fits. Two points always fit (a straight line).
-    """
-    count = len(stroke)
-    while True:
-        end = min(first + window, count - 1)
-        piece = stroke[first : end + 1]
-        size = len(piece)
-        arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(piece[:, :2], axis=0).T))])
-        ends = np.arange(1, size)  # candidate last points, relative to first
-        inside = np.arange(size)[None, :] <= ends[:, None]  # (candidates, points)
-        length = arc[ends]
-        even = np.arange(size)[None, :] / ends[:, None]  # a piece without length: evenly spaced
-        s = np.where(length[:, None] > _DEGENERATE, arc[None, :] / np.maximum(length, _DEGENERATE)[:, None], even)
-        s = np.where(inside, np.clip(s, 0.0, 1.0), 0.0)
-        r = 1.0 - s
-        b0, b1, b2, b3 = (b * inside for b in (r**3, 3 * s * r**2, 3 * s**2 * r, s**3))
-        start, stop = piece[0], piece[ends]  # (3,), (candidates, 3)
-        residual = piece[None] - b0[..., None] * start - b3[..., None] * stop[:, None]
-        # The 2 x 2 normal equations of the inner control points, solved in closed form for all candidates.
-        g11, g12, g22 = (b1 * b1).sum(1) + _RIDGE, (b1 * b2).sum(1), (b2 * b2).sum(1) + _RIDGE
-        rhs1 = (b1[..., None] * residual).sum(1) + _RIDGE * (start + (stop - start) / 3)
-        rhs2 = (b2[..., None] * residual).sum(1) + _RIDGE * (start + 2 * (stop - start) / 3)
-        determinant = (g11 * g22 - g12**2)[:, None]
-        p1 = (g22[:, None] * rhs1 - g12[:, None] * rhs2) / determinant
-        p2 = (g11[:, None] * rhs2 - g12[:, None] * rhs1) / determinant
-        curve = b0[..., None] * start + b1[..., None] * p1[:, None] + b2[..., None] * p2[:, None]
-        curve += b3[..., None] * stop[:, None]
-        error = np.where(inside, np.hypot(*np.moveaxis(curve[..., :2] - piece[None, :, :2], -1, 0)), 0.0).max(1)
-        fits = error <= max_error
-        fits[0] = True
-        if fits[-1] and end < count - 1:
-            window *= 2
-            continue
-        best = int(np.flatnonzero(fits)[-1])
-        return first + best + 1, np.stack([start, p1[best], p2[best], stop[best]])
+def _fit_pieces(points: np.ndarray, arc: np.ndarray, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``fit_curve`` for many pieces at once: the pieces ``first[i]..last[i]`` of ``points`` ((n, 3): x, y,
+    t), whose arc lengths from their stroke's start are ``arc``. Returns the control points and times
+    (pieces, 4, 3), each piece's largest point-to-curve distance, and the point where it is largest."""
+    size = int((last - first).max()) + 1
+    offsets = np.arange(size)
+    inside = offsets[None, :] <= (last - first)[:, None]  # (pieces, points) padded
+    index = np.minimum(first[:, None] + offsets[None, :], last[:, None])
+    length = arc[last] - arc[first]
+    even = offsets[None, :] / np.maximum(last - first, 1)[:, None]  # a piece without length: evenly spaced
+    relative = (arc[index] - arc[first][:, None]) / np.maximum(length, _DEGENERATE)[:, None]
+    s = np.where(inside, np.clip(np.where(length[:, None] > _DEGENERATE, relative, even), 0.0, 1.0), 0.0)
+    r = 1.0 - s
+    b0, b1, b2, b3 = (b * inside for b in (r**3, 3 * s * r**2, 3 * s**2 * r, s**3))
+    piece = points[index]  # (pieces, points, 3)
+    start, stop = points[first], points[last]  # (pieces, 3)
+    residual = piece - b0[..., None] * start[:, None] - b3[..., None] * stop[:, None]
+    # The 2 x 2 normal equations of the inner control points, in closed form, with fit_curve's ridge.
+    g11, g12, g22 = (b1 * b1).sum(1) + _RIDGE, (b1 * b2).sum(1), (b2 * b2).sum(1) + _RIDGE
+    rhs1 = (b1[..., None] * residual).sum(1) + _RIDGE * (start + (stop - start) / 3)
+    rhs2 = (b2[..., None] * residual).sum(1) + _RIDGE * (start + 2 * (stop - start) / 3)
+    determinant = (g11 * g22 - g12**2)[:, None]
+    p1 = (g22[:, None] * rhs1 - g12[:, None] * rhs2) / determinant
+    p2 = (g11[:, None] * rhs2 - g12[:, None] * rhs1) / determinant
+    control = np.stack([start, p1, p2, stop], axis=1)
+    curve = np.einsum("pmk,pkd->pmd", np.stack([b0, b1, b2, b3], axis=-1), control[..., :2])
+    distance = np.where(inside, np.hypot(*np.moveaxis(curve - piece[..., :2], -1, 0)), 0.0)
+    worst = distance.argmax(axis=1)
+    return control, distance[np.arange(len(first)), worst], first + worst
 
 
-def _stroke_curves(stroke: np.ndarray, max_error: float) -> list[tuple[int, int, np.ndarray]]:
-    """Greedy split of one stroke ((n, 3)) into pieces that each fit one curve: (first, last, control
-    points and times (4, 3)) each."""
-    if len(stroke) == 1:
-        return [(0, 0, np.repeat(stroke[:1], 4, axis=0))]
-    curves = []
-    first = 0
-    while first < len(stroke) - 1:
-        last, control = _longest_piece(stroke, first, max_error)
-        curves.append((first, last, control))
-        first = last
-    return curves
+def _split_fit(ink: Ink, max_error: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each stroke cut into pieces that one curve fits within ``max_error``: a piece that does not fit is
+    split at its worst point, all pieces of all strokes fitted at once per round (Schneider's split rule,
+    batched). Returns ``first``, ``last`` and control points and times (pieces, 4, 3), in writing order."""
+    points = ink.points()
+    sizes = np.array([len(stroke) for stroke in ink.strokes])
+    stroke_first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    arc = np.concatenate([_arc(stroke[:, :2]) for stroke in ink.strokes])
+    first, last = stroke_first, stroke_first + sizes - 1
+    done_first: list[np.ndarray] = []
+    done_last: list[np.ndarray] = []
+    done_control: list[np.ndarray] = []
+    while len(first):
+        control, error, worst = _fit_pieces(points, arc, first, last)
+        fits = (error <= max_error) | (last - first < 2)
+        done_first.append(first[fits])
+        done_last.append(last[fits])
+        done_control.append(control[fits])
+        split = np.where((worst > first) & (worst < last), worst, (first + last) // 2)[~fits]
+        first, last = np.concatenate([first[~fits], split]), np.concatenate([split, last[~fits]])
+    all_first, all_last = np.concatenate(done_first), np.concatenate(done_last)
+    order = np.argsort(all_first, kind="stable")
+    return _merge(points, arc, all_first[order], all_last[order], np.concatenate(done_control)[order], max_error)
+
+
+def _merge(
+    points: np.ndarray, arc: np.ndarray, first: np.ndarray, last: np.ndarray, control: np.ndarray, max_error: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Neighbouring pieces of a stroke joined while one curve still fits both: splitting at the worst
+    point cuts more often than needed. Each round fits every neighbouring pair at once and joins, from
+    the left, the pairs that fit and do not overlap a pair already joined."""
+    while len(first) > 1:
+        pairs = np.flatnonzero(last[:-1] == first[1:])  # neighbours in one stroke share a point
+        if not len(pairs):
+            break
+        joined, error, _ = _fit_pieces(points, arc, first[pairs], last[pairs + 1])
+        taken: list[int] = []
+        for number in np.flatnonzero(error <= max_error).tolist():
+            if not taken or pairs[taken[-1]] + 1 < pairs[number]:
+                taken.append(number)
+        if not taken:
+            break
+        left = pairs[taken]
+        last[left] = last[left + 1]
+        control[left] = joined[taken]
+        keep = np.ones(len(first), bool)
+        keep[left + 1] = False
+        first, last, control = first[keep], last[keep], control[keep]
+    return first, last, control
 
 
 def fit_ink(ink: Ink, max_error: float = MAX_ERROR) -> Curves:
@@ -191,21 +222,21 @@ def fit_ink(ink: Ink, max_error: float = MAX_ERROR) -> Curves:
     """
     if not (np.isfinite(max_error) and max_error > 0):
         raise ValueError(f"the Bézier error bound must be a positive number, got {max_error!r}")
-    rows: list[tuple[np.ndarray, bool, int, int]] = []  # (control points and times (4, 3), pen up, first, last)
-    offset = 0
-    for number, stroke in enumerate(ink.strokes):
-        if number:  # the jump from the last stroke: a straight line at constant speed
-            before = ink.strokes[number - 1][-1]
-            rows.append((before + np.linspace(0.0, 1.0, 4)[:, None] * (stroke[0] - before), True, offset - 1, offset))
-        rows.extend((fitted, False, offset + a, offset + b) for a, b, fitted in _stroke_curves(stroke, max_error))
-        offset += len(stroke)
-    fitted = np.array([row[0] for row in rows], dtype=np.float64).reshape(-1, 4, 3)
+    first, last, fitted = _split_fit(ink, float(max_error))
+    # The jumps between strokes: straight lines at constant speed, each after its stroke's last piece.
+    points = ink.points()
+    ends = np.cumsum([len(stroke) for stroke in ink.strokes])[:-1] - 1  # each stroke's last point but the last's
+    jumps = points[ends][:, None] + np.linspace(0.0, 1.0, 4)[None, :, None] * (points[ends + 1] - points[ends])[:, None]
+    # Sort key: a jump comes right after the last piece of its stroke (which ends at the same point).
+    key = np.concatenate([first * 2, ends * 2 + 1])
+    order = np.argsort(key, kind="stable")
+    fitted = np.concatenate([fitted, jumps.reshape(-1, 4, 3)])[order]
     return Curves(
-        fitted[..., :2],
-        fitted[..., 2],
-        np.array([row[1] for row in rows], dtype=bool),
-        np.array([row[2] for row in rows], dtype=np.int64),
-        np.array([row[3] for row in rows], dtype=np.int64),
+        fitted[..., :2].copy(),
+        fitted[..., 2].copy(),
+        np.concatenate([np.zeros(len(first), bool), np.ones(len(ends), bool)])[order],
+        np.concatenate([first, ends])[order],
+        np.concatenate([last, ends + 1])[order],
     )
 
 
