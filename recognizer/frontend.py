@@ -70,6 +70,11 @@ class Frontend:
         """Read an input (path or in-memory data) into the front-end's raw form."""
         raise NotImplementedError
 
+    def load_parts(self, source: Any) -> list[tuple[Any, np.ndarray | None]]:
+        """An input as the parts the model reads one at a time (ink: its text lines), each in ``load``'s
+        form, with the indices of its points among the whole input's (None: the part is the input)."""
+        return [(self.load(source), None)]
+
     def expand(self, path: str) -> list[str]:
         """The inputs one file holds, as sources ``load`` accepts: the file itself, unless its format
         holds several samples (e.g. InkML pages)."""

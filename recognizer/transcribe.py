@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -49,7 +49,9 @@ class Transcript:
     best hypothesis; ``nbest`` the alternatives (``{"text", "score"}``, best first) when more than one
     was asked for; ``words`` the word timestamps and confidences (``{"word", "start", "end",
     "confidence"}``, in ``unit``: seconds for audio, indices of the ink's points as read for ink) when asked for;
-    ``error`` the one-line reason an input failed (with ``on_error="skip"``).
+    ``error`` the one-line reason an input failed (with ``on_error="skip"``); ``lines`` the transcript of
+    each text line (same fields) when an ink held several lines, which ``text`` then joins with newlines
+    (``score`` their sum, ``words`` all of them; n-best lists are per line).
     """
 
     source: str
@@ -60,10 +62,34 @@ class Transcript:
     unit: str | None = None
     #: why this input could not be transcribed (``text`` is then None); set only with ``on_error="skip"``
     error: str | None = None
+    lines: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields that are set, for JSON."""
         return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def joined(cls, lines: list[Transcript]) -> Transcript:
+        """One input's transcript from the transcripts of its lines, top to bottom."""
+        words = [word for line in lines for word in line.words or []]
+        return cls(
+            source="",
+            text="\n".join(line.text or "" for line in lines),
+            score=sum(line.score or 0.0 for line in lines),
+            words=words if any(line.words is not None for line in lines) else None,
+            unit=lines[0].unit,
+            lines=[line.to_dict() for line in lines],
+        )
+
+
+class _Part(NamedTuple):
+    """What the model made of one part of an input (the input whole, or one of its text lines)."""
+
+    input: int  # the input's index
+    part: int
+    parts: int
+    output: torch.Tensor | BaseException  # log-probabilities, or why the input could not be read
+    boundaries: np.ndarray | None  # Frontend.frame_boundaries, in the whole input's points
 
 
 class Recognizer:
@@ -99,11 +125,18 @@ class Recognizer:
                     f"{path}: the checkpoint is a {self.modality} model, which reads {', '.join(self.frontend.suffixes)} files"
                 )
 
-    def _features(self, source: Any) -> tuple[torch.Tensor, np.ndarray | None]:
-        """The input's features and, when its frames are unevenly spaced, their boundaries (timestamps)."""
+    def _features(self, source: Any, split: bool) -> list[tuple[torch.Tensor, np.ndarray | None]]:
+        """The features of each part of the input (its text lines with ``split``, else the input whole)
+        and, when its frames are unevenly spaced, their boundaries in the whole input (timestamps)."""
         self._check_source(source)
-        raw = self.frontend.load(source)
-        return self.frontend.features(raw), self.frontend.frame_boundaries(raw)
+        parts = self.frontend.load_parts(source) if split else [(self.frontend.load(source), None)]
+        features = []
+        for raw, points in parts:
+            boundaries = self.frontend.frame_boundaries(raw)
+            if boundaries is not None and points is not None:  # a line's points -> the whole ink's
+                boundaries = np.append(points, points[-1] + 1)[boundaries]
+            features.append((self.frontend.features(raw), boundaries))
+        return features
 
     @torch.no_grad()
     def transcribe(
@@ -151,23 +184,35 @@ class Recognizer:
         """
         inputs = _as_list(inputs)
         built = self._decoder(decoder, options)  # built now: a bad LM or lexicon fails before the model runs
-        for batch in self._log_probs_iter(inputs, max_frames, progress, on_error, chunk):
-            good = [(index, output, bounds) for index, output, bounds in batch if not isinstance(output, BaseException)]
+        lines: dict[int, list[Transcript | None]] = {}  # the lines decoded so far of inputs with several
+        for batch in self._log_probs_iter(inputs, max_frames, progress, on_error, chunk, split=True):
+            good = [part for part in batch if not isinstance(part.output, BaseException)]
             outputs = self.decode_log_probs(
-                [o for _, o, _ in good],
+                [part.output for part in good],  # type: ignore[misc]  # the exceptions are left out
                 built,
                 timestamps=timestamps,
                 max_frames=max_frames,
-                boundaries=[b for _, _, b in good],
+                boundaries=[part.boundaries for part in good],
             )
-            decoded = dict(zip([i for i, _, _ in good], outputs))
-            for index, output, _ in batch:
-                name = str(inputs[index]) if isinstance(inputs[index], (str, os.PathLike)) else f"<array {index}>"
-                if isinstance(output, BaseException):
-                    yield index, Transcript(source=name, text=None, error=" ".join(str(output).split()))
-                else:
-                    decoded[index].source = name
-                    yield index, decoded[index]
+            decoded = {(part.input, part.part): transcript for part, transcript in zip(good, outputs)}
+            for part in batch:
+                name = (
+                    str(inputs[part.input])
+                    if isinstance(inputs[part.input], (str, os.PathLike))
+                    else f"<array {part.input}>"
+                )
+                if isinstance(part.output, BaseException):
+                    yield part.input, Transcript(source=name, text=None, error=" ".join(str(part.output).split()))
+                    continue
+                transcript = decoded[part.input, part.part]
+                if part.parts > 1:
+                    done = lines.setdefault(part.input, [None] * part.parts)
+                    done[part.part] = transcript
+                    if any(line is None for line in done):
+                        continue
+                    transcript = Transcript.joined(lines.pop(part.input))  # type: ignore[arg-type]  # all set
+                transcript.source = name
+                yield part.input, transcript
 
     @torch.no_grad()
     def log_probs(
@@ -179,47 +224,49 @@ class Recognizer:
         """
         inputs = _as_list(inputs)
         results: list[torch.Tensor | None] = [None] * len(inputs)
-        for batch in self._log_probs_iter(inputs, max_frames, progress, "raise", DEFAULT_CHUNK):
-            for index, output, _ in batch:
-                results[index] = output  # type: ignore[assignment]
+        for batch in self._log_probs_iter(inputs, max_frames, progress, "raise", DEFAULT_CHUNK, split=False):
+            for part in batch:
+                results[part.input] = part.output  # type: ignore[assignment]
         return results  # type: ignore[return-value]
 
     def _log_probs_iter(
-        self, inputs: list[Any], max_frames: int, progress: bool, on_error: OnError, chunk: int
-    ) -> Iterator[list[tuple[int, torch.Tensor | BaseException, np.ndarray | None]]]:
-        """Batches of ``(input index, log-probabilities, frame boundaries)``: features chunk by chunk,
-        batched by length within a chunk; with ``on_error="skip"`` an unusable input comes as its exception."""
+        self, inputs: list[Any], max_frames: int, progress: bool, on_error: OnError, chunk: int, split: bool
+    ) -> Iterator[list[_Part]]:
+        """Batches of parts of inputs (text lines with ``split``, else whole inputs) with their
+        log-probabilities: features chunk by chunk, batched by length within a chunk; with
+        ``on_error="skip"`` an unusable input comes as its exception."""
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error={on_error!r}: expected 'raise' or 'skip'")
         with tqdm(
             total=len(inputs), desc="transcribing", unit="input", disable=not progress, file=sys.stderr, leave=False
         ) as bar:
-            yield from self._chunks(inputs, max_frames, on_error, chunk, bar)
+            yield from self._chunks(inputs, max_frames, on_error, chunk, bar, split)
 
     def _chunks(
-        self, inputs: list[Any], max_frames: int, on_error: OnError, chunk: int, bar: tqdm
-    ) -> Iterator[list[tuple[int, torch.Tensor | BaseException, np.ndarray | None]]]:
+        self, inputs: list[Any], max_frames: int, on_error: OnError, chunk: int, bar: tqdm, split: bool
+    ) -> Iterator[list[_Part]]:
         for start in range(0, len(inputs), max(1, chunk)):
-            indices, features, boundaries = [], [], []
+            keys, features, boundaries = [], [], []  # keys: (input, part, parts)
             for index in range(start, min(start + chunk, len(inputs))):
                 try:
-                    feature, bounds = self._features(inputs[index])
+                    parts = self._features(inputs[index], split)
                 except (ValueError, OSError) as error:
                     if on_error == "raise":
                         raise
                     bar.update(1)
-                    yield [(index, error, None)]
+                    yield [_Part(index, 0, 1, error, None)]
                     continue
-                features.append(feature)
-                boundaries.append(bounds)
-                indices.append(index)
+                for number, (feature, bounds) in enumerate(parts):
+                    keys.append((index, number, len(parts)))
+                    features.append(feature)
+                    boundaries.append(bounds)
             for batch in _length_batches([f.shape[0] for f in features], max_frames):
                 padded, lengths = _pad([features[i] for i in batch])
                 log_probs, out_lengths = self.module(padded.to(self.device), lengths.to(self.device))
                 # clone: not views that would keep the whole batch alive
                 rows = zip(batch, log_probs.cpu(), out_lengths.tolist())
-                yield [(indices[p], row[:n].clone(), boundaries[p]) for p, row, n in rows]
-                bar.update(len(batch))
+                yield [_Part(*keys[p], row[:n].clone(), boundaries[p]) for p, row, n in rows]
+                bar.update(sum(keys[p][1] == keys[p][2] - 1 for p in batch))  # inputs whose last part is done
 
     @torch.no_grad()
     def decode_log_probs(
@@ -363,8 +410,11 @@ class _Output:
         if transcript.error is not None:
             tqdm.write(f"recognizer-transcribe: {transcript.error}", file=sys.stderr)  # above the progress bar
         if self._file is None:
-            if transcript.error is None:
-                print(f"{transcript.source}\t{transcript.text}", flush=True)
+            if transcript.error is None:  # one row per text line: an ink of several lines gives several
+                print(
+                    "\n".join(f"{transcript.source}\t{line}" for line in (transcript.text or "").split("\n")),
+                    flush=True,
+                )
         else:
             if self._truncate:
                 self._file.truncate(0)
@@ -418,7 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by `recognizer fit`")
     parser.add_argument(
-        "--output", help="write JSON lines here (flushed after every batch) instead of printing `path<TAB>text`"
+        "--output",
+        help="write JSON lines here (flushed after every batch) instead of printing `path<TAB>text` "
+        "(one row per text line of an ink written over several lines)",
     )
     parser.add_argument("--resume", action="store_true", help="with --output: append, skipping inputs already in it")
     parser.add_argument(

@@ -130,9 +130,22 @@ def test_tiny_handwriting_fit_then_checkpoint_alone_transcribes_ink_files(tiny_i
     # word timestamps of ink are indices of the ink's points as read (not of the resampled ones)
     [aligned] = model.transcribe([files[0]], timestamps=True)
     points = read_json_ink(files[0]).num_points
-    assert aligned.unit == "points" and aligned.words
+    assert aligned.unit == "points"
     assert all(0 <= w["start"] <= w["end"] <= points for w in aligned.words)
     assert [w["start"] for w in aligned.words] == sorted(w["start"] for w in aligned.words)
+
+    # A note of two lines (two files' inks, one below the other) is read line by line: the texts of the
+    # lines alone, joined by a newline; timestamps count the note's points
+    first, second = read_json_ink(files[0]), read_json_ink(files[1])
+    drop = 3 * np.ptp(first.points()[:, 1])
+    note = Ink([*first.strokes, *(s + np.array([0.0, drop, 0.0]) for s in second.strokes)])
+    alone = model.transcribe([first, second], timestamps=True)
+    [both] = model.transcribe([note], timestamps=True)
+    assert both.text == alone[0].text + "\n" + alone[1].text
+    assert [line["text"] for line in both.lines] == [alone[0].text, alone[1].text]
+    assert len(both.words) == len(alone[0].words) + len(alone[1].words)
+    assert all(w["start"] >= first.num_points for w in both.words[len(alone[0].words) :])
+    assert len(model.log_probs([note])) == 1  # log_probs reads each input whole
 
     # a multi-sample InkML page: every sample, or one chosen with page.inkml#<id>
     from recognizer.ink.formats import read_inkml

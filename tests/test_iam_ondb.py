@@ -177,3 +177,20 @@ def test_line_count_mismatch_skips_the_form(tmp_path, capsys):
     entries, skipped = iam_ondb.read_split(tmp_path / "list.txt", strokes, {"f01-001": ascii_file}, validate=False)
     assert entries == [] and skipped == {"text/ink line count mismatch": 2}
     assert "1 text lines but stroke files up to 02" in capsys.readouterr().err
+
+
+def test_lines_of_real_forms_stacked_into_a_page_are_found_again(subset_root):
+    """The line files of a form share the whiteboard's coordinates: stacked, they are the page as
+    written, and ``split_lines`` must give back each line's strokes."""
+    from recognizer.ink import Ink
+    from recognizer.ink.formats import read_iam_ondb_strokes
+    from recognizer.ink.lines import split_lines
+
+    for form in sorted(FORMS):
+        files = sorted((subset_root / "lineStrokes").rglob(f"{form}-*.xml"))
+        strokes, truth = [], []
+        for path in files:
+            line = read_iam_ondb_strokes(path).strokes
+            truth.append(list(range(len(strokes), len(strokes) + len(line))))
+            strokes += line
+        assert len(files) > 3 and split_lines(Ink(strokes)) == truth, form

@@ -16,6 +16,7 @@ from . import functional as F
 from .bezier import CURVE_FEATURES, DEFAULT_CURVE_FEATURES, MAX_ERROR, Curves, curve_features, fit_ink
 from .formats import INK_SUFFIXES, load_ink, read_inkml
 from .ink import Ink
+from .lines import line_inks
 
 #: how an ink becomes a sequence of frames: one per resampled point, or one per Bézier curve
 REPRESENTATIONS = ("points", "bezier")
@@ -127,12 +128,25 @@ class InkFrontend(Frontend):
     def load(self, source: Any, line_id: str | None = None) -> Ink:
         """An ink file (``.xml`` IAM-OnDB, ``.inkml``, ``.json``), ``page.inkml#<sample id>``, or an
         ``Ink``; returns it normalized."""
+        return self._normalize(self._read(source, line_id))
+
+    def _read(self, source: Any, line_id: str | None = None) -> Ink:
         if isinstance(source, Ink):
-            ink = source
-        else:
-            path, sample = split_sample(source)
-            ink = load_ink(path, line_id if line_id is not None else sample)
+            return source
+        path, sample = split_sample(source)
+        return load_ink(path, line_id if line_id is not None else sample)
+
+    def _normalize(self, ink: Ink) -> Ink:
         return F.normalize(ink, slant=self.slant, baseline=self.baseline)
+
+    def load_parts(self, source: Any) -> list[tuple[Ink, np.ndarray | None]]:
+        """The ink's text lines (``recognizer.ink.lines``), each normalized on its own, with the indices of
+        its points among the ink's; an ink of one line is ``load``'s."""
+        ink = self._read(source)
+        parts = line_inks(ink)
+        if len(parts) == 1:
+            return [(self._normalize(ink), None)]
+        return [(self._normalize(line), points) for line, points in parts]
 
     def expand(self, path: str) -> list[str]:
         """Every sample of a multi-sample InkML file as ``path#<sample id>``; other files as they are."""
