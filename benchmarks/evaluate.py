@@ -30,7 +30,7 @@ def main() -> None:
     entries = read_manifest(args.manifest, path_key=model.frontend.path_key)
     paths = [entry[model.frontend.path_key] for entry in entries]
     start = time.perf_counter()
-    hypotheses = [result.text for result in model.transcribe(paths)]
+    hypotheses = [result.text for result in model.transcribe(paths, split_lines=False)]  # scored line by line
     seconds = time.perf_counter() - start
     references = [model.tokenizer.normalize(entry["text"]) for entry in entries]
     audio = sum(float(entry.get("duration", 0)) for entry in entries)

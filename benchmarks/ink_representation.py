@@ -20,6 +20,7 @@ not depend on them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -59,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    entries = read_manifest(args.manifest)[: args.lines]
+    entries = read_manifest(args.manifest, path_key="ink_filepath")[: args.lines]
     tokenizer = Tokenizer.from_texts([e["text"] for e in entries], case="keep")
     setups = {
         "points": (
@@ -75,7 +76,7 @@ def main() -> None:
     }
     if args.bezier_hidden != args.points_hidden:  # the representation alone: the per-point recipe's width
         setups["bezier, points' width"] = (
-            setups["bezier"][0],
+            InkFrontend(features=BEZIER_FEATURES, representation="bezier", max_error=args.max_error),
             dict(hidden_size=args.points_hidden, stack=args.bezier_stride, stride=args.bezier_stride),
             args.bezier_max_frames,
         )
@@ -120,7 +121,7 @@ def main() -> None:
 
             # Transcription: from the normalized ink (fit included) to greedy text.
             encoder.eval()
-            fresh = [frontend.load(ink) for ink in inks]  # new objects: nothing cached for them
+            fresh = [dataclasses.replace(ink) for ink in inks]  # new objects: nothing cached for them
             start = time.perf_counter()
             with torch.no_grad():
                 features = [frontend.features(ink) for ink in fresh]

@@ -12,7 +12,6 @@ forms came out with their number of lines.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import time
 
@@ -32,8 +31,11 @@ def main() -> None:
 
     model = recognizer.load(args.checkpoint, device="cpu")
     normalize = model.tokenizer.normalize
-    entries = read_manifest(args.manifest, path_key="ink_filepath")
-    forms = [list(group) for _, group in itertools.groupby(entries, key=lambda entry: entry["form"])]
+    entries = read_manifest(args.manifest, required=("text", "form"), path_key="ink_filepath")
+    by_form: dict[str, list[dict]] = {}
+    for entry in entries:  # lines in manifest order within each form
+        by_form.setdefault(entry["form"], []).append(entry)
+    forms = list(by_form.values())
     pages, references = [], []
     for form in forms:
         lines = [load_ink(entry["ink_filepath"], entry.get("line_id")) for entry in form]
@@ -41,7 +43,7 @@ def main() -> None:
         references.append("\n".join(normalize(entry["text"]) for entry in form))
 
     start = time.perf_counter()
-    by_line = [t.text for t in model.transcribe([entry["ink_filepath"] for entry in entries])]
+    by_line = [t.text for t in model.transcribe([entry["ink_filepath"] for entry in entries], split_lines=False)]
     line_seconds = time.perf_counter() - start
     start = time.perf_counter()
     by_page = [t.text for t in model.transcribe(pages)]

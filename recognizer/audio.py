@@ -252,7 +252,8 @@ class AudioFrontend(Frontend):
         volume_range: volume perturbation (training only): a gain in dB drawn uniformly from
             ``[low, high]`` per utterance and epoch, e.g. ``[-6, 6]``; None (the default): off.
         utterance_norm: per-utterance normalization before the model's global one (see
-            ``UTTERANCE_NORMS``): None (the default), ``"mean"`` or ``"meanvar"``.
+            ``UTTERANCE_NORMS``): None (the default), ``"mean"`` or ``"meanvar"``. Either removes any
+            constant gain, so volume perturbation has no effect with it.
     """
 
     modality = "audio"

@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> float:
     model = recognizer.load(checkpoint)
     key = model.frontend.path_key
     test = read_manifest(config["data"]["test_manifest"], path_key=key)
-    hypotheses = [t.text for t in model.transcribe([entry[key] for entry in test], progress=True)]
+    hypotheses = [t.text for t in model.transcribe([entry[key] for entry in test], progress=True, split_lines=False)]
     references = [model.tokenizer.normalize(entry["text"]) for entry in test]
     for hypothesis, reference in list(zip(hypotheses, references))[: args.examples]:
         print(f"  ref: {reference}\n  hyp: {hypothesis}")

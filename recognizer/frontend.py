@@ -54,6 +54,8 @@ class Frontend:
 
     #: what timestamps count: "seconds" for audio, "points" (indices of the ink's points as read) for ink
     timestamp_unit: str = ""
+    #: whether every feature frame covers ``frame_unit``; if not, ``frame_boundaries`` places the timestamps
+    even_frames: bool = True
 
     @property
     def frame_unit(self) -> float:

@@ -78,7 +78,7 @@ class Transcript:
             score=sum(line.score or 0.0 for line in lines),
             words=words if any(line.words is not None for line in lines) else None,
             unit=lines[0].unit,
-            lines=[line.to_dict() for line in lines],
+            lines=[{key: value for key, value in line.to_dict().items() if key != "source"} for line in lines],
         )
 
 
@@ -162,6 +162,7 @@ class Recognizer:
         progress: bool = False,
         on_error: OnError = "raise",
         chunk: int = DEFAULT_CHUNK,
+        split_lines: bool = True,
         **options: Any,
     ) -> Iterator[tuple[int, Transcript]]:
         """``(input index, Transcript)`` as each batch finishes (not in input order), holding the
@@ -179,13 +180,15 @@ class Recognizer:
             on_error: ``raise`` stops at the first unusable input; ``skip`` gives it a ``Transcript``
                 whose ``error`` says why, and goes on.
             chunk: inputs whose features are held in memory at once.
+            split_lines: read an ink written over several lines one text line at a time (see
+                ``Transcript``); False: each input as one line (e.g. to score line-level corpora).
             options: the decoder's options (``recognizer.decoding.BeamOptions``, ``LMOptions``, ...):
                 ``beam_size``, ``nbest``, ``lm``, ``lexicon``, ``lm_weight``, ``word_score``, ``token_beam``, ...
         """
         inputs = _as_list(inputs)
         built = self._decoder(decoder, options)  # built now: a bad LM or lexicon fails before the model runs
         lines: dict[int, list[Transcript | None]] = {}  # the lines decoded so far of inputs with several
-        for batch in self._log_probs_iter(inputs, max_frames, progress, on_error, chunk, split=True):
+        for batch in self._log_probs_iter(inputs, max_frames, progress, on_error, chunk, split=split_lines):
             good = [part for part in batch if not isinstance(part.output, BaseException)]
             outputs = self.decode_log_probs(
                 [part.output for part in good],  # type: ignore[misc]  # the exceptions are left out
@@ -221,6 +224,7 @@ class Recognizer:
         """The model's output for each input: (frames, vocab) log-probabilities on the CPU, in input order.
 
         Decode them with ``decode_log_probs`` (e.g. many times, with different settings, as tuning does).
+        Each input is read whole: an ink is not split into text lines (``transcribe`` does that).
         """
         inputs = _as_list(inputs)
         results: list[torch.Tensor | None] = [None] * len(inputs)
@@ -247,6 +251,7 @@ class Recognizer:
     ) -> Iterator[list[_Part]]:
         for start in range(0, len(inputs), max(1, chunk)):
             keys, features, boundaries = [], [], []  # keys: (input, part, parts)
+            unread: dict[int, int] = {}  # input -> its parts not yet through the model
             for index in range(start, min(start + chunk, len(inputs))):
                 try:
                     parts = self._features(inputs[index], split)
@@ -256,6 +261,7 @@ class Recognizer:
                     bar.update(1)
                     yield [_Part(index, 0, 1, error, None)]
                     continue
+                unread[index] = len(parts)
                 for number, (feature, bounds) in enumerate(parts):
                     keys.append((index, number, len(parts)))
                     features.append(feature)
@@ -266,7 +272,11 @@ class Recognizer:
                 # clone: not views that would keep the whole batch alive
                 rows = zip(batch, log_probs.cpu(), out_lengths.tolist())
                 yield [_Part(*keys[p], row[:n].clone(), boundaries[p]) for p, row, n in rows]
-                bar.update(sum(keys[p][1] == keys[p][2] - 1 for p in batch))  # inputs whose last part is done
+                finished = 0  # inputs whose last part went through the model now
+                for p in batch:
+                    unread[keys[p][0]] -= 1
+                    finished += unread[keys[p][0]] == 0
+                bar.update(finished)
 
     @torch.no_grad()
     def decode_log_probs(
@@ -287,6 +297,11 @@ class Recognizer:
         model's device; a decoder with a device of its own (``lm``: the CPU) gets them where they are
         and moves them itself. Timestamps are aligned on the model's device."""
         built = self._decoder(decoder, options)
+        if timestamps and not self.frontend.even_frames and (boundaries is None or None in boundaries):
+            raise ValueError(
+                f"timestamps of a {self.modality} model need each input's frame boundaries "
+                "(frontend.frame_boundaries): use transcribe(..., timestamps=True)"
+            )
         alternatives = getattr(built.options, "nbest", 1)  # n-best lists are given when more than one is asked for
         unit = self.frame_duration
         transcripts: list[Transcript | None] = [None] * len(log_probs)
@@ -483,6 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--timestamps", action="store_true", help="word timestamps and confidences (JSON output)")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="feature frames per batch")
+    parser.add_argument(
+        "--no-split-lines",
+        action="store_true",
+        help="read each ink as one text line (by default an ink written over several lines is read line by line)",
+    )
     add_decoding_arguments(parser)  # --decoder, --beam, --nbest, --lm, ...
     return parser
 
@@ -508,6 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_frames=args.max_frames,
             progress=len(inputs) > 1,
             on_error="skip" if args.on_error == "skip" else "raise",
+            split_lines=not args.no_split_lines,
         )
         for _, transcript in results:  # batch by batch, as each finishes
             output.write(transcript)

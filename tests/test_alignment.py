@@ -170,8 +170,8 @@ def test_units() -> None:
     spans = [CharSpan(2, "h", 1, 4, 0.5)]
     (seconds,) = scale_spans(spans, 0.01 * 3)  # audio: 10 ms frames, stride 3
     assert (seconds.start, seconds.end) == pytest.approx((0.03, 0.12)) and spans[0].start == 1
-    (points,) = scale_spans(spans, 1.0 * 3)  # ink: resampled-point indices, stride 3
-    assert (points.start, points.end) == (3.0, 12.0)
+    (frames,) = scale_spans(spans, 1.0 * 3)  # a unit of 1 per feature frame, stride 3
+    assert (frames.start, frames.end) == (3.0, 12.0)
 
 
 def test_place_spans_looks_frames_up_in_uneven_boundaries():

@@ -127,3 +127,26 @@ def test_the_batched_search_fits_each_piece_as_fit_curve_does():
         np.testing.assert_allclose(curves.control[i], control, atol=1e-9)
         np.testing.assert_allclose(curves.times[i], times, atol=1e-9)
         assert error <= MAX_ERROR + 1e-12
+
+
+def test_jitter_moves_shared_end_points_together_and_keeps_jumps_straight():
+    curves = fit_ink(spiral_ink())
+    moved = curves.jittered(np.random.default_rng(0), 0.05)
+    drawn = np.flatnonzero(~curves.pen_up)
+    # Where one curve ends and the next begins (same ink point), both ends moved alike.
+    joins = [i for i in range(len(curves) - 1) if curves.last[i] == curves.first[i + 1]]
+    assert joins and all(np.array_equal(moved.control[i, 3], moved.control[i + 1, 0]) for i in joins)
+    assert not np.allclose(moved.control[drawn], curves.control[drawn])
+    for jump in np.flatnonzero(curves.pen_up):
+        p0, p1, p2, p3 = moved.control[jump]
+        np.testing.assert_allclose([p1, p2], [p0 + (p3 - p0) / 3, p0 + 2 * (p3 - p0) / 3])
+    assert curves.jittered(np.random.default_rng(0), 0.0) is curves
+
+
+def test_affine_scales_times_about_each_curve_start():
+    curves = fit_ink(spiral_ink())
+    stretched = curves.affine(np.eye(2), np.zeros(2), time_scale=2.0)
+    np.testing.assert_allclose(stretched.control, curves.control)
+    durations = lambda c: c.times[:, 3] - c.times[:, 0]  # noqa: E731
+    np.testing.assert_allclose(durations(stretched), 2 * durations(curves))
+    np.testing.assert_allclose(stretched.times[:, 0], curves.times[:, 0])

@@ -70,6 +70,7 @@ RESERVED = (
     "device",
     "timestamps",
     "max_frames",
+    "no_split_lines",
     "lm_weights",
     "word_scores",
     "unk_scores",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .functional import arc_length
 from .ink import Ink
 
 #: largest distance between a point and its curve, in the ink's units (line heights after ``normalize``)
@@ -35,7 +36,11 @@ DEFAULT_CURVE_FEATURES = CURVE_FEATURES[:10]
 #: weight of the pull of the inner control points towards the straight line (the chord's thirds): it
 #: only decides the fit when the points do not (two or three points, points all at one place)
 _RIDGE = 1e-6
-_DEGENERATE = 1e-9  # a chord or control arm shorter than this has no direction
+_DEGENERATE = 1e-9
+_FIRST_PIECE = 16
+_FIT_CELLS = (
+    200_000  # pieces x longest piece fitted at once  # a chord or control arm shorter than this has no direction
+)
 
 
 @dataclass(frozen=True)
@@ -92,14 +97,9 @@ def _bernstein(s: np.ndarray) -> np.ndarray:
     return np.column_stack([r**3, 3 * s * r**2, 3 * s**2 * r, s**3])
 
 
-def _arc(xy: np.ndarray) -> np.ndarray:
-    """Arc length from the first point to each point of a polyline."""
-    return np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
-
-
 def _chord_parameters(xy: np.ndarray) -> np.ndarray:
     """Relative arc length of each point along the polyline, from 0 to 1 (evenly spaced if it has none)."""
-    arc = _arc(xy)
+    arc = arc_length(xy)
     if arc[-1] <= _DEGENERATE:
         return np.linspace(0.0, 1.0, len(xy)) if len(xy) > 1 else np.zeros(1)
     return arc / arc[-1]
@@ -134,6 +134,26 @@ def fit_curve(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def _fit_pieces(points: np.ndarray, arc: np.ndarray, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``_fit_bucket`` over pieces grouped by length, so that padding every piece to the longest never
+    takes more than ``_FIT_CELLS`` cells (a long stroke beside many short pieces would take gigabytes)."""
+    order = np.argsort(last - first, kind="stable")
+    sizes = (last - first + 1)[order]
+    control = np.empty((len(first), 4, 3))
+    error = np.empty(len(first))
+    worst = np.empty(len(first), dtype=np.int64)
+    start = 0
+    while start < len(order):
+        # Sorted by length: the bucket's last piece is its longest.
+        end = start + max(
+            1, int(np.searchsorted(sizes[start:] * np.arange(1, len(order) - start + 1), _FIT_CELLS, "right"))
+        )
+        chosen = order[start:end]
+        control[chosen], error[chosen], worst[chosen] = _fit_bucket(points, arc, first[chosen], last[chosen])
+        start = end
+    return control, error, worst
+
+
+def _fit_bucket(points: np.ndarray, arc: np.ndarray, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, ...]:
     """``fit_curve`` for many pieces at once: the pieces ``first[i]..last[i]`` of ``points`` ((n, 3): x, y,
     t), whose arc lengths from their stroke's start are ``arc``. Returns the control points and times
     (pieces, 4, 3), each piece's largest point-to-curve distance, and the point where it is largest."""
@@ -171,8 +191,12 @@ def _split_fit(ink: Ink, max_error: float) -> tuple[np.ndarray, np.ndarray, np.n
     points = ink.points()
     sizes = np.array([len(stroke) for stroke in ink.strokes])
     stroke_first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    arc = np.concatenate([_arc(stroke[:, :2]) for stroke in ink.strokes])
-    first, last = stroke_first, stroke_first + sizes - 1
+    arc = np.concatenate([arc_length(stroke) for stroke in ink.strokes])
+    # Start from pieces of at most _FIRST_PIECE points (curves on handwriting are a few points long):
+    # splitting whole strokes would spend rounds on long, mostly padded arrays.
+    starts = [begin + np.arange(0, max(size - 1, 1), _FIRST_PIECE - 1) for begin, size in zip(stroke_first, sizes)]
+    first = np.concatenate(starts)
+    last = np.minimum(first + _FIRST_PIECE - 1, np.repeat(stroke_first + sizes - 1, [len(s) for s in starts]))
     done_first: list[np.ndarray] = []
     done_last: list[np.ndarray] = []
     done_control: list[np.ndarray] = []
@@ -255,8 +279,8 @@ def curve_features(curves: Curves, features: Sequence[str] = DEFAULT_CURVE_FEATU
     - ``d1``, ``d2``: length of the control arms P1 - P0 and P2 - P3, in the ink's units (not relative to
       the chord as in the paper: a nearly closed loop has a chord near 0, and the ratio would explode).
     - ``a1``, ``a2``: their angles from the chord (P3 - P0 for the first arm, P0 - P3 for the second),
-      divided by pi, positive when turning clockwise as displayed (y down); measured from the x axis when
-      the chord has no length.
+      divided by pi, positive when turning clockwise as displayed (y down); when the chord has no length,
+      from the +x axis (first arm) and the -x axis (second arm).
     - ``t1``, ``t2``, ``t3``: the times of P1, P2, P3 after P0's, in seconds (0 without timing): the
       curve's duration and how the pen's speed varied along it.
     - ``pen_up``: 1 for the jump between strokes, else 0.

@@ -50,6 +50,7 @@ class InkFrontend(Frontend):
     path_key = "ink_filepath"
     suffixes = INK_SUFFIXES
     timestamp_unit = "points"
+    even_frames = False  # a resampled point or a curve stands for a varying number of the ink's points
     training_only = ("augment", "scale", "shear", "rotation_deg", "jitter", "time_stretch")
 
     feature_names: tuple[str, ...] = field(default=F.DEFAULT_FEATURES, metadata={"setting": "features"})
@@ -165,6 +166,12 @@ class InkFrontend(Frontend):
                 self._curves[id(ink)] = (ink, fit_ink(ink, self.max_error))
         return self._normalized[key]
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled or copied (DataLoader workers started by spawn): the kept curves are re-keyed by the
+        id() of the copied inks, which pickling keeps together with their curves."""
+        self.__dict__.update(state)
+        self.__dict__["_curves"] = {id(ink): (ink, curves) for ink, curves in state["_curves"].values()}
+
     def curves(self, ink: Ink) -> Curves:
         """The Bézier curves of a normalized ink (fitted once for the inks ``load_entry`` keeps)."""
         cached = self._curves.get(id(ink))
@@ -191,7 +198,9 @@ class InkFrontend(Frontend):
         point count: a word's timestamps are the range of points it was written with."""
         if self.representation == "bezier":
             curves = self.curves(raw)
-            return np.append(curves.first, raw.num_points)
+            # A pen-up jump starts where the next stroke does: the stroke's last point stays with its
+            # last drawn curve (a word ending at a pen lift keeps it).
+            return np.append(np.where(curves.pen_up, curves.last, curves.first), raw.num_points)
         return np.append(F.resample_origins(raw, self.step), raw.num_points)
 
     def _augmented_curves(self, ink: Ink, rng: np.random.Generator | None) -> Curves:
@@ -200,8 +209,9 @@ class InkFrontend(Frontend):
             return curves
         matrix, stretch = F.random_distortion(rng, self.scale, self.shear, self.rotation_deg, self.time_stretch)
         # About the centre of the ink's extent, as ``augment`` does: the ``y`` feature depends on it.
-        ends = curves.control[:, [0, 3]].reshape(-1, 2)
-        centre = (ends.min(axis=0) + ends.max(axis=0)) / 2
+        xy = ink.points()[:, :2]
+        centre = (xy.min(axis=0) + xy.max(axis=0)) / 2
+        # Jitter in line heights (the units of a normalized ink), as ``augment`` scales it.
         return curves.affine(matrix, centre - matrix @ centre, stretch).jittered(rng, self.jitter)
 
     def estimate_frames(self, entry: dict[str, Any]) -> int:

@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_FEATURES",
     "DEFAULT_STEP",
     "FEATURES",
+    "arc_length",
     "augment",
     "estimate_baseline_angle",
     "estimate_line_height",
@@ -263,8 +264,8 @@ def normalize(ink: Ink, slant: bool = True, baseline: bool = True) -> Ink:
     return _with_xy(ink, xy)
 
 
-def _arc_length(stroke: np.ndarray) -> np.ndarray:
-    """Distance along the stroke from its first point to each point."""
+def arc_length(stroke: np.ndarray) -> np.ndarray:
+    """Distance along a stroke ((n, 2+) points) from its first point to each point."""
     return np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(stroke[:, :2], axis=0).T))])
 
 
@@ -279,7 +280,7 @@ def _resample_positions(total: float, step: float) -> np.ndarray:
 
 
 def _resample_stroke(stroke: np.ndarray, step: float) -> np.ndarray:
-    arc = _arc_length(stroke)
+    arc = arc_length(stroke)
     # Repeated points (the pen resting) would make arc length non-increasing for np.interp.
     keep = np.concatenate([[True], np.diff(arc) > 0])
     stroke, arc = stroke[keep], arc[keep]
@@ -312,7 +313,7 @@ def resample_origins(ink: Ink, step: float = DEFAULT_STEP) -> np.ndarray:
     at or before it along its stroke: what maps a resampled point back to the ink as written."""
     origins, offset = [], 0
     for stroke in ink.strokes:
-        arc = _arc_length(stroke)
+        arc = arc_length(stroke)
         positions = _resample_positions(arc[-1], float(step))
         index = np.searchsorted(arc, positions, side="right") - 1
         index[0] = 0  # a stroke's start is its first point, even where the pen rested there
@@ -476,7 +477,7 @@ def augment(
         starts = np.flatnonzero(_stroke_starts(ids))
         for begin, end in zip(starts, np.append(starts[1:], len(xy))):
             stroke = xy[begin:end]
-            arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(stroke, axis=0).T))])
+            arc = arc_length(stroke)
             knots = int(np.floor(arc[-1] / spacing)) + 2
             values = rng.normal(0.0, jitter * height, size=(knots, 2))
             position, grid = arc / spacing, np.arange(knots)

@@ -4,8 +4,8 @@ The recognizer reads one line at a time; a paragraph fed to it as one sequence c
 ``split_lines`` groups strokes by their geometry and writing order:
 
 1. Scale: the median height of the strokes (robust to dots, commas and long descenders).
-2. In writing order, a stroke starts a new line when the pen went back to the left (it starts left of
-   where the previous stroke started, by more than ``RETURN`` scales) and down (its vertical centre is
+2. In writing order, a stroke starts a new line when the pen went back to the left (its leftmost point
+   is left of the previous stroke's, by more than ``RETURN`` scales) and down (its vertical centre is
    below the current line's by more than ``LINE_GAP`` scales). Dots and crossings added after a word go
    left but not down, and stay in their line.
 3. Every stroke then joins the line passing nearest to it, each line fitted as a straight line through
@@ -38,7 +38,8 @@ def _stroke_geometry(ink: Ink) -> tuple[np.ndarray, np.ndarray, float]:
     lefts = np.array([stroke[:, 0].min() for stroke in ink.strokes])
     heights = np.array([np.ptp(stroke[:, 1]) for stroke in ink.strokes])
     tall = heights[heights > 0]
-    scale = float(np.median(tall)) if len(tall) else 1.0
+    # Without any stroke of some height (only dots and dashes): the ink's own height, so that nothing splits.
+    scale = float(np.median(tall)) if len(tall) else max(float(np.ptp(ink.points()[:, 1])), 1e-9)
     return centres, lefts, scale
 
 
@@ -76,12 +77,14 @@ def split_lines(ink: Ink) -> list[list[int]]:
 
 
 def _line_fit(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """y as a straight function of x through the points (least squares); flat when they cannot tell a slope."""
+    """y as a straight function of x through the points (least squares), held constant beyond their x
+    range (never extrapolated); flat when they cannot tell a slope."""
     if len(x) < 3 or np.ptp(x) == 0:
         level = float(np.median(y))
         return lambda at: np.full(np.shape(at), level)
     slope, intercept = np.polyfit(x, y, 1)
-    return lambda at: intercept + slope * np.asarray(at)
+    low, high = float(x.min()), float(x.max())
+    return lambda at: intercept + slope * np.clip(np.asarray(at), low, high)
 
 
 def line_inks(ink: Ink) -> list[tuple[Ink, np.ndarray]]:
