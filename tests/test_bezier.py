@@ -150,3 +150,14 @@ def test_affine_scales_times_about_each_curve_start():
     durations = lambda c: c.times[:, 3] - c.times[:, 0]  # noqa: E731
     np.testing.assert_allclose(durations(stretched), 2 * durations(curves))
     np.testing.assert_allclose(stretched.times[:, 0], curves.times[:, 0])
+
+
+def test_a_very_long_stroke_beside_many_short_ones_fits_piece_by_piece():
+    """A scribble or a mouse line of 20,000 points beside 300 short strokes: fitted in buckets (no
+    gigabyte padding), the straight one becoming a single curve."""
+    rng = np.random.default_rng(0)
+    long = np.column_stack([np.linspace(0, 100, 20_000), np.zeros(20_000)])
+    short = [rng.normal(size=(int(rng.integers(2, 30)), 2)).cumsum(axis=0) * 0.01 + [i, 5.0] for i in range(300)]
+    curves = fit_ink(Ink([long, *short]))
+    assert not curves.pen_up[0] and curves.last[0] == 19_999  # the whole straight stroke: one curve
+    assert distance_to_curves(Ink([long, *short]), curves).max() <= MAX_ERROR + 1e-9
