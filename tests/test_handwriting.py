@@ -64,6 +64,7 @@ def test_settings_round_trip_and_reject_unknown_features():
         "time_stretch",
         "representation",
         "max_error",
+        "fit_version",
     ]
     with pytest.raises(dataclasses.FrozenInstanceError):
         frontend.step = 0.2  # type: ignore[misc]
@@ -224,6 +225,10 @@ def test_bezier_representation_fits_each_training_ink_once_and_augments_its_curv
         InkFrontend(representation="splines")
     with pytest.raises(ValueError, match="max_error must be a positive number"):
         InkFrontend(representation="bezier", max_error=0)
+    # A model trained with another fit (its checkpoint's settings) is refused, not run on other curves.
+    with pytest.raises(ValueError, match="Bézier curves come from fit version 1, this recognizer fits version 2"):
+        from_config({**frontend.config(), "fit_version": 1})
+    assert from_config({**InkFrontend().config(), "fit_version": 1}).representation == "points"  # irrelevant there
 
 
 @pytest.mark.parametrize("representation", ["points", "bezier"])

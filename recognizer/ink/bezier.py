@@ -27,6 +27,9 @@ import numpy as np
 from .functional import arc_length
 from .ink import Ink
 
+#: the fitting algorithm's version, saved with a model's settings: the pieces it finds shape the features,
+#: so a model runs only with the fit it was trained with (bump it whenever ``fit_ink`` cuts differently)
+FIT_VERSION = 2
 #: largest distance between a point and its curve, in the ink's units (line heights after ``normalize``)
 MAX_ERROR = 0.05
 #: the features of one curve, in order (see ``curve_features``)

@@ -13,7 +13,7 @@ import torch
 
 from ..frontend import Frontend, split_sample
 from . import functional as F
-from .bezier import CURVE_FEATURES, DEFAULT_CURVE_FEATURES, MAX_ERROR, Curves, curve_features, fit_ink
+from .bezier import CURVE_FEATURES, DEFAULT_CURVE_FEATURES, FIT_VERSION, MAX_ERROR, Curves, curve_features, fit_ink
 from .formats import INK_SUFFIXES, load_ink, read_inkml
 from .ink import Ink
 from .lines import line_inks
@@ -44,6 +44,8 @@ class InkFrontend(Frontend):
             per point) or ``bezier`` (one frame per cubic Bézier curve fitted within ``max_error`` line
             heights, and per pen-up jump: several times shorter sequences; Carbune et al. 2020).
         max_error: the Bézier fit's largest point-to-curve distance, in line heights (``bezier``).
+        fit_version: the Bézier fit the model was trained with (``recognizer.ink.bezier.FIT_VERSION``);
+            another version is an error, since the curves it finds are not the ones the model learnt.
     """
 
     modality = "ink"
@@ -66,6 +68,7 @@ class InkFrontend(Frontend):
     # Later settings go last: checkpoints without them load with these defaults.
     representation: str = "points"
     max_error: float = MAX_ERROR
+    fit_version: int = FIT_VERSION
     # Normalized inks and frame counts by (path, line id): parsing XML every epoch would dominate
     # training time. Caches, not settings: left out of equality, hashing and config().
     _normalized: dict[tuple[str, str | None], Ink] = field(init=False, repr=False, compare=False)
@@ -89,6 +92,7 @@ class InkFrontend(Frontend):
         time_stretch: tuple[float, float] = F.AUGMENT_TIME_STRETCH,
         representation: str = "points",
         max_error: float = MAX_ERROR,
+        fit_version: int = FIT_VERSION,
     ) -> None:
         if representation not in REPRESENTATIONS:
             raise ValueError(f"unknown ink representation {representation!r}; choose from {list(REPRESENTATIONS)}")
@@ -100,6 +104,11 @@ class InkFrontend(Frontend):
             raise ValueError(f"unknown {representation} ink features {unknown}; choose from {list(valid)}")
         if not (np.isfinite(max_error) and max_error > 0):
             raise ValueError(f"max_error must be a positive number of line heights, got {max_error!r}")
+        if representation == "bezier" and fit_version != FIT_VERSION:
+            raise ValueError(
+                f"the model's Bézier curves come from fit version {fit_version}, this recognizer fits version "
+                f"{FIT_VERSION}: retrain it, or use the release that trained it"
+            )
         settings = {
             "feature_names": tuple(features),
             "step": step,
@@ -114,6 +123,7 @@ class InkFrontend(Frontend):
             "time_stretch": tuple(time_stretch),
             "representation": representation,
             "max_error": float(max_error),
+            "fit_version": int(fit_version),
         }
         for name, value in {**settings, "_normalized": {}, "_frames": {}, "_curves": {}}.items():
             object.__setattr__(self, name, value)  # the dataclass is frozen
