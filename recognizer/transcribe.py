@@ -297,7 +297,7 @@ class Recognizer:
         model's device; a decoder with a device of its own (``lm``: the CPU) gets them where they are
         and moves them itself. Timestamps are aligned on the model's device."""
         built = self._decoder(decoder, options)
-        if timestamps and not self.frontend.even_frames and (boundaries is None or None in boundaries):
+        if timestamps and not self.frontend.even_frames and (boundaries is None or any(b is None for b in boundaries)):
             raise ValueError(
                 f"timestamps of a {self.modality} model need each input's frame boundaries "
                 "(frontend.frame_boundaries): use transcribe(..., timestamps=True)"
