@@ -39,11 +39,9 @@ DEFAULT_CURVE_FEATURES = CURVE_FEATURES[:10]
 #: weight of the pull of the inner control points towards the straight line (the chord's thirds): it
 #: only decides the fit when the points do not (two or three points, points all at one place)
 _RIDGE = 1e-6
-_DEGENERATE = 1e-9
-_FIRST_PIECE = 16
-_FIT_CELLS = (
-    200_000  # pieces x longest piece fitted at once  # a chord or control arm shorter than this has no direction
-)
+_DEGENERATE = 1e-9  # a chord or control arm shorter than this has no direction
+_FIRST_PIECE = 16  # the fit starts from pieces of at most this many points
+_FIT_CELLS = 200_000  # pieces x longest piece fitted at once
 
 
 @dataclass(frozen=True)
@@ -100,40 +98,15 @@ def _bernstein(s: np.ndarray) -> np.ndarray:
     return np.column_stack([r**3, 3 * s * r**2, 3 * s**2 * r, s**3])
 
 
-def _chord_parameters(xy: np.ndarray) -> np.ndarray:
-    """Relative arc length of each point along the polyline, from 0 to 1 (evenly spaced if it has none)."""
-    arc = arc_length(xy)
-    if arc[-1] <= _DEGENERATE:
-        return np.linspace(0.0, 1.0, len(xy)) if len(xy) > 1 else np.zeros(1)
-    return arc / arc[-1]
-
-
-def _fit_inner(values: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """(2, dims) inner control values of the cubic through ``values[0]`` and ``values[-1]`` nearest to
-    all ``values`` (least squares, pulled by ``_RIDGE`` towards the straight line's)."""
-    start, end = values[0], values[-1]
-    residual = values - np.outer(basis[:, 0], start) - np.outer(basis[:, 3], end)
-    inner = basis[:, 1:3]
-    line = np.stack([start + (end - start) / 3, start + 2 * (end - start) / 3])
-    gram = inner.T @ inner + _RIDGE * np.eye(2)
-    return np.linalg.solve(gram, inner.T @ residual + _RIDGE * line)
-
-
 def fit_curve(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """The cubic Bézier through the first and last of ``points`` ((n, 2) or (n, 3) with times) nearest to
     all of them: control points (4, 2), times of the control points (4,) (NaN without times), and the
-    largest distance between a point and the curve at that point's parameter."""
-    xy = points[:, :2]
-    s = _chord_parameters(xy)
-    basis = _bernstein(s)
-    control = np.concatenate([xy[:1], _fit_inner(xy, basis), xy[-1:]])
-    error = float(np.max(np.hypot(*(basis @ control - xy).T)))
-    if points.shape[1] > 2 and np.isfinite(points[:, 2]).all():
-        t = points[:, 2:3]
-        times = np.concatenate([t[:1], _fit_inner(t, basis), t[-1:]])[:, 0]
-    else:
-        times = np.full(4, np.nan)
-    return control, times, error
+    largest distance between a point and the curve at that point's parameter (``_fit_pieces``, one piece)."""
+    if points.shape[1] == 2:
+        points = np.column_stack([points, np.full(len(points), np.nan)])
+    last = np.array([len(points) - 1])
+    control, error, _ = _fit_pieces(points, arc_length(points), np.zeros(1, dtype=np.int64), last)
+    return control[0, :, :2], control[0, :, 2], float(error[0])
 
 
 def _fit_pieces(points: np.ndarray, arc: np.ndarray, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -173,7 +146,7 @@ def _fit_bucket(points: np.ndarray, arc: np.ndarray, first: np.ndarray, last: np
     piece = points[index]  # (pieces, points, 3)
     start, stop = points[first], points[last]  # (pieces, 3)
     residual = piece - b0[..., None] * start[:, None] - b3[..., None] * stop[:, None]
-    # The 2 x 2 normal equations of the inner control points, in closed form, with fit_curve's ridge.
+    # The 2 x 2 normal equations of the inner control points, in closed form, pulled by _RIDGE towards the straight line.
     g11, g12, g22 = (b1 * b1).sum(1) + _RIDGE, (b1 * b2).sum(1), (b2 * b2).sum(1) + _RIDGE
     rhs1 = (b1[..., None] * residual).sum(1) + _RIDGE * (start + (stop - start) / 3)
     rhs2 = (b2[..., None] * residual).sum(1) + _RIDGE * (start + 2 * (stop - start) / 3)
