@@ -125,14 +125,15 @@ class Recognizer:
                     f"{path}: the checkpoint is a {self.modality} model, which reads {', '.join(self.frontend.suffixes)} files"
                 )
 
-    def _features(self, source: Any, split: bool) -> list[tuple[torch.Tensor, np.ndarray | None]]:
+    def _features(self, source: Any, split: bool, timestamps: bool) -> list[tuple[torch.Tensor, np.ndarray | None]]:
         """The features of each part of the input (its text lines with ``split``, else the input whole)
-        and, when its frames are unevenly spaced, their boundaries in the whole input (timestamps)."""
+        and, with ``timestamps``, their frame boundaries in the whole input (None when evenly spaced;
+        asked only then: a Bézier front-end would fit the ink's curves a second time)."""
         self._check_source(source)
         parts = self.frontend.load_parts(source) if split else [(self.frontend.load(source), None)]
         features = []
         for raw, points in parts:
-            boundaries = self.frontend.frame_boundaries(raw)
+            boundaries = self.frontend.frame_boundaries(raw) if timestamps else None
             if boundaries is not None and points is not None:  # a line's points -> the whole ink's
                 boundaries = np.append(points, points[-1] + 1)[boundaries]
             features.append((self.frontend.features(raw), boundaries))
@@ -188,7 +189,7 @@ class Recognizer:
         inputs = _as_list(inputs)
         built = self._decoder(decoder, options)  # built now: a bad LM or lexicon fails before the model runs
         lines: dict[int, list[Transcript | None]] = {}  # the lines decoded so far of inputs with several
-        for batch in self._log_probs_iter(inputs, max_frames, progress, on_error, chunk, split=split_lines):
+        for batch in self._log_probs_iter(inputs, max_frames, progress, on_error, chunk, split_lines, timestamps):
             good = [part for part in batch if not isinstance(part.output, BaseException)]
             outputs = self.decode_log_probs(
                 [part.output for part in good],  # type: ignore[misc]  # the exceptions are left out
@@ -228,13 +229,20 @@ class Recognizer:
         """
         inputs = _as_list(inputs)
         results: list[torch.Tensor | None] = [None] * len(inputs)
-        for batch in self._log_probs_iter(inputs, max_frames, progress, "raise", DEFAULT_CHUNK, split=False):
+        for batch in self._log_probs_iter(inputs, max_frames, progress, "raise", DEFAULT_CHUNK, False, False):
             for part in batch:
                 results[part.input] = part.output  # type: ignore[assignment]
         return results  # type: ignore[return-value]
 
     def _log_probs_iter(
-        self, inputs: list[Any], max_frames: int, progress: bool, on_error: OnError, chunk: int, split: bool
+        self,
+        inputs: list[Any],
+        max_frames: int,
+        progress: bool,
+        on_error: OnError,
+        chunk: int,
+        split: bool,
+        timestamps: bool,
     ) -> Iterator[list[_Part]]:
         """Batches of parts of inputs (text lines with ``split``, else whole inputs) with their
         log-probabilities: features chunk by chunk, batched by length within a chunk; with
@@ -244,17 +252,24 @@ class Recognizer:
         with tqdm(
             total=len(inputs), desc="transcribing", unit="input", disable=not progress, file=sys.stderr, leave=False
         ) as bar:
-            yield from self._chunks(inputs, max_frames, on_error, chunk, bar, split)
+            yield from self._chunks(inputs, max_frames, on_error, chunk, bar, split, timestamps)
 
     def _chunks(
-        self, inputs: list[Any], max_frames: int, on_error: OnError, chunk: int, bar: tqdm, split: bool
+        self,
+        inputs: list[Any],
+        max_frames: int,
+        on_error: OnError,
+        chunk: int,
+        bar: tqdm,
+        split: bool,
+        timestamps: bool,
     ) -> Iterator[list[_Part]]:
         for start in range(0, len(inputs), max(1, chunk)):
             keys, features, boundaries = [], [], []  # keys: (input, part, parts)
             unread: dict[int, int] = {}  # input -> its parts not yet through the model
             for index in range(start, min(start + chunk, len(inputs))):
                 try:
-                    parts = self._features(inputs[index], split)
+                    parts = self._features(inputs[index], split, timestamps)
                 except (ValueError, OSError) as error:
                     if on_error == "raise":
                         raise
