@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recognizer.data import budget_batches
+from recognizer.batching import budget_batches
 from recognizer.decoding import decode
 from recognizer.encoders import BLSTMEncoder
 from recognizer.ink.frontend import InkFrontend

@@ -299,6 +299,16 @@ class AudioFrontend(Frontend):
     def frame_unit(self) -> float:
         return self.hop_ms / 1000
 
+    @property
+    def win_length(self) -> int:
+        """Samples per analysis window."""
+        return round(self.sample_rate * self.window_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per hop: one feature frame."""
+        return round(self.sample_rate * self.hop_ms / 1000)
+
     def load(self, source: Any, name: str | None = None) -> torch.Tensor:
         """A path, a waveform already at ``sample_rate``, or a ``(waveform, rate)`` pair; ``name``
         replaces the source in error messages."""
@@ -311,7 +321,7 @@ class AudioFrontend(Frontend):
         else:
             name = name or "<array>"
             waveform = mono_resampled(source, self.sample_rate, self.sample_rate, name=name)
-        window = round(self.sample_rate * self.window_ms / 1000)
+        window = self.win_length
         if waveform.numel() < window:
             raise AudioError(
                 f"{name}: the audio is too short ({waveform.numel()} samples at {self.sample_rate} Hz): "

@@ -19,6 +19,9 @@ from .encoders.base import encoder_config
 
 #: what a recognizer checkpoint's hyper_parameters must hold to rebuild the model (every format)
 CHECKPOINT_SETTINGS = ("tokenizer", "frontend")
+#: what a model file (``recognizer.model.Model.save``) says it is, and the newest layout this code reads
+MODEL_FORMAT = "recognizer-model"
+MODEL_VERSION = 1
 
 
 class CheckpointError(ValueError):
@@ -58,6 +61,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path}: not a recognizer checkpoint (no hyper_parameters and state_dict)")
+    version = checkpoint.get("version") if checkpoint.get("format") == MODEL_FORMAT else None
+    if version is not None and (not isinstance(version, int) or version > MODEL_VERSION):
+        raise CheckpointError(
+            f"{path}: a model file of version {version!r}, newer than this recognizer reads ({MODEL_VERSION}): "
+            "upgrade recognizer"
+        )
     missing = [name for name in CHECKPOINT_SETTINGS if not isinstance(hparams.get(name), dict)]
     if missing:
         raise CheckpointError(f"{path}: not a recognizer checkpoint (its hyper_parameters lack {', '.join(missing)})")

@@ -63,7 +63,18 @@ def _entry(prog: str, module: str, function: str = "main", needs_torchaudio: boo
     return entry
 
 
-recognizer = _entry("recognizer", "cli")
+_lightning_cli = _entry("recognizer", "cli")
+
+
+def recognizer() -> None:
+    """``recognizer``: Lightning's ``fit``, ``validate``, ``test``, ``predict``; and ``recognizer export``,
+    which needs no Lightning."""
+    if sys.argv[1:2] == ["export"]:
+        del sys.argv[1]
+        sys.exit(run("recognizer export", "export"))
+    _lightning_cli()
+
+
 transcribe = _entry("recognizer-transcribe", "transcribe")
 prepare = _entry("recognizer-prepare", "prepare", needs_torchaudio=False)  # corpora need no torch
 demo = _entry("recognizer-demo", "demo", "entry")

@@ -18,35 +18,13 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .batching import budget_batches
 from .ctc import min_ctc_frames
 from .frontend import Frontend
 from .manifest import read_manifest
 from .tokenizer import CASE, REPLACEMENT, UNKNOWN, Case, Tokenizer, Unknown
 
 log = logging.getLogger(__name__)
-
-
-def budget_batches(
-    order: Sequence[int], lengths: Sequence[int], max_frames: int, max_batch_size: int | None = None
-) -> list[list[int]]:
-    """Cut ``order`` into consecutive batches whose padded size (count x longest) fits ``max_frames``.
-
-    An item longer than the budget gets a batch of its own rather than being dropped.
-    """
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    longest = 0
-    for index in order:
-        longest_with = max(longest, lengths[index])
-        full = max_batch_size is not None and len(batch) >= max_batch_size
-        if batch and (full or longest_with * (len(batch) + 1) > max_frames):
-            batches.append(batch)
-            batch, longest_with = [], lengths[index]
-        batch.append(index)
-        longest = longest_with
-    if batch:
-        batches.append(batch)
-    return batches
 
 
 class LengthBudgetBatchSampler(Sampler[list[int]]):

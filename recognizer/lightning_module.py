@@ -6,7 +6,6 @@ checkpoint alone (``CTCModule.from_checkpoint``).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -23,13 +22,12 @@ from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torchmetrics import Metric
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from .checkpoint import CheckpointError, first_line, read_checkpoint, upgrade
+from .checkpoint import upgrade
 from .ctc import BLANK
 from .data import Batch
 from .decoding import DecodingOptions, decode
-from .encoders import Encoder, EncoderFactory, build_encoder, encoder_config
-from .frontend import from_config
-from .tokenizer import Tokenizer
+from .encoders import Encoder, EncoderFactory
+from .model import build_parts, load_module
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +52,7 @@ class CTCModule(pl.LightningModule):
             A ``DecodingOptions`` is accepted too.
     """
 
+    encoder: Encoder
     #: optimizer and schedule settings: a resumed run continues the checkpoint's optimizer state
     optimizer_settings = ("lr", "weight_decay", "warmup_steps", "min_lr_ratio")
 
@@ -73,11 +72,9 @@ class CTCModule(pl.LightningModule):
         # A dict as configs and checkpoints (old ones too) give it; a DecodingOptions is accepted as well.
         self.decoding = DecodingOptions.from_config(decoding)
         self.hparams["decoding"] = self.decoding.to_dict()  # plain values: checkpoints load with weights_only
-        self.tokenizer = Tokenizer(**tokenizer)
-        self.frontend = from_config(frontend)
-        encoder_settings = encoder_config(encoder)
+        # the same parts as recognizer.Model, so a checkpoint and a model file give one model
+        self.tokenizer, self.frontend, self.encoder, encoder_settings = build_parts(tokenizer, frontend, encoder)
         self.hparams["encoder"] = encoder_settings  # plain values, every setting spelled out
-        self.encoder: Encoder = build_encoder(encoder_settings, self.frontend.feature_dim, self.tokenizer.vocab_size)
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}_{name}": metric()
@@ -102,21 +99,7 @@ class CTCModule(pl.LightningModule):
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CTCModule:
         """Rebuild a trained module from a checkpoint file alone, without unpickling arbitrary code."""
-        checkpoint = read_checkpoint(path, map_location)
-        hparams = checkpoint["hyper_parameters"]
-        accepted = inspect.signature(cls.__init__).parameters
-        try:
-            module = cls(**{k: v for k, v in hparams.items() if k in accepted})
-        except (TypeError, ValueError) as error:
-            raise CheckpointError(f"{path}: its settings cannot build a model ({first_line(error)})") from None
-        try:
-            module.load_state_dict(checkpoint["state_dict"])
-        except (RuntimeError, TypeError, ValueError) as error:
-            reason = " ".join(str(error).split())  # torch lists the missing and unexpected weights over lines
-            raise CheckpointError(
-                f"{path}: the weights do not fit the model its settings describe ({reason[:300]})"
-            ) from None
-        return module.eval()
+        return load_module(cls, path, map_location)
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]  # Lightning's is a restricted classmethod with more options

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import budget_batches
+from .batching import length_batches
 from .decoding import (
     DEFAULT_DECODER,
     Decoder,
@@ -33,10 +33,17 @@ from .decoding import (
 )
 from .decoding.arguments import add_decoding_arguments, decoding_options
 from .frontend import split_sample
-from .lightning_module import CTCModule
+from .model import Model
+from .onnx_model import ONNX_SUFFIX, OnnxModel
 
 DEFAULT_MAX_FRAMES = 100_000  # per batch of inference: ~17 minutes of audio at a 10 ms hop
 DEFAULT_CHUNK = 256  # inputs whose features are held in memory at once
+#: an input longer than SEGMENT_FRAMES + 2 x SEGMENT_CONTEXT feature frames (a minute of audio) goes through
+#: the model in segments of SEGMENT_FRAMES, each read with SEGMENT_CONTEXT frames of its neighbours on
+#: both sides whose outputs are dropped: memory stays flat for an hour of audio, and the bidirectional
+#: layers see enough around every kept frame to give the same text as one pass
+SEGMENT_FRAMES = 6000
+SEGMENT_CONTEXT = 500
 #: what to do with an input that cannot be read: stop, or record its error and go on
 OnError = Literal["raise", "skip"]
 
@@ -93,13 +100,16 @@ class _Part(NamedTuple):
 
 
 class Recognizer:
-    """A trained model ready to transcribe files or arrays of its modality."""
+    """A trained model ready to transcribe files or arrays of its modality: a ``Model`` (from a training
+    checkpoint or a model file) on ``device``, or an ``OnnxModel`` (onnxruntime, on the CPU)."""
 
-    def __init__(self, module: CTCModule, device: str | torch.device = "cpu") -> None:
-        self.module = module.to(device).eval()
+    def __init__(self, model: Model | OnnxModel, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
-        self.frontend = module.frontend
-        self.tokenizer = module.tokenizer
+        if isinstance(model, OnnxModel) and self.device.type != "cpu":
+            raise ValueError(f"{model.path}: an ONNX model runs on the CPU here, not on {self.device}")
+        self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
+        self.frontend = model.frontend
+        self.tokenizer = model.tokenizer
 
     @property
     def modality(self) -> str:
@@ -108,7 +118,7 @@ class Recognizer:
     @property
     def stride(self) -> int:
         """Feature frames per output frame of the encoder."""
-        return self.module.encoder.stride
+        return self.model.stride
 
     @property
     def frame_duration(self) -> float:
@@ -136,7 +146,7 @@ class Recognizer:
             boundaries = self.frontend.frame_boundaries(raw) if timestamps else None
             if boundaries is not None and points is not None:  # a line's points -> the whole ink's
                 boundaries = np.append(points, points[-1] + 1)[boundaries]
-            features.append((self.frontend.features(raw), boundaries))
+            features.append((self.model.prepare(raw), boundaries))
         return features
 
     @torch.no_grad()
@@ -281,17 +291,47 @@ class Recognizer:
                     keys.append((index, number, len(parts)))
                     features.append(feature)
                     boundaries.append(bounds)
-            for batch in _length_batches([f.shape[0] for f in features], max_frames):
-                padded, lengths = _pad([features[i] for i in batch])
-                log_probs, out_lengths = self.module(padded.to(self.device), lengths.to(self.device))
-                # clone: not views that would keep the whole batch alive
-                rows = zip(batch, log_probs.cpu(), out_lengths.tolist())
-                yield [_Part(*keys[p], row[:n].clone(), boundaries[p]) for p, row, n in rows]
+            # the budget counts feature frames; an exported speech graph takes samples
+            budget = max_frames * self.model.rows_per_frame
+            limit = (SEGMENT_FRAMES + 2 * SEGMENT_CONTEXT) * self.model.rows_per_frame
+            whole = [p for p, f in enumerate(features) if f.shape[0] <= limit]
+            batches = [[whole[i] for i in b] for b in length_batches([features[p].shape[0] for p in whole], budget)]
+            batches += [[p] for p, f in enumerate(features) if f.shape[0] > limit]  # alone, in segments
+            for batch in batches:
+                if len(batch) == 1 and features[batch[0]].shape[0] > limit:
+                    outputs = [self._segmented(features[batch[0]], budget)]
+                else:
+                    padded, lengths = _pad([features[i] for i in batch])
+                    log_probs, out_lengths = self.model(padded.to(self.device), lengths.to(self.device))
+                    # clone: not views that would keep the whole batch alive
+                    outputs = [row[:n].clone() for row, n in zip(log_probs.cpu(), out_lengths.tolist())]
+                yield [_Part(*keys[p], output, boundaries[p]) for p, output in zip(batch, outputs)]
                 finished = 0  # inputs whose last part went through the model now
                 for p in batch:
                     unread[keys[p][0]] -= 1
                     finished += unread[keys[p][0]] == 0
                 bar.update(finished)
+
+    def _segmented(self, rows: torch.Tensor, budget: int) -> torch.Tensor:
+        """The log-probabilities of one long input, computed in overlapping segments (``SEGMENT_FRAMES``):
+        each segment's outputs within ``SEGMENT_CONTEXT`` of its neighbours are dropped, and the rest
+        are joined. Segments start on output frames, so the result has exactly the frames of one pass."""
+        step = self.model.rows_per_frame * self.stride  # rows of the model's input per output frame
+        core = max(1, SEGMENT_FRAMES * self.model.rows_per_frame // step) * step
+        context = -(-SEGMENT_CONTEXT * self.model.rows_per_frame // step) * step
+        total = rows.shape[0]
+        segments = []  # (first row read, last row read + 1, first output kept, outputs kept or None: all)
+        for start in range(0, total, core):
+            begin, end = max(0, start - context), min(total, start + core + context)
+            segments.append((begin, end, (start - begin) // step, core // step if start + core < total else None))
+        outputs: list[torch.Tensor] = [torch.empty(0)] * len(segments)
+        for batch in length_batches([end - begin for begin, end, _, _ in segments], budget):
+            padded, lengths = _pad([rows[segments[i][0] : segments[i][1]] for i in batch])
+            log_probs, out_lengths = self.model(padded.to(self.device), lengths.to(self.device))
+            for i, row, n in zip(batch, log_probs.cpu(), out_lengths.tolist()):
+                first, kept = segments[i][2], segments[i][3]
+                outputs[i] = row[first : n if kept is None else first + kept]
+        return torch.cat(outputs)
 
     @torch.no_grad()
     def decode_log_probs(
@@ -320,7 +360,7 @@ class Recognizer:
         alternatives = getattr(built.options, "nbest", 1)  # n-best lists are given when more than one is asked for
         unit = self.frame_duration
         transcripts: list[Transcript | None] = [None] * len(log_probs)
-        for batch in _length_batches([e.shape[0] for e in log_probs], max_frames):
+        for batch in length_batches([e.shape[0] for e in log_probs], max_frames):
             padded, lengths = _pad([log_probs[i] for i in batch])
             on_model = padded.to(self.device) if built.device is None or timestamps else padded
             hypotheses = built(on_model if built.device is None else padded, lengths)
@@ -379,19 +419,17 @@ def _as_list(inputs: Sequence[Any]) -> list[Any]:
     return list(inputs)
 
 
-def _length_batches(lengths: list[int], max_frames: int) -> list[list[int]]:
-    """Indices in batches of similar length within the frame budget."""
-    return budget_batches(sorted(range(len(lengths)), key=lengths.__getitem__), lengths, max_frames)
-
-
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), torch.tensor([r.shape[0] for r in rows])
 
 
 def load(checkpoint: str | os.PathLike, device: str | torch.device | None = None) -> Recognizer:
-    """Load a checkpoint written by ``recognizer fit``; ``device`` defaults to CUDA when available."""
+    """Load a checkpoint written by ``recognizer fit``, a model file or an ONNX model (``.onnx``) written by
+    ``recognizer export``. ``device`` defaults to CUDA when available (ONNX models: the CPU)."""
+    if Path(checkpoint).suffix.lower() == ONNX_SUFFIX:
+        return Recognizer(OnnxModel(checkpoint), _device(device or "cpu"))
     device = _device(device)
-    return Recognizer(CTCModule.from_checkpoint(checkpoint, map_location=device), device)
+    return Recognizer(Model.load(checkpoint, map_location=device), device)
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -496,7 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "files", nargs="+", help="input files (audio for a speech model; ink, with page.inkml#id for one sample)"
     )
-    parser.add_argument("--checkpoint", required=True, help="a .ckpt written by `recognizer fit`")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a .ckpt written by `recognizer fit`, or a model file or .onnx written by `recognizer export`",
+    )
     parser.add_argument(
         "--output",
         help="write JSON lines here (flushed after every batch) instead of printing `path<TAB>text` "

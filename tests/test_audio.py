@@ -227,7 +227,7 @@ def test_checkpoint_without_perturbation_settings_loads_with_them_off():
     from recognizer.checkpoint import read_checkpoint
 
     assert "speed_factors" not in read_checkpoint(FIXTURES / "speech-v0.ckpt")["hyper_parameters"]["frontend"]
-    frontend = transcribe.load(FIXTURES / "speech-v0.ckpt", device="cpu").module.frontend
+    frontend = transcribe.load(FIXTURES / "speech-v0.ckpt", device="cpu").model.frontend
     assert isinstance(frontend, AudioFrontend)
     assert frontend.speed_factors == () and frontend.volume_range is None
 

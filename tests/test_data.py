@@ -1,6 +1,7 @@
 import pytest
 
-from recognizer.data import LengthBudgetBatchSampler, budget_batches
+from recognizer.batching import budget_batches
+from recognizer.data import LengthBudgetBatchSampler
 from recognizer.decoding import greedy_decode, min_ctc_frames
 
 

@@ -214,8 +214,8 @@ def test_decoding_settings_of_old_checkpoints_still_read():
     assert DecodingOptions.from_config(None) == DecodingOptions()
 
     model = transcribe.load(FIXTURES / "speech-v0.ckpt", device="cpu")  # written by the code before the registry
-    assert model.module.decoding == DecodingOptions("greedy")
-    assert model.module.hparams["decoding"] == {"decoder": "greedy"}
+    assert model.model.decoding == DecodingOptions("greedy")
+    assert model.model.settings["decoding"] == {"decoder": "greedy"}
 
 
 def test_a_declaration_the_command_line_cannot_express_is_refused():
@@ -314,7 +314,7 @@ def test_old_checkpoints_with_options_their_decoder_ignores_still_load(tmp_path,
     path = checkpoint_storing(tmp_path, stored)
     with caplog.at_level(logging.WARNING, logger="recognizer.decoding.base"):
         model = transcribe.load(path, device="cpu")
-    assert model.module.decoding == expected and model.module.hparams["decoding"] == expected.to_dict()
+    assert model.model.decoding == expected and model.model.settings["decoding"] == expected.to_dict()
     assert all(word in caplog.text for word in warned), caplog.text
     # what the CLI's --ckpt_path hands to its parser: read_checkpoint, normalized the same way
     assert read_checkpoint(path)["hyper_parameters"]["decoding"] == expected.to_dict()
@@ -322,14 +322,14 @@ def test_old_checkpoints_with_options_their_decoder_ignores_still_load(tmp_path,
     if stored["decoder"] == "greedy":
         with pytest.raises(ValueError, match="is not an option of decoder='greedy'"):
             DecodingOptions.from_config(stored)
-        settings = {k: model.module.hparams[k] for k in ("tokenizer", "frontend")}
+        settings = {k: model.model.settings[k] for k in ("tokenizer", "frontend")}
         with pytest.raises(ValueError, match="is not an option of decoder='greedy'"):
             CTCModule(**settings, decoding=stored)
 
 
 def test_the_old_flat_default_decoding_loads_without_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="recognizer.decoding.base"):
-        assert transcribe.load(FIXTURES / "speech-v0.ckpt", device="cpu").module.decoding == DecodingOptions()
+        assert transcribe.load(FIXTURES / "speech-v0.ckpt", device="cpu").model.decoding == DecodingOptions()
     assert not caplog.records
 
 

@@ -337,7 +337,7 @@ def test_minutes_long_file(trained, tiny_speech, tmp_path):
     pieces = model.transcribe(parts)
     features = model.frontend.features(model.frontend.load(path))
     with torch.no_grad():
-        log_probs, lengths = model.module(features[None], torch.tensor([len(features)]))
+        log_probs, lengths = model.model(features[None], torch.tensor([len(features)]))
     assert lengths.item() == -(-len(features) // 3) == log_probs.shape[1]
     assert torch.isfinite(log_probs).all()
     # the same model on the same audio: the long transcript is about as long as the pieces together
@@ -407,7 +407,7 @@ def test_unidirectional_encoder_chosen_in_the_config_alone(tiny_speech, tmp_path
     assert stored["init_args"]["hidden_size"] == 32  # tiny_args' size carried over to the chosen class
 
     model = recognizer.load(best, device="cpu")
-    assert isinstance(model.module.encoder, LSTMEncoder) and model.stride == 3
+    assert isinstance(model.model.encoder, LSTMEncoder) and model.stride == 3
     entries = read_manifest(tiny_speech["test"], path_key="audio_filepath")[:4]
     transcripts = model.transcribe([e["audio_filepath"] for e in entries], timestamps=True)
     assert all(isinstance(t.text, str) and t.error is None for t in transcripts)

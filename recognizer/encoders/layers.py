@@ -34,12 +34,11 @@ def stack_frames(
     """
     if stack == 1 and stride == 1:
         return features, lengths
-    batch, frames, dim = features.shape
-    out_frames = -(-frames // stride)
-    needed = (out_frames - 1) * stride + stack
-    features = F.pad(features, (0, 0, 0, needed - frames))
-    windows = features.unfold(1, stack, stride)  # (batch, out_frames, dim, stack)
-    stacked = windows.transpose(2, 3).reshape(batch, out_frames, stack * dim)
+    out_frames = (features.shape[1] + stride - 1) // stride  # not -(-T // stride): ONNX divides towards 0
+    # A fixed pad and strided slices rather than unfold: the same frames, and it exports to ONNX with a
+    # dynamic length (unfold does not). Slice k holds frame j x stride + k of every window j.
+    padded = F.pad(features, (0, 0, 0, stack))
+    stacked = torch.cat([padded[:, k : k + out_frames * stride : stride] for k in range(stack)], dim=-1)
     return stacked, stacked_lengths(lengths, stride)
 
 

@@ -1,0 +1,161 @@
+"""End-to-end transcription speed, memory and accuracy of each runtime of one trained speech model.
+
+    python benchmarks/export.py --checkpoint runs/an4/.../averaged.ckpt --manifest data/an4/dev.jsonl
+
+Exports the checkpoint as a model file, ONNX and int8 ONNX, then times ``recognizer-transcribe`` on every
+file of the manifest, from process start to the JSON lines written, for each runtime (rounds
+interleaved, medians): real-time factor, peak memory (max RSS), start-up (a process that only loads the
+model), CER/WER, and how many transcripts equal the PyTorch checkpoint's. With ``--long-minutes``, the
+same for one long file made of the manifest's audio: segmented transcription's peak memory and RTF,
+and whether its text equals one unsegmented pass. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from torchmetrics.functional.text import char_error_rate, word_error_rate
+
+from recognizer.export import export
+from recognizer.manifest import read_manifest
+
+BIN = Path(sys.executable).parent
+TIME = "/usr/bin/time"  # GNU time: -f %M gives the peak resident memory in KiB
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds from process start to exit, and peak memory in MiB."""
+    start = time.perf_counter()
+    run = subprocess.run([TIME, "-f", "%M", *command], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:3])} failed: {run.stderr.strip()[-500:]}")
+    return seconds, int(run.stderr.strip().splitlines()[-1]) / 1024
+
+
+def transcripts(path: Path) -> dict[str, str]:
+    return {row["source"]: row["text"] for row in map(json.loads, path.read_text().splitlines())}
+
+
+def long_file(files: list[str], minutes: float, out: Path) -> float:
+    """The manifest's audio one after another (0.25 s apart), repeated up to ``minutes``; its duration."""
+    pieces, total, rate = [], 0, 16000
+    while total < minutes * 60 * rate:
+        for f in files:
+            data, rate = soundfile.read(f, dtype="float32")
+            pieces += [data, np.zeros(rate // 4, dtype=np.float32)]
+            total += len(data) + rate // 4
+            if total >= minutes * 60 * rate:
+                break
+    soundfile.write(out, np.concatenate(pieces), rate, subtype="PCM_16")
+    return total / rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--out-dir", default="/tmp/export-benchmark")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--long-minutes", type=float, default=0, help="also a long file of this many minutes")
+    args = parser.parse_args()
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    runtimes: dict[str, Path] = {"checkpoint": Path(args.checkpoint)}
+    for name, file, int8 in (
+        ("model file", "model.pt", False),
+        ("ONNX", "model.onnx", False),
+        ("ONNX int8", "model-int8.onnx", True),
+    ):
+        start = time.perf_counter()
+        runtimes[name] = export(args.checkpoint, out / file, int8=int8)
+        print(f"exported {name} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    entries = read_manifest(args.manifest, path_key="audio_filepath")
+    files = [e["audio_filepath"] for e in entries]
+    audio = sum(soundfile.info(f).duration for f in files)
+    references = {e["audio_filepath"]: e["text"] for e in entries}
+
+    wall: dict[str, list[float]] = {name: [] for name in runtimes}
+    memory: dict[str, list[float]] = {name: [] for name in runtimes}
+    startup: dict[str, list[float]] = {name: [] for name in runtimes}
+    for _ in range(args.rounds):
+        for name, model in runtimes.items():
+            result = out / f"{name.replace(' ', '-')}.jsonl"
+            result.unlink(missing_ok=True)
+            seconds, peak = timed(
+                [str(BIN / "recognizer-transcribe"), "--checkpoint", str(model), "--output", str(result), *files]
+            )
+            wall[name].append(seconds)
+            memory[name].append(peak)
+            load = f"import recognizer; recognizer.load({str(model)!r}, device='cpu')"
+            startup[name].append(timed([sys.executable, "-c", load])[0])
+    texts = {name: transcripts(out / f"{name.replace(' ', '-')}.jsonl") for name in runtimes}
+
+    print(
+        f"\n{len(files)} files, {audio:.1f} s of audio; {platform.processor() or platform.machine()}, "
+        f"medians of {args.rounds} interleaved rounds\n"
+    )
+    print(
+        "| runtime | file size | start-up | wall (start to JSON) | RTF | x real time | peak memory | CER | WER | same text as checkpoint |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, model in runtimes.items():
+        seconds = statistics.median(wall[name])
+        hypotheses = [texts[name][f] for f in files]
+        cer = char_error_rate(hypotheses, [references[f] for f in files]).item()
+        wer = word_error_rate(hypotheses, [references[f] for f in files]).item()
+        same = sum(texts[name][f] == texts["checkpoint"][f] for f in files)
+        print(
+            f"| {name} | {model.stat().st_size / 2**20:.1f} MiB | {statistics.median(startup[name]):.2f} s | "
+            f"{seconds:.2f} s | {seconds / audio:.4f} | {audio / seconds:.0f}x | {statistics.median(memory[name]):.0f} MiB | "
+            f"{100 * cer:.2f} % | {100 * wer:.2f} % | {same}/{len(files)} |"
+        )
+
+    if args.long_minutes:
+        long = out / "long.wav"
+        duration = long_file(files, args.long_minutes, long)
+        print(f"\nlong file: {duration / 60:.1f} minutes\n")
+        print("| runtime | wall | RTF | peak memory | text equals one unsegmented pass |")
+        print("|---|---|---|---|---|")
+        one_pass = (
+            "import json, sys, recognizer; from recognizer import transcribe; transcribe.SEGMENT_FRAMES = 10**9; "
+            "print(json.dumps(recognizer.load(sys.argv[1], device='cpu').transcribe([sys.argv[2]])[0].text))"
+        )
+        for name in ("model file", "ONNX", "ONNX int8"):
+            result = out / "long.jsonl"
+            result.unlink(missing_ok=True)
+            seconds, peak = timed(
+                [
+                    str(BIN / "recognizer-transcribe"),
+                    "--checkpoint",
+                    str(runtimes[name]),
+                    "--output",
+                    str(result),
+                    str(long),
+                ]
+            )
+            segmented = transcripts(result)[str(long)]
+            whole = subprocess.run(
+                [sys.executable, "-c", one_pass, str(runtimes[name]), str(long)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            equal = json.loads(whole.stdout.splitlines()[-1]) == segmented
+            print(
+                f"| {name} | {seconds:.1f} s | {seconds / duration:.4f} | {peak:.0f} MiB | {'yes' if equal else 'NO'} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

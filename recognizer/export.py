@@ -1,0 +1,254 @@
+"""``recognizer export``: a trained model as a Lightning-free model file, or as ONNX (optionally int8).
+
+    recognizer export runs/an4/.../averaged.ckpt --out an4.pt               # model file (weights + settings)
+    recognizer export runs/an4/.../averaged.ckpt --out an4.onnx             # ONNX, front-end inside
+    recognizer export runs/an4/.../averaged.ckpt --out an4-int8.onnx --int8 # LSTM and linear weights in int8
+
+The ONNX graph of a speech model takes raw waveforms at the model's sample rate (``waveform``
+(batch, samples) float32 in [-1, 1], ``lengths`` (batch,) int64) and holds the log-mel front-end and
+the feature normalization, so onnxruntime and the file are all a user needs. The graph of an ink model
+takes the per-point (or per-curve) features (``features`` (batch, frames, dim), ``lengths``): reading,
+normalizing and resampling an ink stay in the Python front-end (``recognizer.ink``). Both give
+``log_probs`` (batch, frames, vocab) and ``output_lengths``; batch and time are dynamic. The settings
+(alphabet, front-end, encoder, decoding) are stored in the model's metadata under ``recognizer``, so
+``recognizer.load("model.onnx")`` needs no other file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .audio import LOG_FLOOR, UTTERANCE_STD_FLOOR, AudioFrontend, torchaudio
+from .checkpoint import MODEL_FORMAT, MODEL_VERSION
+from .encoders.layers import padding_mask
+from .model import Model
+
+#: metadata key of the settings in an exported ONNX model
+METADATA_KEY = "recognizer"
+#: ONNX operator set of the export (onnxruntime 1.17+ runs it)
+OPSET = 17
+#: what each graph takes: a speech graph the waveform, any other the front-end's features
+WAVEFORM, FEATURES = "waveform", "features"
+#: the graph's nodes computing features, kept in float32 by ``--int8`` (their module's name)
+FEATURES_MODULE = "log_mel"
+FORMATS = ("pt", "onnx")
+
+
+class LogMel(nn.Module):
+    """``recognizer.audio.log_mel`` for a padded batch, built from operators that export to ONNX: the
+    short-time Fourier transform as a convolution with the windowed DFT basis, the same mel filterbank,
+    and the centring's reflection padding within each waveform's own length.
+
+    (batch, samples), (batch,) -> log-mel (batch, frames, n_mels), frames (batch,)
+    """
+
+    basis: torch.Tensor
+    filterbank: torch.Tensor
+
+    def __init__(self, frontend: AudioFrontend) -> None:
+        super().__init__()
+        win_length, self.hop = frontend.win_length, frontend.hop_length
+        self.n_fft = 1 << (win_length - 1).bit_length()  # as recognizer.audio's MelSpectrogram
+        self.utterance_norm = frontend.utterance_norm
+        window = torch.zeros(self.n_fft, dtype=torch.float64)
+        left = (self.n_fft - win_length) // 2  # torch.stft centres a shorter window in n_fft
+        window[left : left + win_length] = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
+        bins = self.n_fft // 2 + 1
+        angle = 2 * math.pi * torch.outer(torch.arange(bins, dtype=torch.float64), torch.arange(self.n_fft))
+        angle = angle.remainder(2 * math.pi * self.n_fft) / self.n_fft  # exact phases before float32
+        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window
+        self.register_buffer("basis", basis.float().unsqueeze(1))  # (2 x bins, 1, n_fft)
+        filterbank = torchaudio.functional.melscale_fbanks(
+            bins, 0.0, frontend.sample_rate / 2, frontend.n_mels, frontend.sample_rate
+        )
+        self.register_buffer("filterbank", filterbank.float())  # (bins, n_mels), as MelSpectrogram's
+
+    def frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames of waveforms of ``lengths`` samples (centred windows: one per hop, plus one)."""
+        return torch.div(lengths, self.hop, rounding_mode="floor") + 1
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pad = self.n_fft // 2
+        positions = torch.arange(-pad, waveform.shape[1] + pad, device=waveform.device)[None, :].abs()
+        last = (lengths - 1)[:, None]
+        # reflection at both ends of each waveform's own samples; beyond them, junk frames that are masked
+        index = torch.where(positions > last, 2 * last - positions, positions).clamp(0, waveform.shape[1] - 1)
+        signal = waveform.gather(1, index)
+        spectrum = nn.functional.conv1d(signal.unsqueeze(1), self.basis, stride=self.hop)  # (batch, 2 x bins, frames)
+        real, imag = spectrum.chunk(2, dim=1)
+        power = (real * real + imag * imag).transpose(1, 2)  # (batch, frames, bins)
+        features = torch.log(power @ self.filterbank + LOG_FLOOR)
+        frames = self.frames(lengths)
+        if self.utterance_norm is not None:
+            features = self._normalize(features, frames)
+        return features, frames
+
+    def _normalize(self, features: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """``recognizer.audio.utterance_normalize`` over each utterance's own frames."""
+        mask = padding_mask(frames, features.shape[1]).unsqueeze(-1).to(features.dtype)
+        count = frames[:, None, None].to(features.dtype)
+        mean = (features * mask).sum(dim=1, keepdim=True) / count
+        centred = features - mean
+        if self.utterance_norm != "meanvar":
+            return centred
+        variance = (centred * centred * mask).sum(dim=1, keepdim=True) / count
+        return centred / variance.sqrt().clamp_min(UTTERANCE_STD_FLOOR)
+
+
+class SpeechGraph(nn.Module):
+    """Waveforms -> log-mel -> the model: what a speech model's ONNX file computes."""
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        if not isinstance(model.frontend, AudioFrontend):
+            raise ValueError(f"a speech graph needs an audio model, not a {model.frontend.modality} one")
+        self.log_mel = LogMel(model.frontend)
+        self.model = model
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(*self.log_mel(waveform, lengths))
+
+
+def graph_input(model: Model) -> str:
+    """What the exported graph of ``model`` takes: ``waveform`` (speech) or ``features``."""
+    return WAVEFORM if isinstance(model.frontend, AudioFrontend) else FEATURES
+
+
+def metadata(model: Model) -> dict[str, Any]:
+    """The settings stored in an ONNX model: enough to rebuild the tokenizer and the front-end, and to
+    know what the graph takes."""
+    name = graph_input(model)
+    return {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "input": name,
+        # what the graph's time axis counts per feature frame (batching budgets count frames)
+        "rows_per_frame": model.frontend.hop_length if name == WAVEFORM else 1,  # type: ignore[attr-defined]
+        "stride": model.stride,
+        **model.settings,
+    }
+
+
+def export_onnx(model: Model, path: str | os.PathLike, int8: bool = False) -> Path:
+    """Write ``model`` as ONNX (see the module docstring); ``int8``: dynamic quantization of the LSTM and
+    linear weights (onnxruntime's ``quantize_dynamic``), the front-end kept in float32."""
+    import onnx  # only exporting needs it; running needs onnxruntime alone
+
+    path = Path(path)
+    model = model.cpu().float().eval()
+    name = graph_input(model)
+    # eval: the exporter puts each module back in its mode afterwards, and a new graph starts in training's
+    graph: nn.Module = (SpeechGraph(model) if name == WAVEFORM else model).eval()
+    example = _example(model, name)
+    temporary = path.with_name(path.name + ".partial")
+    try:
+        # The tracer's warnings (Python ints from shapes, LSTM batch sizes) are about graphs unlike this
+        # one, whose every length is dynamic: tests/test_export.py runs it on other batch sizes and lengths.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                graph,
+                example,
+                str(temporary),
+                dynamo=False,  # the TorchScript exporter turns nn.LSTM into ONNX LSTM operators
+                input_names=[name, "lengths"],
+                output_names=["log_probs", "output_lengths"],
+                dynamic_axes={
+                    name: {0: "batch", 1: "time"},
+                    "lengths": {0: "batch"},
+                    "log_probs": {0: "batch", 1: "frames"},
+                    "output_lengths": {0: "batch"},
+                },
+                opset_version=OPSET,
+            )
+        exported = onnx.load(str(temporary))
+        entry = exported.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata(model))
+        onnx.save(exported, str(temporary))
+        if int8:
+            _quantize(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def _example(model: Model, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two inputs of different lengths, so that nothing in the trace depends on one length."""
+    if name == WAVEFORM:
+        rate = model.frontend.sample_rate  # type: ignore[attr-defined]  # an AudioFrontend
+        lengths = torch.tensor([rate, rate * 3 // 4])
+        dim = None
+    else:
+        lengths, dim = torch.tensor([60, 45]), model.frontend.feature_dim
+    generator = torch.Generator().manual_seed(0)
+    shape = (2, int(lengths.max())) if dim is None else (2, int(lengths.max()), dim)
+    values = torch.randn(shape, generator=generator) * (0.1 if dim is None else 1.0)
+    return values, lengths
+
+
+def _quantize(path: Path) -> None:
+    """Int8 weights for the LSTM, MatMul and Gemm operators of the encoder, in place."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    features = [node.name for node in onnx.load(str(path)).graph.node if node.name.startswith(f"/{FEATURES_MODULE}/")]
+    quantized = path.with_name(path.name + ".int8")
+    root = logging.getLogger()
+    level = root.level
+    try:
+        root.setLevel(logging.ERROR)  # the quantizer logs advice on static graph pre-processing to the root logger
+        quantize_dynamic(
+            str(path),
+            str(quantized),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["LSTM", "MatMul", "Gemm"],
+            nodes_to_exclude=features,
+        )
+        os.replace(quantized, path)
+    finally:
+        root.setLevel(level)
+        quantized.unlink(missing_ok=True)
+
+
+def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str | None = None, int8: bool = False) -> Path:
+    """Export a training checkpoint or model file to ``out``: a model file (``pt``) or ONNX (``onnx``);
+    the format defaults to ``out``'s suffix (``.onnx``: ONNX, anything else: a model file)."""
+    out = Path(out)
+    fmt = fmt or ("onnx" if out.suffix.lower() == ".onnx" else "pt")
+    if fmt not in FORMATS:
+        raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if int8 and fmt != "onnx":
+        raise ValueError("--int8 quantizes an ONNX export: use --format onnx (or an --out ending in .onnx)")
+    if out.parent and not out.parent.is_dir():
+        raise OSError(f"{out}: its folder {out.parent} does not exist")
+    model = Model.load(checkpoint)
+    return export_onnx(model, out, int8) if fmt == "onnx" else model.save(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recognizer export", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="a .ckpt written by `recognizer fit`, or a model file")
+    parser.add_argument("--out", required=True, help="the file to write (.onnx for ONNX, e.g. .pt for a model file)")
+    parser.add_argument("--format", choices=FORMATS, help="pt (model file) or onnx; default: from --out's suffix")
+    parser.add_argument("--int8", action="store_true", help="ONNX only: int8 weights for the LSTM and linear layers")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recognizer export CKPT --out FILE``: prints the written file and its size."""
+    args = build_parser().parse_args(argv)
+    path = export(args.checkpoint, args.out, args.format, args.int8)
+    print(f"{path}\t{path.stat().st_size / 2**20:.1f} MiB")
+    return 0
