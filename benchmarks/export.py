@@ -46,18 +46,20 @@ def transcripts(path: Path) -> dict[str, str]:
     return {row["source"]: row["text"] for row in map(json.loads, path.read_text().splitlines())}
 
 
-def long_file(files: list[str], minutes: float, out: Path) -> float:
-    """The manifest's audio one after another (0.25 s apart), repeated up to ``minutes``; its duration."""
-    pieces, total, rate = [], 0, 16000
+def long_file(files: list[str], references: dict[str, str], minutes: float, out: Path) -> tuple[float, str]:
+    """The manifest's audio one after another (0.25 s apart), repeated up to ``minutes``: its duration
+    and its reference text."""
+    pieces, texts, total, rate = [], [], 0, 16000
     while total < minutes * 60 * rate:
         for f in files:
             data, rate = soundfile.read(f, dtype="float32")
             pieces += [data, np.zeros(rate // 4, dtype=np.float32)]
+            texts.append(references[f])
             total += len(data) + rate // 4
             if total >= minutes * 60 * rate:
                 break
     soundfile.write(out, np.concatenate(pieces), rate, subtype="PCM_16")
-    return total / rate
+    return total / rate, " ".join(texts)
 
 
 def main() -> None:
@@ -123,10 +125,10 @@ def main() -> None:
 
     if args.long_minutes:
         long = out / "long.wav"
-        duration = long_file(files, args.long_minutes, long)
-        print(f"\nlong file: {duration / 60:.1f} minutes\n")
-        print("| runtime | wall | RTF | peak memory | text equals one unsegmented pass |")
-        print("|---|---|---|---|---|")
+        duration, reference = long_file(files, references, args.long_minutes, long)
+        print(f"\nlong file: {duration / 60:.1f} minutes (the manifest's files, repeated)\n")
+        print("| runtime | wall | RTF | peak memory | CER in segments | CER in one pass | same text |")
+        print("|---|---|---|---|---|---|---|")
         one_pass = (
             "import json, sys, recognizer; from recognizer import transcribe; transcribe.SEGMENT_FRAMES = 10**9; "
             "print(json.dumps(recognizer.load(sys.argv[1], device='cpu').transcribe([sys.argv[2]])[0].text))"
@@ -134,26 +136,21 @@ def main() -> None:
         for name in ("model file", "ONNX", "ONNX int8"):
             result = out / "long.jsonl"
             result.unlink(missing_ok=True)
-            seconds, peak = timed(
-                [
-                    str(BIN / "recognizer-transcribe"),
-                    "--checkpoint",
-                    str(runtimes[name]),
-                    "--output",
-                    str(result),
-                    str(long),
-                ]
-            )
+            command = [str(BIN / "recognizer-transcribe"), "--checkpoint", str(runtimes[name]), "--output", str(result)]
+            seconds, peak = timed([*command, str(long)])
             segmented = transcripts(result)[str(long)]
-            whole = subprocess.run(
-                [sys.executable, "-c", one_pass, str(runtimes[name]), str(long)],
-                capture_output=True,
-                text=True,
-                check=True,
+            whole = json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", one_pass, str(runtimes[name]), str(long)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.splitlines()[-1]
             )
-            equal = json.loads(whole.stdout.splitlines()[-1]) == segmented
+            cers = [100 * char_error_rate([text], [reference]).item() for text in (segmented, whole)]
             print(
-                f"| {name} | {seconds:.1f} s | {seconds / duration:.4f} | {peak:.0f} MiB | {'yes' if equal else 'NO'} |"
+                f"| {name} | {seconds:.1f} s | {seconds / duration:.4f} | {peak:.0f} MiB | {cers[0]:.2f} % | "
+                f"{cers[1]:.2f} % | {'yes' if segmented == whole else 'no'} |"
             )
 
 

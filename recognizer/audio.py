@@ -122,8 +122,20 @@ def mono_resampled(
     return samples
 
 
+#: log_mel reads a longer waveform this many frames at a time (10 minutes at a 10 ms hop): the same
+#: features, without an hour's spectrogram in memory at once
+MEL_BLOCK_FRAMES = 60_000
+
+
+def fft_size(win_length: int) -> int:
+    """The FFT size of a window: the next power of two."""
+    return 1 << (win_length - 1).bit_length()
+
+
 @functools.lru_cache(maxsize=8)
-def _mel_transform(sample_rate: int, n_mels: int, win_length: int, hop_length: int) -> torch.nn.Module:
+def _mel_transform(
+    sample_rate: int, n_mels: int, win_length: int, hop_length: int, center: bool = True
+) -> torch.nn.Module:
     n_fft = 1 << (win_length - 1).bit_length()
     return torchaudio.transforms.MelSpectrogram(
         sample_rate=sample_rate,
@@ -132,7 +144,7 @@ def _mel_transform(sample_rate: int, n_mels: int, win_length: int, hop_length: i
         hop_length=hop_length,
         n_mels=n_mels,
         power=2.0,
-        center=True,
+        center=center,
     )
 
 
@@ -143,12 +155,27 @@ def log_mel(
     window_ms: float = WINDOW_MS,
     hop_ms: float = HOP_MS,
 ) -> torch.Tensor:
-    """Log mel filterbank energies of a mono waveform, shape (frames, n_mels)."""
-    transform = _mel_transform(
-        sample_rate, n_mels, round(sample_rate * window_ms / 1000), round(sample_rate * hop_ms / 1000)
-    )
+    """Log mel filterbank energies of a mono waveform, shape (frames, n_mels): one frame centred on every
+    hop, the ends padded by reflection."""
+    win_length, hop = round(sample_rate * window_ms / 1000), round(sample_rate * hop_ms / 1000)
+    frames = waveform.numel() // hop + 1
     with torch.no_grad():
-        mel = transform(waveform.float())
+        if frames <= MEL_BLOCK_FRAMES:
+            mel = _mel_transform(sample_rate, n_mels, win_length, hop)(waveform.float())
+        else:  # in blocks of frames, each read from the padded waveform that centring would make
+            transform = _mel_transform(sample_rate, n_mels, win_length, hop, center=False)
+            n_fft = fft_size(win_length)
+            padded = torch.nn.functional.pad(waveform.float()[None, None], (n_fft // 2, n_fft // 2), mode="reflect")[
+                0, 0
+            ]
+            mel = torch.cat(
+                [
+                    transform(padded[first * hop : (first + count - 1) * hop + n_fft])
+                    for first in range(0, frames, MEL_BLOCK_FRAMES)
+                    for count in [min(MEL_BLOCK_FRAMES, frames - first)]
+                ],
+                dim=-1,
+            )
     return torch.log(mel + LOG_FLOOR).T.contiguous()
 
 

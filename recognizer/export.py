@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .audio import LOG_FLOOR, UTTERANCE_STD_FLOOR, AudioFrontend, torchaudio
+from .audio import LOG_FLOOR, UTTERANCE_STD_FLOOR, AudioFrontend, fft_size, torchaudio
 from .checkpoint import MODEL_FORMAT, MODEL_VERSION
 from .encoders.layers import padding_mask
 from .model import Model
@@ -59,7 +59,7 @@ class LogMel(nn.Module):
     def __init__(self, frontend: AudioFrontend) -> None:
         super().__init__()
         win_length, self.hop = frontend.win_length, frontend.hop_length
-        self.n_fft = 1 << (win_length - 1).bit_length()  # as recognizer.audio's MelSpectrogram
+        self.n_fft = fft_size(win_length)
         self.utterance_norm = frontend.utterance_norm
         window = torch.zeros(self.n_fft, dtype=torch.float64)
         left = (self.n_fft - win_length) // 2  # torch.stft centres a shorter window in n_fft

@@ -36,7 +36,7 @@ from .frontend import split_sample
 from .model import Model
 from .onnx_model import ONNX_SUFFIX, OnnxModel
 
-DEFAULT_MAX_FRAMES = 100_000  # per batch of inference: ~17 minutes of audio at a 10 ms hop
+DEFAULT_MAX_FRAMES = 8_000  # per batch of inference (80 s of audio at a 10 ms hop): benchmarks/RESULTS.md, "Deployment"
 DEFAULT_CHUNK = 256  # inputs whose features are held in memory at once
 #: an input longer than SEGMENT_FRAMES + 2 x SEGMENT_CONTEXT feature frames (a minute of audio) goes through
 #: the model in segments of SEGMENT_FRAMES, each read with SEGMENT_CONTEXT frames of its neighbours on

@@ -250,3 +250,15 @@ def test_utterance_normalization_removes_a_fixed_channel_gain():
     assert "utterance_norm" not in AudioFrontend.training_only
     with pytest.raises(ValueError, match="utterance_norm must be one of None, mean, meanvar, got 'cmvn'"):
         AudioFrontend(utterance_norm="cmvn")
+
+
+def test_long_audio_gets_the_same_log_mel_in_blocks(monkeypatch):
+    """An hour's spectrogram is never held at once: a long waveform is read in blocks of frames."""
+    from recognizer import audio
+
+    waveform = torch.randn(16000 * 7 + 123, generator=torch.Generator().manual_seed(0)) * 0.1
+    whole = audio.log_mel(waveform)
+    monkeypatch.setattr(audio, "MEL_BLOCK_FRAMES", 150)
+    blocks = audio.log_mel(waveform)
+    assert blocks.shape == whole.shape == (16000 * 7 // 160 + 1, 80)
+    torch.testing.assert_close(blocks, whole, rtol=0, atol=1e-5)
