@@ -42,7 +42,9 @@ def main() -> None:
                 "utterances": len(entries),
                 "cer": round(float(char_error_rate(hypotheses, references)), 4),
                 "wer": round(float(word_error_rate(hypotheses, references)), 4),
-                "parameters": sum(p.numel() for p in model.module.encoder.parameters()),
+                "parameters": sum(p.numel() for p in model.model.encoder.parameters())
+                if isinstance(model.model, torch.nn.Module)
+                else None,
                 "transcription_seconds": round(seconds, 2),
                 "x_real_time": round(audio / seconds, 1) if audio else None,
                 "device": args.device,

@@ -43,7 +43,30 @@ def timed(command: list[str]) -> tuple[float, float]:
 
 
 def transcripts(path: Path) -> dict[str, str]:
+    """source -> text of a JSON-lines output."""
     return {row["source"]: row["text"] for row in map(json.loads, path.read_text().splitlines())}
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance, one row of the table at a time in numpy (an hour's transcripts hold ~50,000
+    characters: a Python loop over the 2.5e9 cells would take hours)."""
+    if not a or not b:
+        return len(a) + len(b)
+    codes_b = np.frombuffer(b.encode("utf-32-le"), dtype=np.uint32)
+    steps = np.arange(len(b) + 1)
+    row = steps.copy()
+    for i, char in enumerate(a, start=1):
+        cost = codes_b != ord(char)
+        diagonal = np.minimum(row[1:] + 1, row[:-1] + cost)  # deletion, substitution or match
+        candidate = np.concatenate([[i], diagonal])
+        # insertions: d[j] = min over k <= j of candidate[k] + (j - k)
+        row = np.minimum.accumulate(candidate - steps) + steps
+    return int(row[-1])
+
+
+def cer(hypothesis: str, reference: str) -> float:
+    """Character error rate of one (long) transcript, in percent."""
+    return 100 * edit_distance(reference, hypothesis) / max(1, len(reference))
 
 
 def long_file(files: list[str], references: dict[str, str], minutes: float, out: Path) -> tuple[float, str]:
@@ -62,12 +85,62 @@ def long_file(files: list[str], references: dict[str, str], minutes: float, out:
     return total / rate, " ".join(texts)
 
 
+def short_files(
+    runtimes: dict[str, Path], files: list[str], references: dict[str, str], audio: float, rounds: int, out: Path
+) -> None:
+    """The table of every runtime on the manifest's files (see the module docstring)."""
+    wall: dict[str, list[float]] = {name: [] for name in runtimes}
+    memory: dict[str, list[float]] = {name: [] for name in runtimes}
+    startup: dict[str, list[float]] = {name: [] for name in runtimes}
+    for _ in range(rounds):
+        for name, model in runtimes.items():
+            result = out / f"{name.replace(' ', '-')}.jsonl"
+            result.unlink(missing_ok=True)
+            seconds, peak = timed(
+                [
+                    str(BIN / "recognizer-transcribe"),
+                    "--checkpoint",
+                    str(model),
+                    "--device",
+                    "cpu",
+                    "--output",
+                    str(result),
+                    *files,
+                ]
+            )
+            wall[name].append(seconds)
+            memory[name].append(peak)
+            load = f"import recognizer; recognizer.load({str(model)!r}, device='cpu')"
+            startup[name].append(timed([sys.executable, "-c", load])[0])
+    texts = {name: transcripts(out / f"{name.replace(' ', '-')}.jsonl") for name in runtimes}
+
+    print(
+        f"\n{len(files)} files, {audio:.1f} s of audio; {platform.processor() or platform.machine()}, "
+        f"medians of {rounds} interleaved rounds\n"
+    )
+    print(
+        "| runtime | file size | start-up | wall (start to JSON) | RTF | x real time | peak memory | CER | WER | same text as checkpoint |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, model in runtimes.items():
+        seconds = statistics.median(wall[name])
+        hypotheses = [texts[name][f] for f in files]
+        cer = char_error_rate(hypotheses, [references[f] for f in files]).item()
+        wer = word_error_rate(hypotheses, [references[f] for f in files]).item()
+        same = sum(texts[name][f] == texts["checkpoint"][f] for f in files)
+        print(
+            f"| {name} | {model.stat().st_size / 2**20:.1f} MiB | {statistics.median(startup[name]):.2f} s | "
+            f"{seconds:.2f} s | {seconds / audio:.4f} | {audio / seconds:.0f}x | {statistics.median(memory[name]):.0f} MiB | "
+            f"{100 * cer:.2f} % | {100 * wer:.2f} % | {same}/{len(files)} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--out-dir", default="/tmp/export-benchmark")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="0: only the long file")
     parser.add_argument("--long-minutes", type=float, default=0, help="also a long file of this many minutes")
     args = parser.parse_args()
     out = Path(args.out_dir)
@@ -87,42 +160,8 @@ def main() -> None:
     audio = sum(soundfile.info(f).duration for f in files)
     references = {e["audio_filepath"]: e["text"] for e in entries}
 
-    wall: dict[str, list[float]] = {name: [] for name in runtimes}
-    memory: dict[str, list[float]] = {name: [] for name in runtimes}
-    startup: dict[str, list[float]] = {name: [] for name in runtimes}
-    for _ in range(args.rounds):
-        for name, model in runtimes.items():
-            result = out / f"{name.replace(' ', '-')}.jsonl"
-            result.unlink(missing_ok=True)
-            seconds, peak = timed(
-                [str(BIN / "recognizer-transcribe"), "--checkpoint", str(model), "--output", str(result), *files]
-            )
-            wall[name].append(seconds)
-            memory[name].append(peak)
-            load = f"import recognizer; recognizer.load({str(model)!r}, device='cpu')"
-            startup[name].append(timed([sys.executable, "-c", load])[0])
-    texts = {name: transcripts(out / f"{name.replace(' ', '-')}.jsonl") for name in runtimes}
-
-    print(
-        f"\n{len(files)} files, {audio:.1f} s of audio; {platform.processor() or platform.machine()}, "
-        f"medians of {args.rounds} interleaved rounds\n"
-    )
-    print(
-        "| runtime | file size | start-up | wall (start to JSON) | RTF | x real time | peak memory | CER | WER | same text as checkpoint |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, model in runtimes.items():
-        seconds = statistics.median(wall[name])
-        hypotheses = [texts[name][f] for f in files]
-        cer = char_error_rate(hypotheses, [references[f] for f in files]).item()
-        wer = word_error_rate(hypotheses, [references[f] for f in files]).item()
-        same = sum(texts[name][f] == texts["checkpoint"][f] for f in files)
-        print(
-            f"| {name} | {model.stat().st_size / 2**20:.1f} MiB | {statistics.median(startup[name]):.2f} s | "
-            f"{seconds:.2f} s | {seconds / audio:.4f} | {audio / seconds:.0f}x | {statistics.median(memory[name]):.0f} MiB | "
-            f"{100 * cer:.2f} % | {100 * wer:.2f} % | {same}/{len(files)} |"
-        )
-
+    if args.rounds:
+        short_files(runtimes, files, references, audio, args.rounds, out)
     if args.long_minutes:
         long = out / "long.wav"
         duration, reference = long_file(files, references, args.long_minutes, long)
@@ -136,7 +175,8 @@ def main() -> None:
         for name in ("model file", "ONNX", "ONNX int8"):
             result = out / "long.jsonl"
             result.unlink(missing_ok=True)
-            command = [str(BIN / "recognizer-transcribe"), "--checkpoint", str(runtimes[name]), "--output", str(result)]
+            command = [str(BIN / "recognizer-transcribe"), "--checkpoint", str(runtimes[name]), "--device", "cpu"]
+            command += ["--output", str(result)]
             seconds, peak = timed([*command, str(long)])
             segmented = transcripts(result)[str(long)]
             whole = json.loads(
@@ -147,7 +187,7 @@ def main() -> None:
                     check=True,
                 ).stdout.splitlines()[-1]
             )
-            cers = [100 * char_error_rate([text], [reference]).item() for text in (segmented, whole)]
+            cers = [cer(text, reference) for text in (segmented, whole)]
             print(
                 f"| {name} | {seconds:.1f} s | {seconds / duration:.4f} | {peak:.0f} MiB | {cers[0]:.2f} % | "
                 f"{cers[1]:.2f} % | {'yes' if segmented == whole else 'no'} |"

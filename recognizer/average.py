@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, plain, read_checkpoint
+from .checkpoint import CheckpointError, plain, read_checkpoint, write_checkpoint
 from .classpath import name_of
 from .encoders.base import encoder_class
 from .frontend import frontend_class, frontend_settings
@@ -150,20 +150,6 @@ def _source(path: Path, checkpoint: dict[str, Any]) -> dict[str, Any]:
         "global_step": int(checkpoint.get("global_step", -1)),
         MONITOR: score(path, checkpoint),
     }
-
-
-def write_checkpoint(checkpoint: dict[str, Any], out: str | os.PathLike) -> Path:
-    """Save ``checkpoint`` to ``out`` atomically: a temporary file beside it, then a rename, so a
-    kill during the write never leaves a truncated file (or replaces an existing one with one)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.partial")
-    try:
-        torch.save(checkpoint, temporary)
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return out
 
 
 def score(path: Path, checkpoint: dict[str, Any]) -> float | None:

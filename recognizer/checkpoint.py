@@ -9,6 +9,7 @@ here needs Lightning.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,16 @@ from .encoders.base import encoder_config
 
 #: what a recognizer checkpoint's hyper_parameters must hold to rebuild the model (every format)
 CHECKPOINT_SETTINGS = ("tokenizer", "frontend")
-#: what a model file (``recognizer.model.Model.save``) says it is, and the newest layout this code reads
+#: what a model file (``recognizer.model.Model.save``) or an exported ONNX model says it is, and the
+#: newest layout this code reads
 MODEL_FORMAT = "recognizer-model"
 MODEL_VERSION = 1
+#: where an ONNX model keeps its settings (metadata key), and what its graph takes: a speech graph the
+#: waveform, any other the front-end's features
+ONNX_METADATA_KEY = "recognizer"
+#: the suffix of ONNX models: ``recognizer.load`` runs such a file through onnxruntime
+ONNX_SUFFIX = ".onnx"
+WAVEFORM, FEATURES = "waveform", "features"
 
 
 class CheckpointError(ValueError):
@@ -58,15 +66,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             else f"{type(error).__name__}: {first_line(error)}"
         )
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+    if isinstance(checkpoint, dict) and "format" in checkpoint:
+        check_model_version(path, checkpoint.get("format"), checkpoint.get("version"))
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path}: not a recognizer checkpoint (no hyper_parameters and state_dict)")
-    version = checkpoint.get("version") if checkpoint.get("format") == MODEL_FORMAT else None
-    if version is not None and (not isinstance(version, int) or version > MODEL_VERSION):
-        raise CheckpointError(
-            f"{path}: a model file of version {version!r}, newer than this recognizer reads ({MODEL_VERSION}): "
-            "upgrade recognizer"
-        )
     missing = [name for name in CHECKPOINT_SETTINGS if not isinstance(hparams.get(name), dict)]
     if missing:
         raise CheckpointError(f"{path}: not a recognizer checkpoint (its hyper_parameters lack {', '.join(missing)})")
@@ -78,6 +82,40 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except ValueError as error:
         raise CheckpointError(f"{path}: its encoder settings are unusable: {first_line(error)}") from None
     return checkpoint
+
+
+def check_model_version(path: str | os.PathLike, fmt: Any, version: Any) -> None:
+    """A model file's (or ONNX model's) stated format and version must be ours and readable here."""
+    if fmt != MODEL_FORMAT:
+        raise CheckpointError(f"{path}: not a recognizer model file (its format is {fmt!r})")
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{path}: a recognizer model file without a valid version ({version!r})")
+    if version > MODEL_VERSION:
+        raise CheckpointError(
+            f"{path}: a model file of version {version}, newer than this recognizer reads ({MODEL_VERSION}): "
+            "upgrade recognizer"
+        )
+
+
+def save_atomically(out: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write ``out`` through ``write(temporary)`` beside it, then rename: a kill or a failed write never
+    leaves a truncated file, nor replaces an existing one. A failure is an ``OSError`` naming ``out``."""
+    out = Path(out)
+    temporary = out.with_name(f".{out.name}.partial")
+    try:
+        write(temporary)
+        os.replace(temporary, out)
+    except (OSError, RuntimeError) as error:  # torch.save's zip writer raises RuntimeError (disk full, ...)
+        raise OSError(f"{out}: cannot write it ({first_line(error)})") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return out
+
+
+def write_checkpoint(checkpoint: dict[str, Any], out: str | os.PathLike) -> Path:
+    """Save a checkpoint (or model file) to ``out`` atomically (``save_atomically``), creating its folder."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return save_atomically(out, lambda temporary: torch.save(checkpoint, temporary))
 
 
 #: the first format's flat encoder settings (before encoders were components): a BLSTMEncoder's

@@ -22,7 +22,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from .callbacks import AverageCheckpoints, LastCheckpoint
-from .checkpoint import CheckpointError, Disagreement, agree, plain, read_checkpoint
+from .checkpoint import MODEL_FORMAT, CheckpointError, Disagreement, agree, plain, read_checkpoint
 from .classpath import name_of, resolve
 from .data import DataModule
 from .encoders.base import encoder_class
@@ -129,6 +129,11 @@ class RecognizerCLI(LightningCLI):
             and not str(ckpt_path).startswith(REMOTE_CKPT_PREFIXES)
         ):
             checkpoint = read_checkpoint(ckpt_path)  # one clear error for a bad file, before Lightning's load
+            if checkpoint.get("format") == MODEL_FORMAT:  # Lightning's own reading would end in a KeyError
+                raise CheckpointError(
+                    f"{ckpt_path}: a model file (recognizer export): weights for recognizer.load and "
+                    "recognizer-transcribe, not a training checkpoint; pass the run's .ckpt"
+                )
             if subcommand == "fit" and "optimizer_states" not in checkpoint:  # Lightning's error is a KeyError
                 raise CheckpointError(
                     f"{ckpt_path}: holds weights only (an averaged checkpoint, for evaluation and transcription), "

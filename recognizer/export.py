@@ -30,16 +30,21 @@ import torch
 from torch import nn
 
 from .audio import LOG_FLOOR, UTTERANCE_STD_FLOOR, AudioFrontend, fft_size, torchaudio
-from .checkpoint import MODEL_FORMAT, MODEL_VERSION
+from .checkpoint import (
+    FEATURES,
+    MODEL_FORMAT,
+    MODEL_VERSION,
+    ONNX_METADATA_KEY,
+    ONNX_SUFFIX,
+    WAVEFORM,
+    first_line,
+    save_atomically,
+)
 from .encoders.layers import padding_mask
 from .model import Model
 
-#: metadata key of the settings in an exported ONNX model
-METADATA_KEY = "recognizer"
 #: ONNX operator set of the export (onnxruntime 1.17+ runs it)
 OPSET = 17
-#: what each graph takes: a speech graph the waveform, any other the front-end's features
-WAVEFORM, FEATURES = "waveform", "features"
 #: the graph's nodes computing features, kept in float32 by ``--int8`` (their module's name)
 FEATURES_MODULE = "log_mel"
 FORMATS = ("pt", "onnx")
@@ -79,6 +84,8 @@ class LogMel(nn.Module):
         return torch.div(lengths, self.hop, rounding_mode="floor") + 1
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, samples) waveforms, (batch,) lengths of at least n_fft / 2 samples (the front-end
+        requires a window) -> (batch, frames, n_mels) features, (batch,) frames."""
         pad = self.n_fft // 2
         positions = torch.arange(-pad, waveform.shape[1] + pad, device=waveform.device)[None, :].abs()
         last = (lengths - 1)[:, None]
@@ -117,6 +124,7 @@ class SpeechGraph(nn.Module):
         self.model = model
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, samples) waveforms and lengths -> log-probabilities and output lengths."""
         return self.model(*self.log_mel(waveform, lengths))
 
 
@@ -129,7 +137,7 @@ def metadata(model: Model) -> dict[str, Any]:
     """The settings stored in an ONNX model: enough to rebuild the tokenizer and the front-end, and to
     know what the graph takes."""
     name = graph_input(model)
-    return {
+    return {  # also what OnnxModel reads back
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
         "input": name,
@@ -142,25 +150,39 @@ def metadata(model: Model) -> dict[str, Any]:
 
 def export_onnx(model: Model, path: str | os.PathLike, int8: bool = False) -> Path:
     """Write ``model`` as ONNX (see the module docstring); ``int8``: dynamic quantization of the LSTM and
-    linear weights (onnxruntime's ``quantize_dynamic``), the front-end kept in float32."""
-    import onnx  # only exporting needs it; running needs onnxruntime alone
-
+    linear weights (onnxruntime's ``quantize_dynamic``), the front-end kept in float32. The model is
+    moved to the CPU in float32, in place. The written graph is checked against PyTorch on a batch
+    size and lengths other than the traced ones: a graph with a length baked in is an error, not a file."""
     path = Path(path)
     model = model.cpu().float().eval()
     name = graph_input(model)
     # eval: the exporter puts each module back in its mode afterwards, and a new graph starts in training's
     graph: nn.Module = (SpeechGraph(model) if name == WAVEFORM else model).eval()
-    example = _example(model, name)
-    temporary = path.with_name(path.name + ".partial")
+
+    def write(temporary: Path) -> None:
+        _trace(graph, _example(model, name, batch=2), name, temporary)
+        _add_metadata(temporary, metadata(model))
+        if int8:
+            _quantize(temporary, name)
+        _check(graph, temporary, _example(model, name, batch=3, seed=1), name, int8)
+
     try:
-        # The tracer's warnings (Python ints from shapes, LSTM batch sizes) are about graphs unlike this
-        # one, whose every length is dynamic: tests/test_export.py runs it on other batch sizes and lengths.
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        return save_atomically(path, write)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def _trace(graph: nn.Module, example: tuple[torch.Tensor, torch.Tensor], name: str, out: Path) -> None:
+    # The tracer warns about Python ints taken from shapes and about LSTM batch sizes; whether the graph
+    # really follows every length is what _check tests, on other shapes than the traced ones.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", module=r"torch\.onnx")
+        try:
             torch.onnx.export(
                 graph,
                 example,
-                str(temporary),
+                str(out),
                 dynamo=False,  # the TorchScript exporter turns nn.LSTM into ONNX LSTM operators
                 input_names=[name, "lengths"],
                 output_names=["log_probs", "output_lengths"],
@@ -172,38 +194,62 @@ def export_onnx(model: Model, path: str | os.PathLike, int8: bool = False) -> Pa
                 },
                 opset_version=OPSET,
             )
-        exported = onnx.load(str(temporary))
-        entry = exported.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(metadata(model))
-        onnx.save(exported, str(temporary))
-        if int8:
-            _quantize(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+        except (RuntimeError, TypeError, ValueError) as error:  # torch.onnx.errors.* are RuntimeErrors
+            raise ValueError(f"cannot export the model to ONNX ({first_line(error)})") from None
 
 
-def _example(model: Model, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two inputs of different lengths, so that nothing in the trace depends on one length."""
+def _add_metadata(path: Path, settings: dict[str, Any]) -> None:
+    import onnx  # only exporting needs it; running needs onnxruntime alone
+
+    exported = onnx.load(str(path))
+    entry = exported.metadata_props.add()
+    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(settings)
+    onnx.save(exported, str(path))
+
+
+def _check(graph: nn.Module, path: Path, example: tuple[torch.Tensor, torch.Tensor], name: str, int8: bool) -> None:
+    """The exported graph gives PyTorch's log-probabilities (float32: within 1e-3; int8: the same lengths)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs, lengths = example
+    log_probs, out_lengths = session.run(None, {name: inputs.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        expected, expected_lengths = graph(inputs, lengths)
+    same = expected.shape == log_probs.shape and torch.equal(expected_lengths, torch.from_numpy(out_lengths))
+    if same and not int8:
+        mask = torch.arange(expected.shape[1])[None, :, None] < expected_lengths[:, None, None]
+        same = bool(((expected - torch.from_numpy(log_probs)).abs() * mask).max() <= 1e-3)
+    if not same:
+        raise ValueError(
+            "the exported graph does not reproduce the model on another batch size and lengths "
+            "(a length or batch size fixed while tracing?); not written"
+        )
+
+
+def _example(model: Model, name: str, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch`` inputs of different lengths (nothing in the trace may depend on one length)."""
     if name == WAVEFORM:
         rate = model.frontend.sample_rate  # type: ignore[attr-defined]  # an AudioFrontend
-        lengths = torch.tensor([rate, rate * 3 // 4])
+        lengths = torch.tensor([rate - rate // 7 * i for i in range(batch)])
         dim = None
     else:
-        lengths, dim = torch.tensor([60, 45]), model.frontend.feature_dim
-    generator = torch.Generator().manual_seed(0)
-    shape = (2, int(lengths.max())) if dim is None else (2, int(lengths.max()), dim)
+        lengths, dim = torch.tensor([60 - 13 * i for i in range(batch)]), model.frontend.feature_dim
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, int(lengths.max())) if dim is None else (batch, int(lengths.max()), dim)
     values = torch.randn(shape, generator=generator) * (0.1 if dim is None else 1.0)
     return values, lengths
 
 
-def _quantize(path: Path) -> None:
+def _quantize(path: Path, name: str) -> None:
     """Int8 weights for the LSTM, MatMul and Gemm operators of the encoder, in place."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     features = [node.name for node in onnx.load(str(path)).graph.node if node.name.startswith(f"/{FEATURES_MODULE}/")]
+    if name == WAVEFORM and not any("MatMul" in node for node in features):
+        # the exporter named the nodes otherwise: quantizing would put the mel filterbank in int8 too
+        raise ValueError(f"cannot tell the front-end's nodes (/{FEATURES_MODULE}/...) from the encoder's for int8")
     quantized = path.with_name(path.name + ".int8")
     root = logging.getLogger()
     level = root.level
@@ -226,18 +272,22 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str | Non
     """Export a training checkpoint or model file to ``out``: a model file (``pt``) or ONNX (``onnx``);
     the format defaults to ``out``'s suffix (``.onnx``: ONNX, anything else: a model file)."""
     out = Path(out)
-    fmt = fmt or ("onnx" if out.suffix.lower() == ".onnx" else "pt")
+    onnx_suffix = out.suffix.lower() == ONNX_SUFFIX
+    fmt = fmt or ("onnx" if onnx_suffix else "pt")
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if int8 and fmt != "onnx":
         raise ValueError("--int8 quantizes an ONNX export: use --format onnx (or an --out ending in .onnx)")
-    if out.parent and not out.parent.is_dir():
+    if (fmt == "onnx") != onnx_suffix:  # recognizer.load tells the runtimes apart by the suffix
+        raise ValueError(f"{out}: an ONNX model's name ends in {ONNX_SUFFIX}, and only an ONNX model's does")
+    if not out.parent.is_dir():
         raise OSError(f"{out}: its folder {out.parent} does not exist")
     model = Model.load(checkpoint)
     return export_onnx(model, out, int8) if fmt == "onnx" else model.save(out)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """``recognizer export``'s arguments."""
     parser = argparse.ArgumentParser(prog="recognizer export", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a .ckpt written by `recognizer fit`, or a model file")
     parser.add_argument("--out", required=True, help="the file to write (.onnx for ONNX, e.g. .pt for a model file)")

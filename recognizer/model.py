@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from .checkpoint import MODEL_FORMAT, MODEL_VERSION, CheckpointError, first_line, read_checkpoint
+from .checkpoint import MODEL_FORMAT, MODEL_VERSION, CheckpointError, first_line, read_checkpoint, write_checkpoint
 from .decoding import DecodingOptions
 from .encoders import Encoder, build_encoder, encoder_config
 from .frontend import Frontend, from_config
@@ -116,16 +116,8 @@ class Model(nn.Module):
         return load_module(cls, path, map_location, WEIGHT_PREFIX)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model file: settings and weights (float32, on the CPU), nothing of training. The file
-        appears whole or not at all (written beside, then renamed)."""
-        path = Path(path)
+        """Write the model file: settings and weights (on the CPU, in the dtype they have), nothing of
+        training. The file appears whole or not at all (``checkpoint.save_atomically``)."""
         state = {key: value.detach().cpu() for key, value in self.state_dict().items()}
         contents = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "hyper_parameters": self.settings}
-        partial = path.with_name(path.name + ".partial")
-        try:
-            torch.save({**contents, "state_dict": state}, partial)
-            os.replace(partial, path)
-        except OSError as error:
-            partial.unlink(missing_ok=True)
-            raise OSError(f"{path}: cannot write the model file ({error.strerror or error})") from None
-        return path
+        return write_checkpoint({**contents, "state_dict": state}, path)

@@ -16,14 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import MODEL_FORMAT, MODEL_VERSION, CheckpointError, first_line
+from .checkpoint import FEATURES, ONNX_METADATA_KEY, WAVEFORM, CheckpointError, check_model_version, first_line
 from .decoding import DecodingOptions
-from .export import METADATA_KEY, WAVEFORM
 from .frontend import from_config
 from .tokenizer import Tokenizer
-
-#: the suffix ``recognizer.load`` reads as ONNX
-ONNX_SUFFIX = ".onnx"
 
 
 class OnnxModel:
@@ -50,14 +46,21 @@ class OnnxModel:
             self.decoding = DecodingOptions.from_checkpoint(settings.get("decoding") or {})
             self.stride = int(settings["stride"])
             self.takes = str(settings["input"])
+            if self.takes not in (WAVEFORM, FEATURES):
+                raise ValueError(f"input {self.takes!r}")
             #: what the graph's time axis counts per feature frame: samples of a waveform, or 1
             self.rows_per_frame = int(settings["rows_per_frame"])
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{self.path}: its recognizer settings are unusable ({first_line(error)})") from None
         self.settings = settings
+        inputs = sorted(i.name for i in self.session.get_inputs())
+        if inputs != sorted([self.takes, "lengths"]):
+            raise CheckpointError(
+                f"{self.path}: its graph takes {inputs}, not the [{self.takes!r}, 'lengths'] its settings say"
+            )
 
     def _settings(self) -> dict[str, Any]:
-        stored = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        stored = self.session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
         if stored is None:
             raise CheckpointError(
                 f"{self.path}: an ONNX model without recognizer settings (not written by `recognizer export`)"
@@ -66,14 +69,9 @@ class OnnxModel:
             settings = json.loads(stored)
         except ValueError as error:
             raise CheckpointError(f"{self.path}: its recognizer settings are not JSON ({error})") from None
-        if not isinstance(settings, dict) or settings.get("format") != MODEL_FORMAT:
-            raise CheckpointError(f"{self.path}: its metadata is not a recognizer model's")
-        version = settings.get("version")
-        if not isinstance(version, int) or version > MODEL_VERSION:
-            raise CheckpointError(
-                f"{self.path}: a model file of version {version!r}, newer than this recognizer reads "
-                f"({MODEL_VERSION}): upgrade recognizer"
-            )
+        if not isinstance(settings, dict):
+            raise CheckpointError(f"{self.path}: its recognizer settings are not a JSON object")
+        check_model_version(self.path, settings.get("format"), settings.get("version"))
         return settings
 
     def prepare(self, raw: Any) -> torch.Tensor:

@@ -9,16 +9,18 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from .batching import length_batches
+from .checkpoint import ONNX_SUFFIX
 from .decoding import (
     DEFAULT_DECODER,
     Decoder,
@@ -34,14 +36,16 @@ from .decoding import (
 from .decoding.arguments import add_decoding_arguments, decoding_options
 from .frontend import split_sample
 from .model import Model
-from .onnx_model import ONNX_SUFFIX, OnnxModel
+
+if TYPE_CHECKING:
+    from .onnx_model import OnnxModel
 
 DEFAULT_MAX_FRAMES = 8_000  # per batch of inference (80 s of audio at a 10 ms hop): benchmarks/RESULTS.md, "Deployment"
 DEFAULT_CHUNK = 256  # inputs whose features are held in memory at once
-#: an input longer than SEGMENT_FRAMES + 2 x SEGMENT_CONTEXT feature frames (a minute of audio) goes through
-#: the model in segments of SEGMENT_FRAMES, each read with SEGMENT_CONTEXT frames of its neighbours on
-#: both sides whose outputs are dropped: memory stays flat for an hour of audio, and the bidirectional
-#: layers see enough around every kept frame to give the same text as one pass
+#: an input longer than SEGMENT_FRAMES + 2 x SEGMENT_CONTEXT feature frames (70 s of audio) goes through
+#: the model in segments of SEGMENT_FRAMES (a minute), each read with SEGMENT_CONTEXT frames (5 s) of its
+#: neighbours on both sides whose outputs are dropped: memory stays flat for an hour of audio, and the
+#: bidirectional layers see context around every kept frame (accuracy against one pass: benchmarks/RESULTS.md)
 SEGMENT_FRAMES = 6000
 SEGMENT_CONTEXT = 500
 #: what to do with an input that cannot be read: stop, or record its error and go on
@@ -105,11 +109,17 @@ class Recognizer:
 
     def __init__(self, model: Model | OnnxModel, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
-        if isinstance(model, OnnxModel) and self.device.type != "cpu":
+        if not isinstance(model, torch.nn.Module) and self.device.type != "cpu":
             raise ValueError(f"{model.path}: an ONNX model runs on the CPU here, not on {self.device}")
         self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
         self.frontend = model.frontend
         self.tokenizer = model.tokenizer
+
+    @property
+    def module(self) -> Model | OnnxModel:
+        """The model, under its name before model files and ONNX (deprecated: use ``model``)."""
+        warnings.warn("Recognizer.module is now Recognizer.model", DeprecationWarning, stacklevel=2)
+        return self.model
 
     @property
     def modality(self) -> str:
@@ -427,6 +437,8 @@ def load(checkpoint: str | os.PathLike, device: str | torch.device | None = None
     """Load a checkpoint written by ``recognizer fit``, a model file or an ONNX model (``.onnx``) written by
     ``recognizer export``. ``device`` defaults to CUDA when available (ONNX models: the CPU)."""
     if Path(checkpoint).suffix.lower() == ONNX_SUFFIX:
+        from .onnx_model import OnnxModel  # onnxruntime only for ONNX models
+
         return Recognizer(OnnxModel(checkpoint), _device(device or "cpu"))
     device = _device(device)
     return Recognizer(Model.load(checkpoint, map_location=device), device)

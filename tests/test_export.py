@@ -28,7 +28,6 @@ from recognizer.ink.frontend import InkFrontend
 from recognizer.manifest import read_manifest
 from recognizer.model import Model
 
-pytest.importorskip("onnxruntime")
 ALPHABET = " ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
 SMALL_BLSTM = {"class_path": "recognizer.encoders.BLSTMEncoder", "init_args": {"hidden_size": 48, "num_layers": 2}}
 #: onnxruntime against PyTorch, float32 (the issue's bar)
@@ -188,8 +187,12 @@ def test_onnx_ink_graph_takes_features_and_matches_pytorch(iam_files, tmp_path):
     assert_parity(pytorch_log_probs(model, inks), exported.log_probs(iam_files))
     # timestamps map back into each ink's points, as with the PyTorch model
     words = exported.transcribe(iam_files[:2], timestamps=True, split_lines=False)
-    for transcript, ink in zip(words, inks):
-        assert all(0 <= w["start"] <= w["end"] <= ink.num_points for w in transcript.words or [])
+    reference = recognizer.load(model.save(tmp_path / "ink.pt"), "cpu").transcribe(
+        iam_files[:2], timestamps=True, split_lines=False
+    )
+    for transcript, expected, ink in zip(words, reference, inks):
+        assert transcript.words and transcript.words == expected.words
+        assert all(0 <= w["start"] <= w["end"] <= ink.num_points for w in transcript.words)
 
 
 def test_onnx_runtime_gives_the_same_transcripts_decoders_nbest_and_timestamps(speech, an4_files):
@@ -246,11 +249,14 @@ def test_bad_model_files_are_one_line_errors_naming_them(speech, tmp_path):
     newer = tmp_path / "newer.pt"
     stored = torch.load(speech["pt"], weights_only=True)
     torch.save({**stored, "version": 99}, newer)
+    unversioned = tmp_path / "unversioned.pt"
+    torch.save({key: value for key, value in stored.items() if key != "version"}, unversioned)
     cases = {
         truncated: "not a readable ONNX model",
         foreign: "without recognizer settings",
         cut: "not a readable checkpoint",
         newer: "version 99, newer than this recognizer reads",
+        unversioned: "without a valid version",
         tmp_path / "missing.onnx": "no such model file",
     }
     for path, message in cases.items():
@@ -305,8 +311,34 @@ def test_long_input_in_segments_gives_the_one_pass_output(runtime, speech, an4_f
     (one_pass,) = model.log_probs([long])
     monkeypatch.setattr(transcribe, "SEGMENT_FRAMES", 1500)
     monkeypatch.setattr(transcribe, "SEGMENT_CONTEXT", 300)
+    calls = []
+    segmented_once = transcribe.Recognizer._segmented
+    monkeypatch.setattr(
+        transcribe.Recognizer, "_segmented", lambda self, *a: calls.append(a) or segmented_once(self, *a)
+    )
     (segmented,) = model.log_probs([long])
+    assert len(calls) == 1  # the long input went through in segments
     assert segmented.shape == one_pass.shape and segmented.shape[0] > 4 * 1500 // model.stride
     assert (segmented - one_pass).abs().max().item() <= 1e-3
     lengths = torch.tensor([len(one_pass)])
     assert greedy_decode(segmented[None], lengths) == greedy_decode(one_pass[None], lengths)
+
+
+def test_export_refuses_a_name_that_hides_the_format(speech, tmp_path):
+    with pytest.raises(ValueError, match=r"an ONNX model's name ends in \.onnx"):
+        export(speech["pt"], tmp_path / "model.bin", "onnx")
+    with pytest.raises(ValueError, match=r"an ONNX model's name ends in \.onnx"):
+        export(speech["pt"], tmp_path / "model.onnx", "pt")
+    assert not list(tmp_path.iterdir())  # nothing written, not even a partial file
+
+
+def test_a_model_file_is_no_checkpoint_for_lightning(speech, tiny_speech, tmp_path):
+    from test_training import tiny_args
+
+    run = subprocess.run(
+        [BIN / "recognizer", "validate", *tiny_args(tiny_speech, tmp_path), "--ckpt_path", str(speech["pt"])],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(f"recognizer: error: {speech['pt']}: a model file")
