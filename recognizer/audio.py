@@ -132,14 +132,18 @@ def fft_size(win_length: int) -> int:
     return 1 << (win_length - 1).bit_length()
 
 
+def to_samples(sample_rate: int, ms: float) -> int:
+    """A duration in milliseconds (a window, a hop) in samples."""
+    return round(sample_rate * ms / 1000)
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_transform(
     sample_rate: int, n_mels: int, win_length: int, hop_length: int, center: bool = True
 ) -> torch.nn.Module:
-    n_fft = 1 << (win_length - 1).bit_length()
     return torchaudio.transforms.MelSpectrogram(
         sample_rate=sample_rate,
-        n_fft=n_fft,
+        n_fft=fft_size(win_length),
         win_length=win_length,
         hop_length=hop_length,
         n_mels=n_mels,
@@ -157,7 +161,7 @@ def log_mel(
 ) -> torch.Tensor:
     """Log mel filterbank energies of a mono waveform, shape (frames, n_mels): one frame centred on every
     hop, the ends padded by reflection."""
-    win_length, hop = round(sample_rate * window_ms / 1000), round(sample_rate * hop_ms / 1000)
+    win_length, hop = to_samples(sample_rate, window_ms), to_samples(sample_rate, hop_ms)
     frames = waveform.numel() // hop + 1
     with torch.no_grad():
         if frames <= MEL_BLOCK_FRAMES:
@@ -329,12 +333,12 @@ class AudioFrontend(Frontend):
     @property
     def win_length(self) -> int:
         """Samples per analysis window."""
-        return round(self.sample_rate * self.window_ms / 1000)
+        return to_samples(self.sample_rate, self.window_ms)
 
     @property
     def hop_length(self) -> int:
         """Samples per hop: one feature frame."""
-        return round(self.sample_rate * self.hop_ms / 1000)
+        return to_samples(self.sample_rate, self.hop_ms)
 
     def load(self, source: Any, name: str | None = None) -> torch.Tensor:
         """A path, a waveform already at ``sample_rate``, or a ``(waveform, rate)`` pair; ``name``

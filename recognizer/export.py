@@ -250,22 +250,22 @@ def _quantize(path: Path, name: str) -> None:
     if name == WAVEFORM and not any("MatMul" in node for node in features):
         # the exporter named the nodes otherwise: quantizing would put the mel filterbank in int8 too
         raise ValueError(f"cannot tell the front-end's nodes (/{FEATURES_MODULE}/...) from the encoder's for int8")
-    quantized = path.with_name(path.name + ".int8")
     root = logging.getLogger()
     level = root.level
     try:
         root.setLevel(logging.ERROR)  # the quantizer logs advice on static graph pre-processing to the root logger
-        quantize_dynamic(
-            str(path),
-            str(quantized),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["LSTM", "MatMul", "Gemm"],
-            nodes_to_exclude=features,
+        save_atomically(
+            path,
+            lambda quantized: quantize_dynamic(
+                str(path),
+                str(quantized),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["LSTM", "MatMul", "Gemm"],
+                nodes_to_exclude=features,
+            ),
         )
-        os.replace(quantized, path)
     finally:
         root.setLevel(level)
-        quantized.unlink(missing_ok=True)
 
 
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str | None = None, int8: bool = False) -> Path:

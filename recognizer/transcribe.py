@@ -308,19 +308,23 @@ class Recognizer:
             batches = [[whole[i] for i in b] for b in length_batches([features[p].shape[0] for p in whole], budget)]
             batches += [[p] for p, f in enumerate(features) if f.shape[0] > limit]  # alone, in segments
             for batch in batches:
-                if len(batch) == 1 and features[batch[0]].shape[0] > limit:
+                if features[batch[0]].shape[0] > limit:
                     outputs = [self._segmented(features[batch[0]], budget)]
                 else:
-                    padded, lengths = _pad([features[i] for i in batch])
-                    log_probs, out_lengths = self.model(padded.to(self.device), lengths.to(self.device))
-                    # clone: not views that would keep the whole batch alive
-                    outputs = [row[:n].clone() for row, n in zip(log_probs.cpu(), out_lengths.tolist())]
+                    outputs = self._forward([features[i] for i in batch])
                 yield [_Part(*keys[p], output, boundaries[p]) for p, output in zip(batch, outputs)]
                 finished = 0  # inputs whose last part went through the model now
                 for p in batch:
                     unread[keys[p][0]] -= 1
                     finished += unread[keys[p][0]] == 0
                 bar.update(finished)
+
+    def _forward(self, rows: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One padded batch through the model: each input's log-probabilities, on the CPU."""
+        padded, lengths = _pad(rows)
+        log_probs, out_lengths = self.model(padded.to(self.device), lengths.to(self.device))
+        # clone: not views that would keep the whole batch alive
+        return [row[:n].clone() for row, n in zip(log_probs.cpu(), out_lengths.tolist())]
 
     def _segmented(self, rows: torch.Tensor, budget: int) -> torch.Tensor:
         """The log-probabilities of one long input, computed in overlapping segments (``SEGMENT_FRAMES``):
@@ -336,11 +340,9 @@ class Recognizer:
             segments.append((begin, end, (start - begin) // step, core // step if start + core < total else None))
         outputs: list[torch.Tensor] = [torch.empty(0)] * len(segments)
         for batch in length_batches([end - begin for begin, end, _, _ in segments], budget):
-            padded, lengths = _pad([rows[segments[i][0] : segments[i][1]] for i in batch])
-            log_probs, out_lengths = self.model(padded.to(self.device), lengths.to(self.device))
-            for i, row, n in zip(batch, log_probs.cpu(), out_lengths.tolist()):
+            for i, output in zip(batch, self._forward([rows[segments[i][0] : segments[i][1]] for i in batch])):
                 first, kept = segments[i][2], segments[i][3]
-                outputs[i] = row[first : n if kept is None else first + kept]
+                outputs[i] = output[first : None if kept is None else first + kept]
         return torch.cat(outputs)
 
     @torch.no_grad()
