@@ -9,9 +9,10 @@
 3. Tunes our LM decoder's weight and word score on dev (recognizer.tune's grid), and
    pyctcdecode's alpha and beta on the same dev logits (its own grid: its scales differ).
 4. Times every decoder at its best setting, ``--repeats`` times, one thread each: greedy, our
-   prefix beam search, our LM decoder (default pruning, and pruning like pyctcdecode's defaults),
-   pyctcdecode without LM and with the same ARPA LM, all with the same beam width. pyctcdecode pins numpy<2, so it runs in its own virtual environment, which
-   this script creates on first use (``--pyctcdecode-venv``) and feeds through files.
+   prefix beam search and LM decoder with their default settings (and without their label floor,
+   ``token_min_logp``), pyctcdecode without LM and with the same ARPA LM, all with the same beam
+   width. pyctcdecode pins numpy<2, so it runs in its own virtual environment, which this script
+   creates on first use (``--pyctcdecode-venv``) and feeds through files.
 
 Prints a Markdown table and writes it, with the raw figures, to ``--out``.
 """
@@ -105,20 +106,26 @@ def main() -> None:
     tuned = best_trial(trials)
     print(f"ours: best lm_weight {tuned.lm_weight} word_score {tuned.word_score} WER {tuned.wer:.4f}", file=sys.stderr)
     lm_files = {"lm": str(arpa), "lexicon": str(lexicon), "lm_weight": tuned.lm_weight, "word_score": tuned.word_score}
-    ours = {
+    lm = f"lexicon + {args.order}-gram LM, beam {args.beam}"
+    ours = {  # the defaults but the beam width (the same for every beam decoder), and without the label floor
         "greedy": DecodingOptions("greedy"),
-        f"prefix beam {args.beam}, token_beam 8": DecodingOptions("beam", beam_size=args.beam, token_beam=8),
-        f"lexicon + {args.order}-gram LM, beam {args.beam}": DecodingOptions("lm", beam_size=args.beam, **lm_files),
-        # pyctcdecode's default pruning: hypotheses 10 below the best, labels below log p -5 (here the top 8)
-        f"lexicon + {args.order}-gram LM, beam {args.beam}, beam_threshold 10, token_beam 8": DecodingOptions(
-            "lm", beam_size=args.beam, beam_threshold=10, token_beam=8, **lm_files
-        ),
+        "beam": DecodingOptions("beam", beam_size=args.beam),
+        "beam, every label": DecodingOptions("beam", beam_size=args.beam, token_min_logp=None),
+        "lm": DecodingOptions("lm", beam_size=args.beam, **lm_files),
+        "lm, every label": DecodingOptions("lm", beam_size=args.beam, token_min_logp=None, **lm_files),
     }
-    rows = []
-    for name, options in ours.items():
+    names = {
+        "greedy": "greedy",
+        "beam": f"prefix beam {args.beam} (defaults)",
+        "beam, every label": f"prefix beam {args.beam}, every label tried (token_min_logp None)",
+        "lm": f"{lm} (defaults)",
+        "lm, every label": f"{lm}, every label tried (token_min_logp None)",
+    }
+    rows = {}
+    for key_, options in ours.items():
         transcripts, seconds = timed(lambda options=options: model.decode_log_probs(log_probs, options), args.repeats)
         wer, cer = wer_cer([t.text for t in transcripts])
-        rows.append({"decoder": f"recognizer {name}", "wer": wer, "cer": cer, "utt_per_s": len(dev) / seconds})
+        rows[key_] = {"decoder": f"recognizer {names[key_]}", "wer": wer, "cer": cer, "utt_per_s": len(dev) / seconds}
 
     # pyctcdecode, in its own environment, on the same log-probabilities and the same ARPA file.
     np.savez(out / "log_probs.npz", *[e.numpy() for e in log_probs])
@@ -152,18 +159,25 @@ def main() -> None:
         (f"pyctcdecode {args.order}-gram LM, beam {args.beam}", "lm"),
     ):
         wer, cer = wer_cer(timing[key_]["texts"])
-        rows.append({"decoder": name, "wer": wer, "cer": cer, "utt_per_s": len(dev) / timing[key_]["seconds"]})
+        rows[f"pyctcdecode {key_}"] = {
+            "decoder": name,
+            "wer": wer,
+            "cer": cer,
+            "utt_per_s": len(dev) / timing[key_]["seconds"],
+        }
 
-    greedy, beam, lm, lm_pruned, their_beam, their_lm = rows
+    def speed(ours_: str, theirs: str) -> float:
+        return rows[ours_]["utt_per_s"] / rows[theirs]["utt_per_s"]
+
     ratios = {
-        "prefix beam / pyctcdecode no LM (throughput)": beam["utt_per_s"] / their_beam["utt_per_s"],
-        "LM decoder, default pruning / pyctcdecode LM (throughput)": lm["utt_per_s"] / their_lm["utt_per_s"],
-        "LM decoder, pyctcdecode-like pruning / pyctcdecode LM (throughput)": lm_pruned["utt_per_s"]
-        / their_lm["utt_per_s"],
-        "LM WER reduction vs greedy (relative)": 1 - lm["wer"] / greedy["wer"],
+        "prefix beam, defaults / pyctcdecode no LM (throughput)": speed("beam", "pyctcdecode no_lm"),
+        "prefix beam, every label / pyctcdecode no LM (throughput)": speed("beam, every label", "pyctcdecode no_lm"),
+        "LM decoder, defaults / pyctcdecode LM (throughput)": speed("lm", "pyctcdecode lm"),
+        "LM decoder, every label / pyctcdecode LM (throughput)": speed("lm, every label", "pyctcdecode lm"),
+        "LM WER reduction vs greedy (relative)": 1 - rows["lm"]["wer"] / rows["greedy"]["wer"],
     }
     table = [f"| decoder | WER | CER | utt/s (1 thread, median of {args.repeats}) |", "|---|---|---|---|"]
-    table += [f"| {r['decoder']} | {r['wer']:.2%} | {r['cer']:.2%} | {r['utt_per_s']:.0f} |" for r in rows]
+    table += [f"| {r['decoder']} | {r['wer']:.2%} | {r['cer']:.2%} | {r['utt_per_s']:.0f} |" for r in rows.values()]
     report = (
         "\n".join(table)
         + "\n\n"
@@ -177,7 +191,7 @@ def main() -> None:
     (out / "decoding.json").write_text(
         json.dumps(
             {
-                "rows": rows,
+                "rows": list(rows.values()),
                 "ratios": ratios,
                 "ours_grid": [t.__dict__ for t in trials],
                 "pyctcdecode_grid": [

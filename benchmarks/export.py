@@ -5,7 +5,9 @@
 Exports the checkpoint as a model file, ONNX and int8 ONNX, then times ``recognizer-transcribe`` on every
 file of the manifest, from process start to the JSON lines written, for each runtime (rounds
 interleaved, medians): real-time factor, peak memory (max RSS), start-up (a process that only loads the
-model), CER/WER, and how many transcripts equal the PyTorch checkpoint's. With ``--long-minutes``, the
+model), CER/WER, and how many transcripts equal the PyTorch checkpoint's. The ONNX models run both
+through ``recognizer.load`` (torch carries the log-probabilities to the decoders) and without torch
+(``recognizer-transcribe``'s path for greedy decoding of an ONNX speech model, ``recognizer.onnx_runtime``). With ``--long-minutes``, the
 same for one long file made of the manifest's audio: segmented transcription's peak memory and RTF,
 and whether its text equals one unsegmented pass. Prints a Markdown table.
 """
@@ -85,33 +87,36 @@ def long_file(files: list[str], references: dict[str, str], minutes: float, out:
     return total / rate, " ".join(texts)
 
 
+#: how each runtime is run: the command before its arguments, and the Python that only loads the model
+TORCH_PATH = ([sys.executable, "-m", "recognizer.transcribe"], "import recognizer; recognizer.load({!r}, device='cpu')")
+TORCH_FREE = (
+    [str(BIN / "recognizer-transcribe")],  # an ONNX speech model, greedy: recognizer.onnx_runtime
+    "from recognizer.onnx_runtime import OnnxTranscriber; OnnxTranscriber({!r})",
+)
+
+
 def short_files(
-    runtimes: dict[str, Path], files: list[str], references: dict[str, str], audio: float, rounds: int, out: Path
+    runtimes: dict[str, tuple[Path, tuple[list[str], str]]],
+    files: list[str],
+    references: dict[str, str],
+    audio: float,
+    rounds: int,
+    out: Path,
 ) -> None:
     """The table of every runtime on the manifest's files (see the module docstring)."""
     wall: dict[str, list[float]] = {name: [] for name in runtimes}
     memory: dict[str, list[float]] = {name: [] for name in runtimes}
     startup: dict[str, list[float]] = {name: [] for name in runtimes}
     for _ in range(rounds):
-        for name, model in runtimes.items():
+        for name, (model, (command, load)) in runtimes.items():
             result = out / f"{name.replace(' ', '-')}.jsonl"
             result.unlink(missing_ok=True)
             seconds, peak = timed(
-                [
-                    str(BIN / "recognizer-transcribe"),
-                    "--checkpoint",
-                    str(model),
-                    "--device",
-                    "cpu",
-                    "--output",
-                    str(result),
-                    *files,
-                ]
+                [*command, "--checkpoint", str(model), "--device", "cpu", "--output", str(result), *files]
             )
             wall[name].append(seconds)
             memory[name].append(peak)
-            load = f"import recognizer; recognizer.load({str(model)!r}, device='cpu')"
-            startup[name].append(timed([sys.executable, "-c", load])[0])
+            startup[name].append(timed([sys.executable, "-c", load.format(str(model))])[0])
     texts = {name: transcripts(out / f"{name.replace(' ', '-')}.jsonl") for name in runtimes}
 
     print(
@@ -122,7 +127,7 @@ def short_files(
         "| runtime | file size | start-up | wall (start to JSON) | RTF | x real time | peak memory | CER | WER | same text as checkpoint |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, model in runtimes.items():
+    for name, (model, _) in runtimes.items():
         seconds = statistics.median(wall[name])
         hypotheses = [texts[name][f] for f in files]
         cer = char_error_rate(hypotheses, [references[f] for f in files]).item()
@@ -146,15 +151,18 @@ def main() -> None:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    runtimes: dict[str, Path] = {"checkpoint": Path(args.checkpoint)}
+    exported: dict[str, Path] = {"checkpoint": Path(args.checkpoint)}
     for name, file, int8 in (
         ("model file", "model.pt", False),
         ("ONNX", "model.onnx", False),
         ("ONNX int8", "model-int8.onnx", True),
     ):
         start = time.perf_counter()
-        runtimes[name] = export(args.checkpoint, out / file, int8=int8)
+        exported[name] = export(args.checkpoint, out / file, int8=int8)
         print(f"exported {name} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    runtimes = {name: (path, TORCH_PATH) for name, path in exported.items()}
+    for name in ("ONNX", "ONNX int8"):
+        runtimes[f"{name}, without torch"] = (exported[name], TORCH_FREE)
     entries = read_manifest(args.manifest, path_key="audio_filepath")
     files = [e["audio_filepath"] for e in entries]
     audio = sum(soundfile.info(f).duration for f in files)
@@ -169,19 +177,20 @@ def main() -> None:
         print("| runtime | wall | RTF | peak memory | CER in segments | CER in one pass | same text |")
         print("|---|---|---|---|---|---|---|")
         one_pass = (
-            "import json, sys, recognizer; from recognizer import transcribe; transcribe.SEGMENT_FRAMES = 10**9; "
+            "import json, sys, recognizer; from recognizer import batching; batching.SEGMENT_FRAMES = 10**9; "
             "print(json.dumps(recognizer.load(sys.argv[1], device='cpu').transcribe([sys.argv[2]])[0].text))"
         )
-        for name in ("model file", "ONNX", "ONNX int8"):
+        for name in ("model file", "ONNX", "ONNX int8", "ONNX, without torch", "ONNX int8, without torch"):
             result = out / "long.jsonl"
             result.unlink(missing_ok=True)
-            command = [str(BIN / "recognizer-transcribe"), "--checkpoint", str(runtimes[name]), "--device", "cpu"]
+            model, (run, _) = runtimes[name]
+            command = [*run, "--checkpoint", str(model), "--device", "cpu"]
             command += ["--output", str(result)]
             seconds, peak = timed([*command, str(long)])
             segmented = transcripts(result)[str(long)]
             whole = json.loads(
                 subprocess.run(
-                    [sys.executable, "-c", one_pass, str(runtimes[name]), str(long)],
+                    [sys.executable, "-c", one_pass, str(model), str(long)],
                     capture_output=True,
                     text=True,
                     check=True,

@@ -12,11 +12,9 @@ from __future__ import annotations
 import functools
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +23,7 @@ import torch
 
 from .environment import import_torchaudio
 from .frontend import Frontend
+from .waveform import AUDIO_SUFFIXES, AudioError, check_window, checked_mono, read_audio, read_input, to_samples
 
 torchaudio = import_torchaudio()  # a torch/torchaudio mismatch is one clear error, not a linker message
 
@@ -33,10 +32,6 @@ N_MELS = 80
 WINDOW_MS = 25.0
 HOP_MS = 10.0
 LOG_FLOOR = 1e-6  # keeps log() finite in digital silence
-#: sample values beyond this are not audio scaled to [-1, 1] (e.g. int16 values in a float array,
-#: whose features would be far louder than anything the model saw, or overflow); clipped or
-#: resampled audio overshoots 1 by far less
-MAX_AMPLITUDE = 8.0
 # SpecAugment defaults (training only): mask counts, the widest frequency mask in bins, and the widest
 # time mask as a fraction of the utterance
 FREQ_MASKS = 2
@@ -59,32 +54,11 @@ SPEED_DENOMINATOR = 100
 #: a manifest duration may differ from the file's length by this much (or 10 %) before it is an error
 DURATION_TOLERANCE_S = 0.5
 
-# libsndfile's container names that are also file suffixes (wav, flac, ogg, mp3, aiff, au, ...)
-_LIBSNDFILE_SUFFIXES = {name.lower() for name in soundfile.available_formats()} | {"aif", "opus", "sph", "oga"}
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".sph", ".aiff", ".aif", ".au", ".opus", ".m4a")
-
-
-class AudioError(ValueError):
-    """Audio that cannot be used (unreadable, empty, non-finite); the message names the file."""
-
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Read an audio file as a mono float32 waveform at ``sample_rate``, shape (samples,)."""
-    path = str(path)
-    try:
-        if Path(path).suffix.lower().lstrip(".") in _LIBSNDFILE_SUFFIXES or not Path(path).suffix:
-            data, rate = soundfile.read(path, dtype="float32", always_2d=True)
-            data = data.mean(axis=1)
-        else:  # e.g. M4A/AAC: librosa's audioread fallback, which needs a system decoder
-            import librosa
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                data, rate = librosa.load(path, sr=None, mono=True, dtype=np.float32)
-    except Exception as error:
-        reason = str(error).replace(f"Error opening {path!r}: ", "")  # soundfile repeats the path
-        raise AudioError(f"{path}: cannot read audio ({reason})") from None
-    return mono_resampled(torch.from_numpy(np.ascontiguousarray(data)), rate, sample_rate, name=path)
+    data, rate = read_audio(path)
+    return mono_resampled(data, rate, sample_rate, name=str(path))
 
 
 def mono_resampled(
@@ -95,31 +69,13 @@ def mono_resampled(
     Checks it (not empty, finite, scaled to [-1, 1]), scales PCM integers to [-1, 1), mixes channels to
     mono and resamples. A 2-D input is (channels, samples) if its first dimension is the smaller one.
     """
-    if isinstance(waveform, torch.Tensor) and not waveform.is_floating_point():
-        waveform = waveform.numpy()
-    if isinstance(waveform, np.ndarray) and np.issubdtype(waveform.dtype, np.integer):
-        info = np.iinfo(waveform.dtype)  # PCM integers -> [-1, 1)
-        half = (int(info.max) - int(info.min) + 1) // 2  # 32768 for int16, 128 for uint8
-        offset = half if info.min == 0 else 0  # unsigned PCM (8-bit WAV) is centred on half
-        waveform = (waveform.astype(np.float64) - offset) / half
-    samples = torch.as_tensor(waveform, dtype=torch.float32)
-    if samples.ndim == 2:
-        samples = samples.mean(dim=0 if samples.shape[0] <= samples.shape[1] else 1)
-    if samples.ndim != 1:
-        raise AudioError(f"{name}: expected a 1-D or 2-D waveform, got shape {tuple(samples.shape)}")
-    if samples.numel() == 0:
-        raise AudioError(f"{name}: the audio is empty (zero samples)")
-    if not torch.isfinite(samples).all():
-        raise AudioError(f"{name}: the audio contains NaN or infinite samples")
-    peak = float(samples.abs().max())
-    if peak > MAX_AMPLITUDE:
-        raise AudioError(
-            f"{name}: sample values reach {peak:.4g}; expected audio scaled to [-1, 1] "
-            "(divide 16-bit PCM values by 32768, or pass the integer array itself)"
-        )
-    if rate != sample_rate:
-        samples = torchaudio.functional.resample(samples, rate, sample_rate)
-    return samples
+    return resampled(checked_mono(waveform, name), rate, sample_rate)
+
+
+def resampled(samples: np.ndarray, rate: int, sample_rate: int) -> torch.Tensor:
+    """Checked mono samples (``waveform.checked_mono``) at ``rate`` as a tensor at ``sample_rate``."""
+    waveform = torch.from_numpy(samples)
+    return waveform if rate == sample_rate else torchaudio.functional.resample(waveform, rate, sample_rate)
 
 
 #: log_mel reads a longer waveform this many frames at a time (10 minutes at a 10 ms hop): the same
@@ -130,11 +86,6 @@ MEL_BLOCK_FRAMES = 60_000
 def fft_size(win_length: int) -> int:
     """The FFT size of a window: the next power of two."""
     return 1 << (win_length - 1).bit_length()
-
-
-def to_samples(sample_rate: int, ms: float) -> int:
-    """A duration in milliseconds (a window, a hop) in samples."""
-    return round(sample_rate * ms / 1000)
 
 
 @functools.lru_cache(maxsize=8)
@@ -343,21 +294,9 @@ class AudioFrontend(Frontend):
     def load(self, source: Any, name: str | None = None) -> torch.Tensor:
         """A path, a waveform already at ``sample_rate``, or a ``(waveform, rate)`` pair; ``name``
         replaces the source in error messages."""
-        if isinstance(source, (str, os.PathLike)):
-            name = name or str(source)
-            waveform = load_audio(source, self.sample_rate)
-        elif isinstance(source, tuple) and len(source) == 2:
-            name = name or "<array>"
-            waveform = mono_resampled(source[0], source[1], self.sample_rate, name=name)
-        else:
-            name = name or "<array>"
-            waveform = mono_resampled(source, self.sample_rate, self.sample_rate, name=name)
-        window = self.win_length
-        if waveform.numel() < window:
-            raise AudioError(
-                f"{name}: the audio is too short ({waveform.numel()} samples at {self.sample_rate} Hz): "
-                f"at least one {self.window_ms:g} ms analysis window ({window} samples) is needed"
-            )
+        samples, rate, name = read_input(source, self.sample_rate, name)
+        waveform = resampled(samples, rate, self.sample_rate)
+        check_window(waveform.numel(), self.sample_rate, self.window_ms, name)
         return waveform
 
     def load_entry(self, entry: dict[str, Any]) -> torch.Tensor:

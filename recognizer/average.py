@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, plain, read_checkpoint, write_checkpoint
+from .artifacts import CheckpointError
+from .checkpoint import plain, read_checkpoint, write_checkpoint
 from .classpath import name_of
 from .encoders.base import encoder_class
 from .frontend import frontend_class, frontend_settings

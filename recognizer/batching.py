@@ -1,12 +1,17 @@
 """Batching by a length budget: items of similar length together, padded size (count x longest) bounded.
 
-Training (``data.LengthBudgetBatchSampler``) and transcription cut batches the same way. A leaf without
-Lightning, so that transcription does not import it.
+Training (``data.LengthBudgetBatchSampler``) and transcription cut batches the same way, and every
+runtime of a trained model (PyTorch, ONNX) runs long inputs in the same overlapping segments
+(``forward_batches``). A leaf without torch or Lightning, so that transcription imports neither for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
+from typing import TypeVar
+
+#: feature frames per batch of inference (80 s of audio at a 10 ms hop): benchmarks/RESULTS.md, "Deployment"
+DEFAULT_MAX_FRAMES = 8_000
 
 
 def budget_batches(
@@ -35,3 +40,69 @@ def budget_batches(
 def length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
     """Indices of ``lengths`` in batches of similar length within the budget (shortest first)."""
     return budget_batches(sorted(range(len(lengths)), key=lengths.__getitem__), lengths, max_frames)
+
+
+#: an input longer than SEGMENT_FRAMES + 2 x SEGMENT_CONTEXT feature frames (70 s of audio) goes through
+#: the model in segments of SEGMENT_FRAMES (a minute), each read with SEGMENT_CONTEXT frames (5 s) of its
+#: neighbours on both sides whose outputs are dropped: memory stays flat for an hour of audio, and the
+#: bidirectional layers see context around every kept frame (accuracy against one pass: benchmarks/RESULTS.md)
+SEGMENT_FRAMES = 6000
+SEGMENT_CONTEXT = 500
+
+Rows = TypeVar("Rows", bound=Sized)  # a torch.Tensor or a numpy array: sliced along its first axis
+
+
+def forward_batches(
+    inputs: Sequence[Rows],
+    forward: Callable[[list[Rows]], list[Rows]],
+    join: Callable[[list[Rows]], Rows],
+    max_frames: int,
+    rows_per_frame: int = 1,
+    stride: int = 1,
+) -> Iterator[tuple[list[int], list[Rows]]]:
+    """A model's outputs for ``inputs`` (each (rows, ...): a waveform's samples or feature frames),
+    batch by batch: ``(indices, outputs)``. The same rule for every runtime and array type:
+
+    - inputs up to ``SEGMENT_FRAMES + 2 x SEGMENT_CONTEXT`` feature frames go through ``forward`` (a
+      list of inputs -> their outputs, (output frames, ...) each) in batches of similar length whose
+      padded size fits ``max_frames`` feature frames of ``rows_per_frame`` rows (1, or a hop of samples);
+    - a longer input goes alone, in segments of ``SEGMENT_FRAMES`` read with ``SEGMENT_CONTEXT`` frames
+      of context on both sides, whose outputs within the context are dropped and the rest ``join``-ed.
+      Segments start on output frames (``stride`` feature frames each), so the result has the frames
+      of one pass.
+    """
+    budget = max_frames * rows_per_frame
+    limit = (SEGMENT_FRAMES + 2 * SEGMENT_CONTEXT) * rows_per_frame
+    whole = [i for i, rows in enumerate(inputs) if len(rows) <= limit]
+    for batch in length_batches([len(inputs[i]) for i in whole], budget):
+        indices = [whole[i] for i in batch]
+        yield indices, forward([inputs[i] for i in indices])
+    for i, rows in enumerate(inputs):
+        if len(rows) > limit:
+            yield [i], [_segmented(rows, forward, join, budget, rows_per_frame, stride)]
+
+
+def _segmented(
+    rows: Rows,
+    forward: Callable[[list[Rows]], list[Rows]],
+    join: Callable[[list[Rows]], Rows],
+    budget: int,
+    rows_per_frame: int,
+    stride: int,
+) -> Rows:
+    """One long input's outputs, computed in overlapping segments (``forward_batches``)."""
+    step = rows_per_frame * stride  # rows of the model's input per output frame
+    core = max(1, SEGMENT_FRAMES * rows_per_frame // step) * step
+    context = -(-SEGMENT_CONTEXT * rows_per_frame // step) * step
+    total = len(rows)
+    segments = []  # (first row read, last row read + 1, first output kept, outputs kept or None: all)
+    for start in range(0, total, core):
+        begin, end = max(0, start - context), min(total, start + core + context)
+        segments.append((begin, end, (start - begin) // step, core // step if start + core < total else None))
+    outputs: list[Rows | None] = [None] * len(segments)
+    for batch in length_batches([end - begin for begin, end, _, _ in segments], budget):
+        pieces = [rows[segments[i][0] : segments[i][1]] for i in batch]  # type: ignore[index]
+        for i, output in zip(batch, forward(pieces)):
+            first, kept = segments[i][2], segments[i][3]
+            outputs[i] = output[first : None if kept is None else first + kept]  # type: ignore[index]
+    return join(outputs)  # type: ignore[arg-type]  # all set

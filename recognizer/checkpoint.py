@@ -9,36 +9,17 @@ here needs Lightning.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .artifacts import CheckpointError, check_model_version, first_line, save_atomically
 from .decoding import DecodingOptions
 from .encoders.base import encoder_config
 
 #: what a recognizer checkpoint's hyper_parameters must hold to rebuild the model (every format)
 CHECKPOINT_SETTINGS = ("tokenizer", "frontend")
-#: what a model file (``recognizer.model.Model.save``) or an exported ONNX model says it is, and the
-#: newest layout this code reads
-MODEL_FORMAT = "recognizer-model"
-MODEL_VERSION = 1
-#: where an ONNX model keeps its settings (metadata key), and what its graph takes: a speech graph the
-#: waveform, any other the front-end's features
-ONNX_METADATA_KEY = "recognizer"
-#: the suffix of ONNX models: ``recognizer.load`` runs such a file through onnxruntime
-ONNX_SUFFIX = ".onnx"
-WAVEFORM, FEATURES = "waveform", "features"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable recognizer checkpoint; the message names it and says why."""
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -82,34 +63,6 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except ValueError as error:
         raise CheckpointError(f"{path}: its encoder settings are unusable: {first_line(error)}") from None
     return checkpoint
-
-
-def check_model_version(path: str | os.PathLike, fmt: Any, version: Any) -> None:
-    """A model file's (or ONNX model's) stated format and version must be ours and readable here."""
-    if fmt != MODEL_FORMAT:
-        raise CheckpointError(f"{path}: not a recognizer model file (its format is {fmt!r})")
-    if type(version) is not int or version < 1:
-        raise CheckpointError(f"{path}: a recognizer model file without a valid version ({version!r})")
-    if version > MODEL_VERSION:
-        raise CheckpointError(
-            f"{path}: a model file of version {version}, newer than this recognizer reads ({MODEL_VERSION}): "
-            "upgrade recognizer"
-        )
-
-
-def save_atomically(out: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Write ``out`` through ``write(temporary)`` beside it, then rename: a kill or a failed write never
-    leaves a truncated file, nor replaces an existing one. A failure is an ``OSError`` naming ``out``."""
-    out = Path(out)
-    temporary = out.with_name(f".{out.name}.partial")
-    try:
-        write(temporary)
-        os.replace(temporary, out)
-    except (OSError, RuntimeError) as error:  # torch.save's zip writer raises RuntimeError (disk full, ...)
-        raise OSError(f"{out}: cannot write it ({first_line(error)})") from None
-    finally:
-        temporary.unlink(missing_ok=True)
-    return out
 
 
 def write_checkpoint(checkpoint: dict[str, Any], out: str | os.PathLike) -> Path:

@@ -21,8 +21,9 @@ from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
+from .artifacts import MODEL_FORMAT, CheckpointError
 from .callbacks import AverageCheckpoints, LastCheckpoint
-from .checkpoint import MODEL_FORMAT, CheckpointError, Disagreement, agree, plain, read_checkpoint
+from .checkpoint import Disagreement, agree, plain, read_checkpoint
 from .classpath import name_of, resolve
 from .data import DataModule
 from .encoders.base import encoder_class

@@ -75,7 +75,17 @@ def recognizer() -> None:
     _lightning_cli()
 
 
-transcribe = _entry("recognizer-transcribe", "transcribe")
+def transcribe() -> None:
+    """``recognizer-transcribe``: an ONNX speech model decoded greedily runs without importing torch
+    (``recognizer.onnx_runtime``, which starts in a tenth of torch's import time); anything else runs through
+    ``recognizer.transcribe``."""
+    from .transcripts import torch_free  # argparse only: deciding imports nothing that could fail
+
+    if torch_free([arg for arg in sys.argv[1:] if arg != "--debug"]):
+        sys.exit(run("recognizer-transcribe", "onnx_runtime", needs_torchaudio=False))
+    sys.exit(run("recognizer-transcribe", "transcribe"))
+
+
 prepare = _entry("recognizer-prepare", "prepare", needs_torchaudio=False)  # corpora need no torch
 demo = _entry("recognizer-demo", "demo", "entry")
 lm = _entry("recognizer-lm", "ngram", needs_torchaudio=False)

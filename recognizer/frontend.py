@@ -11,9 +11,7 @@ rebuilds it.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,16 +104,6 @@ class Frontend:
             value = getattr(self, field.name)
             settings[field.metadata.get("setting", field.name)] = list(value) if isinstance(value, tuple) else value
         return settings
-
-
-def split_sample(source: str | os.PathLike) -> tuple[Path, str | None]:
-    """``page.inkml#line3`` -> (``page.inkml``, ``"line3"``): a sample inside a multi-sample file. A
-    path that names an existing file is taken whole, even with a ``#`` in its name."""
-    path = Path(source)
-    if "#" in path.name and not path.is_file():
-        file, _, sample = str(source).rpartition("#")
-        return Path(file), sample
-    return path, None
 
 
 def frontend_class(config: Mapping[str, Any]) -> type[Frontend]:

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from .checkpoint import MODEL_FORMAT, MODEL_VERSION, CheckpointError, first_line, read_checkpoint, write_checkpoint
+from .artifacts import MODEL_FORMAT, MODEL_VERSION, CheckpointError, first_line
+from .checkpoint import read_checkpoint, write_checkpoint
 from .decoding import DecodingOptions
 from .encoders import Encoder, build_encoder, encoder_config
 from .frontend import Frontend, from_config
@@ -117,7 +118,7 @@ class Model(nn.Module):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model file: settings and weights (on the CPU, in the dtype they have), nothing of
-        training. The file appears whole or not at all (``checkpoint.save_atomically``)."""
+        training. The file appears whole or not at all (``artifacts.save_atomically``)."""
         state = {key: value.detach().cpu() for key, value in self.state_dict().items()}
         contents = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "hyper_parameters": self.settings}
         return write_checkpoint({**contents, "state_dict": state}, path)

@@ -6,21 +6,19 @@ A checkpoint is self-contained: it carries the tokenizer, the front-end settings
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .batching import length_batches
-from .checkpoint import ONNX_SUFFIX
+from .artifacts import ONNX_SUFFIX
+from .batching import DEFAULT_MAX_FRAMES, forward_batches, length_batches
 from .decoding import (
     DEFAULT_DECODER,
     Decoder,
@@ -34,63 +32,22 @@ from .decoding import (
     scale_spans,
 )
 from .decoding.arguments import add_decoding_arguments, decoding_options
-from .frontend import split_sample
 from .model import Model
+from .transcripts import (
+    DEFAULT_CHUNK,
+    OnError,
+    ResultWriter,
+    Transcript,
+    add_io_arguments,
+    as_list,
+    check_on_error,
+    check_source,
+    source_name,
+    write_all,
+)
 
 if TYPE_CHECKING:
     from .onnx_model import OnnxModel
-
-DEFAULT_MAX_FRAMES = 8_000  # per batch of inference (80 s of audio at a 10 ms hop): benchmarks/RESULTS.md, "Deployment"
-DEFAULT_CHUNK = 256  # inputs whose features are held in memory at once
-#: an input longer than SEGMENT_FRAMES + 2 x SEGMENT_CONTEXT feature frames (70 s of audio) goes through
-#: the model in segments of SEGMENT_FRAMES (a minute), each read with SEGMENT_CONTEXT frames (5 s) of its
-#: neighbours on both sides whose outputs are dropped: memory stays flat for an hour of audio, and the
-#: bidirectional layers see context around every kept frame (accuracy against one pass: benchmarks/RESULTS.md)
-SEGMENT_FRAMES = 6000
-SEGMENT_CONTEXT = 500
-#: what to do with an input that cannot be read: stop, or record its error and go on
-OnError = Literal["raise", "skip"]
-
-
-@dataclass
-class Transcript:
-    """One input's transcription.
-
-    ``source`` is its path, or ``<array N>`` for in-memory input; ``score`` the log-probability of the
-    best hypothesis; ``nbest`` the alternatives (``{"text", "score"}``, best first) when more than one
-    was asked for; ``words`` the word timestamps and confidences (``{"word", "start", "end",
-    "confidence"}``, in ``unit``: seconds for audio, indices of the ink's points as read for ink) when asked for;
-    ``error`` the one-line reason an input failed (with ``on_error="skip"``); ``lines`` the transcript of
-    each text line (same fields) when an ink held several lines, which ``text`` then joins with newlines
-    (``score`` their sum, ``words`` all of them; n-best lists are per line).
-    """
-
-    source: str
-    text: str | None
-    score: float | None = None
-    nbest: list[dict[str, Any]] | None = None
-    words: list[dict[str, Any]] | None = None
-    unit: str | None = None
-    #: why this input could not be transcribed (``text`` is then None); set only with ``on_error="skip"``
-    error: str | None = None
-    lines: list[dict[str, Any]] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields that are set, for JSON."""
-        return {key: value for key, value in asdict(self).items() if value is not None}
-
-    @classmethod
-    def joined(cls, lines: list[Transcript]) -> Transcript:
-        """One input's transcript from the transcripts of its lines, top to bottom."""
-        words = [word for line in lines for word in line.words or []]
-        return cls(
-            source="",
-            text="\n".join(line.text or "" for line in lines),
-            score=sum(line.score or 0.0 for line in lines),
-            words=words if any(line.words is not None for line in lines) else None,
-            unit=lines[0].unit,
-            lines=[{key: value for key, value in line.to_dict().items() if key != "source"} for line in lines],
-        )
 
 
 class _Part(NamedTuple):
@@ -135,21 +92,11 @@ class Recognizer:
         """Timestamp units (``frontend.timestamp_unit``: seconds, or ink points) per output frame."""
         return self.frontend.frame_unit * self.stride
 
-    def _check_source(self, source: Any) -> None:
-        if isinstance(source, (str, os.PathLike)):
-            path, _ = split_sample(source)  # page.inkml#<sample id>
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such file")
-            if path.suffix.lower() not in self.frontend.suffixes:
-                raise ValueError(
-                    f"{path}: the checkpoint is a {self.modality} model, which reads {', '.join(self.frontend.suffixes)} files"
-                )
-
     def _features(self, source: Any, split: bool, timestamps: bool) -> list[tuple[torch.Tensor, np.ndarray | None]]:
         """The features of each part of the input (its text lines with ``split``, else the input whole)
         and, with ``timestamps``, their frame boundaries in the whole input (None when evenly spaced;
         asked only then: a Bézier front-end would fit the ink's curves a second time)."""
-        self._check_source(source)
+        check_source(source, self.frontend.suffixes, self.modality)
         parts = self.frontend.load_parts(source) if split else [(self.frontend.load(source), None)]
         features = []
         for raw, points in parts:
@@ -166,7 +113,7 @@ class Recognizer:
         """Transcribe paths or in-memory inputs in batches of similar length; results keep the input
         order. Takes the arguments of ``transcribe_iter``, e.g.
         ``transcribe(files, "beam", beam_size=8, nbest=3, timestamps=True, on_error="skip")``."""
-        inputs = _as_list(inputs)  # once: a generator would be empty the second time
+        inputs = as_list(inputs)  # once: a generator would be empty the second time
         results: list[Transcript | None] = [None] * len(inputs)
         for index, transcript in self.transcribe_iter(inputs, decoder, **kwargs):
             results[index] = transcript
@@ -206,7 +153,7 @@ class Recognizer:
             options: the decoder's options (``recognizer.decoding.BeamOptions``, ``LMOptions``, ...):
                 ``beam_size``, ``nbest``, ``lm``, ``lexicon``, ``lm_weight``, ``word_score``, ``token_beam``, ...
         """
-        inputs = _as_list(inputs)
+        inputs = as_list(inputs)
         built = self._decoder(decoder, options)  # built now: a bad LM or lexicon fails before the model runs
         lines: dict[int, list[Transcript | None]] = {}  # the lines decoded so far of inputs with several
         for batch in self._log_probs_iter(inputs, max_frames, progress, on_error, chunk, split_lines, timestamps):
@@ -220,11 +167,7 @@ class Recognizer:
             )
             decoded = {(part.input, part.part): transcript for part, transcript in zip(good, outputs)}
             for part in batch:
-                name = (
-                    str(inputs[part.input])
-                    if isinstance(inputs[part.input], (str, os.PathLike))
-                    else f"<array {part.input}>"
-                )
+                name = source_name(inputs, part.input)
                 if isinstance(part.output, BaseException):
                     yield part.input, Transcript(source=name, text=None, error=" ".join(str(part.output).split()))
                     continue
@@ -247,7 +190,7 @@ class Recognizer:
         Decode them with ``decode_log_probs`` (e.g. many times, with different settings, as tuning does).
         Each input is read whole: an ink is not split into text lines (``transcribe`` does that).
         """
-        inputs = _as_list(inputs)
+        inputs = as_list(inputs)
         results: list[torch.Tensor | None] = [None] * len(inputs)
         for batch in self._log_probs_iter(inputs, max_frames, progress, "raise", DEFAULT_CHUNK, False, False):
             for part in batch:
@@ -267,8 +210,7 @@ class Recognizer:
         """Batches of parts of inputs (text lines with ``split``, else whole inputs) with their
         log-probabilities: features chunk by chunk, batched by length within a chunk; with
         ``on_error="skip"`` an unusable input comes as its exception."""
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error={on_error!r}: expected 'raise' or 'skip'")
+        check_on_error(on_error)
         with tqdm(
             total=len(inputs), desc="transcribing", unit="input", disable=not progress, file=sys.stderr, leave=False
         ) as bar:
@@ -284,7 +226,8 @@ class Recognizer:
         split: bool,
         timestamps: bool,
     ) -> Iterator[list[_Part]]:
-        for start in range(0, len(inputs), max(1, chunk)):
+        chunk = max(1, chunk)
+        for start in range(0, len(inputs), chunk):
             keys, features, boundaries = [], [], []  # keys: (input, part, parts)
             unread: dict[int, int] = {}  # input -> its parts not yet through the model
             for index in range(start, min(start + chunk, len(inputs))):
@@ -302,16 +245,9 @@ class Recognizer:
                     features.append(feature)
                     boundaries.append(bounds)
             # the budget counts feature frames; an exported speech graph takes samples
-            budget = max_frames * self.model.rows_per_frame
-            limit = (SEGMENT_FRAMES + 2 * SEGMENT_CONTEXT) * self.model.rows_per_frame
-            whole = [p for p, f in enumerate(features) if f.shape[0] <= limit]
-            batches = [[whole[i] for i in b] for b in length_batches([features[p].shape[0] for p in whole], budget)]
-            batches += [[p] for p, f in enumerate(features) if f.shape[0] > limit]  # alone, in segments
-            for batch in batches:
-                if features[batch[0]].shape[0] > limit:
-                    outputs = [self._segmented(features[batch[0]], budget)]
-                else:
-                    outputs = self._forward([features[i] for i in batch])
+            for batch, outputs in forward_batches(
+                features, self._forward, torch.cat, max_frames, self.model.rows_per_frame, self.stride
+            ):
                 yield [_Part(*keys[p], output, boundaries[p]) for p, output in zip(batch, outputs)]
                 finished = 0  # inputs whose last part went through the model now
                 for p in batch:
@@ -325,25 +261,6 @@ class Recognizer:
         log_probs, out_lengths = self.model(padded.to(self.device), lengths.to(self.device))
         # clone: not views that would keep the whole batch alive
         return [row[:n].clone() for row, n in zip(log_probs.cpu(), out_lengths.tolist())]
-
-    def _segmented(self, rows: torch.Tensor, budget: int) -> torch.Tensor:
-        """The log-probabilities of one long input, computed in overlapping segments (``SEGMENT_FRAMES``):
-        each segment's outputs within ``SEGMENT_CONTEXT`` of its neighbours are dropped, and the rest
-        are joined. Segments start on output frames, so the result has exactly the frames of one pass."""
-        step = self.model.rows_per_frame * self.stride  # rows of the model's input per output frame
-        core = max(1, SEGMENT_FRAMES * self.model.rows_per_frame // step) * step
-        context = -(-SEGMENT_CONTEXT * self.model.rows_per_frame // step) * step
-        total = rows.shape[0]
-        segments = []  # (first row read, last row read + 1, first output kept, outputs kept or None: all)
-        for start in range(0, total, core):
-            begin, end = max(0, start - context), min(total, start + core + context)
-            segments.append((begin, end, (start - begin) // step, core // step if start + core < total else None))
-        outputs: list[torch.Tensor] = [torch.empty(0)] * len(segments)
-        for batch in length_batches([end - begin for begin, end, _, _ in segments], budget):
-            for i, output in zip(batch, self._forward([rows[segments[i][0] : segments[i][1]] for i in batch])):
-                first, kept = segments[i][2], segments[i][3]
-                outputs[i] = output[first : None if kept is None else first + kept]
-        return torch.cat(outputs)
 
     @torch.no_grad()
     def decode_log_probs(
@@ -422,15 +339,6 @@ class Recognizer:
         return build_decoder(options, self.tokenizer.alphabet)
 
 
-def _as_list(inputs: Sequence[Any]) -> list[Any]:
-    """The inputs as a list; a lone path or string is a mistake that would be read character by character."""
-    if isinstance(inputs, (str, bytes, os.PathLike)):
-        raise TypeError(
-            f"inputs must be a list of inputs, got a single {type(inputs).__name__}: pass [{str(inputs)!r}]"
-        )
-    return list(inputs)
-
-
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), torch.tensor([r.shape[0] for r in rows])
 
@@ -463,73 +371,6 @@ def _device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-#: exit status when some inputs failed and were recorded (``--on-error skip``); 1 is a failure of the run
-SOME_FAILED = 3
-
-
-class _Output:
-    """Where results go as each batch finishes: ``path<TAB>text`` lines on stdout, or JSON lines in a
-    file (flushed per batch). Opened before the model loads, so an unwritable path fails first."""
-
-    def __init__(self, path: str | None, resume: bool) -> None:
-        self.path = Path(path) if path else None
-        self.done: set[str] = set()
-        self._file = None
-        if self.path is None:
-            return
-        if resume and self.path.is_file():
-            self.done = _completed_sources(self.path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Append mode: an existing file is emptied only at the first result, not when a later
-            # step (loading the checkpoint) fails.
-            self._file = open(self.path, "a", encoding="utf-8")
-        except OSError as error:
-            raise OSError(f"{self.path}: cannot write the output ({error.strerror or error})") from None
-        self._truncate = not resume
-
-    def write(self, transcript: Transcript) -> None:
-        if transcript.error is not None:
-            tqdm.write(f"recognizer-transcribe: {transcript.error}", file=sys.stderr)  # above the progress bar
-        if self._file is None:
-            if transcript.error is None:  # one row per text line: an ink of several lines gives several
-                print(
-                    "\n".join(f"{transcript.source}\t{line}" for line in (transcript.text or "").split("\n")),
-                    flush=True,
-                )
-        else:
-            if self._truncate:
-                self._file.truncate(0)
-                self._truncate = False
-            self._file.write(json.dumps(transcript.to_dict(), ensure_ascii=False) + "\n")
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-def _completed_sources(path: Path) -> set[str]:
-    """Sources already in a JSON-lines output (results and error records alike). A last line cut
-    short by a kill (no newline) is removed, so that input is done again."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        data = data[: data.rfind(b"\n") + 1]
-        with open(path, "rb+") as f:
-            f.truncate(len(data))
-    done = set()
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            done.add(json.loads(line)["source"])
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(
-                f"{path}:{number}: not a recognizer-transcribe result line; cannot --resume into this file"
-            ) from None
-    return done
-
-
 def _expand(frontend: Any, files: Sequence[str]) -> list[str]:
     """Each file's samples (several for a multi-sample InkML page); unreadable files stay as they are
     so that their error is reported like any other."""
@@ -545,35 +386,7 @@ def _expand(frontend: Any, files: Sequence[str]) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     """``recognizer-transcribe``'s arguments; the decoding ones are generated from the registered decoders."""
     parser = argparse.ArgumentParser(prog="recognizer-transcribe", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "files", nargs="+", help="input files (audio for a speech model; ink, with page.inkml#id for one sample)"
-    )
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="a .ckpt written by `recognizer fit`, or a model file or .onnx written by `recognizer export`",
-    )
-    parser.add_argument(
-        "--output",
-        help="write JSON lines here (flushed after every batch) instead of printing `path<TAB>text` "
-        "(one row per text line of an ink written over several lines)",
-    )
-    parser.add_argument("--resume", action="store_true", help="with --output: append, skipping inputs already in it")
-    parser.add_argument(
-        "--on-error",
-        choices=("skip", "stop"),
-        default="skip",
-        help="skip (default): report an unusable input (stderr, and a {source, error} line in --output), "
-        "go on, exit 3 at the end (1 if all failed); stop: exit 1 at the first one",
-    )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--timestamps", action="store_true", help="word timestamps and confidences (JSON output)")
-    parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="feature frames per batch")
-    parser.add_argument(
-        "--no-split-lines",
-        action="store_true",
-        help="read each ink as one text line (by default an ink written over several lines is read line by line)",
-    )
+    add_io_arguments(parser)  # files, --checkpoint, --output, ...
     add_decoding_arguments(parser)  # --decoder, --beam, --nbest, --lm, ...
     return parser
 
@@ -587,29 +400,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume and not args.output:
         parser.error("--resume needs --output")
     options = decoding_options(args)
-    output = _Output(args.output, args.resume)
+    output = ResultWriter(args.output, args.resume)  # before the model: an unwritable path fails first
     try:
         recognizer = load(args.checkpoint, args.device)
         inputs = [i for i in _expand(recognizer.frontend, args.files) if i not in output.done]
-        failed = 0
-        results = recognizer.transcribe_iter(
-            inputs,
-            options,
-            timestamps=args.timestamps,
-            max_frames=args.max_frames,
-            progress=len(inputs) > 1,
-            on_error="skip" if args.on_error == "skip" else "raise",
-            split_lines=not args.no_split_lines,
-        )
-        for _, transcript in results:  # batch by batch, as each finishes
-            output.write(transcript)
-            failed += transcript.error is not None
-    finally:
+    except BaseException:
         output.close()
-    if failed:
-        print(f"recognizer-transcribe: {failed} of {len(inputs)} input(s) failed", file=sys.stderr)
-        return 1 if failed == len(inputs) else SOME_FAILED
-    return 0
+        raise
+    results = recognizer.transcribe_iter(
+        inputs,
+        options,
+        timestamps=args.timestamps,
+        max_frames=args.max_frames,
+        progress=len(inputs) > 1,
+        on_error="skip" if args.on_error == "skip" else "raise",
+        split_lines=not args.no_split_lines,
+    )
+    return write_all(results, output, len(inputs))
 
 
 if __name__ == "__main__":

@@ -161,6 +161,36 @@ def test_token_beam_reduces_work_without_changing_results() -> None:
     _same(exact, pruned)
 
 
+def test_a_label_floor_narrows_each_frame_to_the_labels_above_it() -> None:
+    lengths = torch.tensor([30, 24, 30])
+    peaky = peaky_log_probs(3, 30, 12, seed=7)
+    exact, exact_stats = _prefix_beam_search(peaky, lengths, beam_size=4, nbest=2)
+    floored, floored_stats = _prefix_beam_search(peaky, lengths, beam_size=4, nbest=2, token_min_logp=-8.0)
+    _same(exact, floored)  # what falls below p = 0.03 % never makes the top hypotheses of peaky frames
+    assert floored_stats.candidates <= 0.6 * exact_stats.candidates  # 4 + 4 x (3 or 4) labels, not 4 + 4 x 11
+    # no label passes a floor of 0: each frame still tries its most probable label, so the search
+    # follows the best path
+    (best,) = _prefix_beam_search(peaky[:1], lengths[:1], beam_size=1, token_min_logp=0.0)[0]
+    assert best[0].labels == greedy_decode(peaky[:1], lengths[:1])[0]
+    # a floor below every label changes nothing, and the floor and token_beam combine
+    _same(exact, _prefix_beam_search(peaky, lengths, beam_size=4, nbest=2, token_min_logp=-1e9)[0])
+    both, both_stats = _prefix_beam_search(peaky, lengths, beam_size=4, nbest=2, token_beam=2, token_min_logp=-8.0)
+    _same(exact, both)
+    assert both_stats.candidates <= floored_stats.candidates
+
+
+def test_the_lm_decoders_label_floor_keeps_the_blank_and_each_frames_best_label() -> None:
+    from recognizer.decoding.frames import floor_labels
+
+    log_probs = torch.tensor([[[-0.5, -5.0, -9.0, -1.25], [-12.0, -11.0, -20.0, -0.25]]], dtype=torch.float64)
+    floored = floor_labels(log_probs, -8.0, -100.0)
+    # the blank (0) is never floored
+    assert floored.tolist() == [[[-0.5, -5.0, -100.0, -1.25], [-12.0, -100.0, -100.0, -0.25]]]
+    # the best non-blank label stays even below the floor
+    floored = floor_labels(torch.tensor([[-0.01, -11.0, -20.0, -9.0]], dtype=torch.float64), -8.0, -100.0)
+    assert floored.tolist() == [[-0.01, -100.0, -100.0, -9.0]]
+
+
 def test_collapsed_blank_runs_reduce_work_and_approximate() -> None:
     from recognizer.decoding import collapse_blank_frames
 

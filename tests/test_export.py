@@ -193,6 +193,9 @@ def test_onnx_ink_graph_takes_features_and_matches_pytorch(iam_files, tmp_path):
     for transcript, expected, ink in zip(words, reference, inks):
         assert transcript.words and transcript.words == expected.words
         assert all(0 <= w["start"] <= w["end"] <= ink.num_points for w in transcript.words)
+    # recognizer-transcribe hands an ink model to the torch path (its front-end runs in torch)
+    code, torch_loaded, out, _ = console_transcribe(["--checkpoint", str(path), "--no-split-lines", str(iam_files[0])])
+    assert code == 0 and torch_loaded and out == [f"{iam_files[0]}\t{reference[0].text}"]
 
 
 def test_onnx_runtime_gives_the_same_transcripts_decoders_nbest_and_timestamps(speech, an4_files):
@@ -221,9 +224,10 @@ def test_int8_keeps_the_best_path_on_most_frames_and_the_file_is_smaller(speech,
     # measures the CER of trained models); the best label of most frames is.
     for a, b in zip(fp32.log_probs(an4_files), int8.log_probs(an4_files)):
         assert (a.argmax(-1) == b.argmax(-1)).float().mean().item() >= 0.95
-    weights = sum(p.numel() for p in Model.load(speech["pt"]).encoder.parameters() if p.ndim == 2)
+    encoder = Model.load(speech["pt"]).encoder
+    weights = sum(p.numel() for name, p in encoder.named_parameters() if p.ndim == 2 and not name.startswith("output"))
     saved = speech["onnx"].stat().st_size - speech["int8"].stat().st_size
-    assert saved >= 0.7 * 4 * weights  # 1 byte instead of 4 per weight (the front-end stays float32)
+    assert saved >= 0.7 * 4 * weights  # 1 byte instead of 4 per weight (the front-end and output stay float32)
 
 
 def test_speech_graph_in_pytorch_is_the_model_on_its_features(speech, an4_files):
@@ -292,6 +296,95 @@ def test_export_and_transcribe_commands(speech, an4_files, tmp_path):
     )
 
 
+# ------------------------------------------------------------------------------ without torch (onnx_runtime)
+
+
+def console_transcribe(argv: list[str]) -> tuple[int, bool, list[str], str]:
+    """``recognizer-transcribe ARGV`` in a fresh process through its console entry: exit status, whether
+    torch was imported, stdout lines, stderr."""
+    script = (
+        "import json, sys\n"
+        "from recognizer import console\n"
+        f"sys.argv = ['recognizer-transcribe', *{argv!r}]\n"
+        "try:\n    console.transcribe()\nexcept SystemExit as stop:\n    code = stop.code\n"
+        "print(json.dumps([code, 'torch' in sys.modules]), file=sys.stderr)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    *stderr, last = run.stderr.strip().splitlines()
+    code, torch_loaded = json.loads(last)
+    return code, torch_loaded, run.stdout.splitlines(), "\n".join(stderr)
+
+
+def test_torch_free_transcriber_gives_the_onnx_models_transcripts_without_importing_torch(speech, an4_files, tmp_path):
+    from recognizer.onnx_runtime import OnnxTranscriber
+
+    pcm = (AudioFrontend().load(an4_files[1]).numpy() * 32767).astype(np.int16)
+    np.save(tmp_path / "pcm.npy", pcm)
+    script = (
+        "import json, sys, numpy as np\n"
+        "from recognizer.onnx_runtime import OnnxTranscriber\n"
+        f"model = OnnxTranscriber({str(speech['int8'])!r})\n"
+        f"inputs = {[str(f) for f in an4_files]!r} + [np.load({str(tmp_path / 'pcm.npy')!r})]\n"
+        "found = model.transcribe(inputs, max_frames=300)\n"  # several batches
+        "print(json.dumps([[t.source, t.text, t.score] for t in found] + ['torch' in sys.modules]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    *found, torch_loaded = json.loads(run.stdout.splitlines()[-1])
+    assert not torch_loaded
+    inputs = [*an4_files, pcm]
+    expected = recognizer.load(speech["int8"]).transcribe(inputs, max_frames=300)
+    assert [(source, text) for source, text, _ in found] == [(t.source, t.text) for t in expected]
+    assert np.allclose([score for *_, score in found], [t.score for t in expected], atol=1e-3)
+    # audio at another rate is resampled as the front-end does (torchaudio: only then is torch imported)
+    wave = AudioFrontend().load(an4_files[2])
+    resampled = torch.nn.functional.interpolate(wave[None, None], scale_factor=0.5, mode="linear")[0, 0].numpy()
+    (ours,) = OnnxTranscriber(speech["onnx"]).transcribe([(resampled, 8000)])
+    (theirs,) = recognizer.load(speech["onnx"]).transcribe([(resampled, 8000)])
+    assert ours.text == theirs.text
+
+
+def test_transcribe_command_runs_onnx_speech_models_without_torch_and_falls_back_otherwise(speech, an4_files, tmp_path):
+    from conftest import write_wav
+
+    bad = {
+        "empty": write_wav(tmp_path / "empty.wav", np.zeros(0)),
+        "click": write_wav(tmp_path / "click.wav", np.zeros(100)),
+        "text": tmp_path / "notes.txt",
+        "garbage": tmp_path / "garbage.wav",
+        "missing": tmp_path / "missing.wav",
+    }
+    bad["text"].write_text("not audio")
+    bad["garbage"].write_bytes(b"RIFF\x00\x01garbage")
+    files = [str(f) for f in [an4_files[0], *bad.values(), an4_files[1]]]
+    outputs = {}
+    for name, extra in (("torch-free", []), ("torch", ["--decoder", "beam", "--beam", "1"])):
+        out = tmp_path / f"{name}.jsonl"
+        code, torch_loaded, _, stderr = console_transcribe(
+            ["--checkpoint", str(speech["onnx"]), "--output", str(out), *extra, *files]
+        )
+        assert code == 3 and torch_loaded == (name == "torch")
+        assert f"{len(bad)} of {len(files)} input(s) failed" in stderr
+        outputs[name] = [json.loads(line) for line in out.read_text().splitlines()]
+    # the same records, errors included (beam 1 is the best path), in any order
+    assert sorted((r["source"], r.get("text"), r.get("error")) for r in outputs["torch-free"]) == sorted(
+        (r["source"], r.get("text"), r.get("error")) for r in outputs["torch"]
+    )
+    errors = {r["source"]: r["error"] for r in outputs["torch-free"] if "error" in r}
+    assert set(errors) == {str(f) for f in bad.values()} and all(str(f) in errors[str(f)] for f in bad.values())
+    # --resume, other decoders, timestamps, devices and checkpoints decide the path
+    code, torch_loaded, _, _ = console_transcribe(
+        ["--checkpoint", str(speech["onnx"]), "--output", str(tmp_path / "torch-free.jsonl"), "--resume", *files]
+    )
+    assert code == 0 and not torch_loaded  # nothing left to do, no failure recorded anew
+    from recognizer.transcripts import torch_free
+
+    onnx = ["--checkpoint", "m.onnx", "a.wav"]
+    assert torch_free(onnx) and torch_free([*onnx, "--decoder", "greedy", "--device", "cpu", "--max-frames", "9"])
+    for other in (["--decoder", "beam"], ["--timestamps"], ["--device", "cuda"], ["--nbest", "2"], ["--help"], ["--n"]):
+        assert not torch_free([*onnx, *other])
+    assert not torch_free(["--checkpoint", "m.ckpt", "a.wav"]) and not torch_free(["--checkpoint", "m.onnx"])
+
+
 # ---------------------------------------------------------------------------------- long inputs, segments
 
 
@@ -301,7 +394,7 @@ def test_long_input_in_segments_gives_the_one_pass_output(runtime, speech, an4_f
     gives the frames of one pass, the same best path and log-probabilities within 1e-3."""
     from conftest import write_wav
 
-    from recognizer import transcribe
+    from recognizer import batching
 
     frontend = AudioFrontend()
     pause = torch.zeros(frontend.sample_rate // 4)
@@ -309,19 +402,22 @@ def test_long_input_in_segments_gives_the_one_pass_output(runtime, speech, an4_f
     long = write_wav(tmp_path / "long.wav", torch.cat([x for w in waves for x in (w, pause)]).numpy())
     model = recognizer.load(speech[runtime], "cpu")
     (one_pass,) = model.log_probs([long])
-    monkeypatch.setattr(transcribe, "SEGMENT_FRAMES", 1500)
-    monkeypatch.setattr(transcribe, "SEGMENT_CONTEXT", 300)
+    monkeypatch.setattr(batching, "SEGMENT_FRAMES", 1500)
+    monkeypatch.setattr(batching, "SEGMENT_CONTEXT", 300)
     calls = []
-    segmented_once = transcribe.Recognizer._segmented
-    monkeypatch.setattr(
-        transcribe.Recognizer, "_segmented", lambda self, *a: calls.append(a) or segmented_once(self, *a)
-    )
+    segmented_once = batching._segmented
+    monkeypatch.setattr(batching, "_segmented", lambda *a: calls.append(a) or segmented_once(*a))
     (segmented,) = model.log_probs([long])
     assert len(calls) == 1  # the long input went through in segments
     assert segmented.shape == one_pass.shape and segmented.shape[0] > 4 * 1500 // model.stride
     assert (segmented - one_pass).abs().max().item() <= 1e-3
     lengths = torch.tensor([len(one_pass)])
     assert greedy_decode(segmented[None], lengths) == greedy_decode(one_pass[None], lengths)
+    if runtime == "onnx":  # the torch-free runtime segments the same way
+        from recognizer.onnx_runtime import OnnxTranscriber
+
+        (text,) = OnnxTranscriber(speech["onnx"]).transcribe([long])
+        assert len(calls) == 2 and text.text == model.transcribe([long])[0].text
 
 
 def test_export_refuses_a_name_that_hides_the_format(speech, tmp_path):

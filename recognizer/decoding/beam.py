@@ -33,6 +33,9 @@ __all__ = ["BeamDecoder", "BeamOptions", "Hypothesis", "prefix_beam_search"]
 DEFAULT_BEAM_SIZE = 8
 #: frames whose blank probability is at least this are collapsed before a search (None: off)
 DEFAULT_BLANK_SKIP = 0.999
+#: labels below this log-probability (p = 0.03 %) are not tried at a frame (None: every label):
+#: benchmarks/RESULTS.md, "Decoding speed"
+DEFAULT_TOKEN_MIN_LOGP = -8.0
 #: hypotheses returned per utterance
 DEFAULT_NBEST = 1
 BEAM_SIZE_HELP = "hypotheses kept per frame"
@@ -79,6 +82,7 @@ def prefix_beam_search(
     nbest: int = DEFAULT_NBEST,
     token_beam: int | None = None,
     blank: int = BLANK,
+    token_min_logp: float | None = None,
 ) -> list[list[Hypothesis]]:
     """CTC prefix beam search (no language model) on the device of ``log_probs``.
 
@@ -99,6 +103,11 @@ def prefix_beam_search(
             ties): a label outside the top ``beam_size + 1`` is beaten, for the same prefix, by at
             least ``beam_size`` candidates.
         blank: index of the CTC blank.
+        token_min_logp: per frame, extend prefixes only with the non-blank labels whose log-probability
+            is at least this (always the most probable non-blank; ``None``: no floor). Peaky CTC frames
+            leave one or two labels above a floor of -8 (p = 0.03 %), and the search's work follows:
+            each frame is as wide as its widest running utterance needs (the others' extra labels are
+            masked, so an utterance's result does not depend on its batch).
 
     Returns:
         Per utterance, up to ``nbest`` hypotheses, best first. ``score`` is log(p_blank +
@@ -106,7 +115,9 @@ def prefix_beam_search(
         the paths the search kept (exact when the beam never prunes); for ``beam_size == 1`` the
         best path's log-probability.
     """
-    return _prefix_beam_search(log_probs, lengths, beam_size, nbest, token_beam, blank)[0]
+    return _prefix_beam_search(log_probs, lengths, beam_size, nbest, token_beam, blank, token_min_logp=token_min_logp)[
+        0
+    ]
 
 
 @torch.inference_mode()  # cheaper per operation than no_grad: the time loop runs many small ones
@@ -118,6 +129,7 @@ def _prefix_beam_search(
     token_beam: int | None = None,
     blank: int = BLANK,
     viterbi: bool | None = None,
+    token_min_logp: float | None = None,
 ) -> tuple[list[list[Hypothesis]], _Stats]:
     """``prefix_beam_search`` plus work counters; ``viterbi=None`` means ``beam_size == 1``."""
     if log_probs.dim() != 3:
@@ -140,9 +152,12 @@ def _prefix_beam_search(
     batch, frames, vocab = log_probs.shape
     K = beam_size
     nonblank = torch.tensor([c for c in range(vocab) if c != blank], device=device, dtype=torch.long)
-    # The labels each frame may extend with, and their log-probabilities, for all frames at once.
-    if token_beam is not None and token_beam < nonblank.numel():
-        token_lp, token_index = log_probs.index_select(2, nonblank).topk(token_beam, dim=2)
+    # The labels each frame may extend with, and their log-probabilities, for all frames at once
+    # (most probable first when pruned, so that a frame's first ``widths[t]`` are the ones it tries).
+    if token_min_logp is not None or (token_beam is not None and token_beam < nonblank.numel()):
+        token_lp, token_index = log_probs.index_select(2, nonblank).topk(
+            min(token_beam or vocab, nonblank.numel()), dim=2
+        )
         tokens = nonblank[token_index]
     else:
         tokens = nonblank.expand(batch, frames, -1)
@@ -152,6 +167,13 @@ def _prefix_beam_search(
     frames_used = int(lengths_cpu.max()) if batch else 0
     # Utterances still running at each frame: the first ``running[t]`` rows (longest first).
     running = (torch.arange(frames_used)[:, None] < lengths_cpu[None, :]).sum(1).tolist()
+    widths = [tokens.shape[2]] * frames_used
+    if token_min_logp is not None and frames_used and tokens.shape[2]:
+        valid = torch.arange(frames, device=device)[None, :] < lengths_cpu.to(device)[:, None]
+        above = token_lp >= token_min_logp
+        above[:, :, 0] = True  # the most probable label (sorted first)
+        widths = (above & valid[:, :, None]).sum(2).amax(0)[:frames_used].tolist()  # the widest running row
+        token_lp = token_lp.masked_fill(~above, _NEG_INF)
     stats = _Stats()
 
     beams = _Beams(
@@ -168,8 +190,10 @@ def _prefix_beam_search(
     appended = torch.full((frames_used, batch, K), -1, device=device, dtype=torch.long)
 
     for t in range(frames_used):
-        n = running[t]
-        new, src, app, n_cand = _expand(beams.head(n), log_probs[:n, t], tokens[:n, t], token_lp[:n, t], blank, plus)
+        n, w = running[t], widths[t]
+        new, src, app, n_cand = _expand(
+            beams.head(n), log_probs[:n, t], tokens[:n, t, :w], token_lp[:n, t, :w], blank, plus
+        )
         if n == batch:
             beams = new
         else:
@@ -261,6 +285,10 @@ class BeamOptions:
 
     beam_size: int = option(DEFAULT_BEAM_SIZE, BEAM_SIZE_HELP, flag="--beam")
     token_beam: int | None = option(None, "labels tried per frame, most probable first (default: all)")
+    token_min_logp: float | None = option(
+        DEFAULT_TOKEN_MIN_LOGP,
+        "beam and lm: per frame, try only labels with at least this log-probability (always the best); None: all",
+    )
     blank_skip: float | None = option(
         DEFAULT_BLANK_SKIP,
         "beam and lm: collapse runs of frames whose blank probability is at least this before the search; "
@@ -296,4 +324,5 @@ class BeamDecoder(Decoder):
             beam_size=self.options.beam_size,
             nbest=self.options.nbest,
             token_beam=self.options.token_beam,
+            token_min_logp=self.options.token_min_logp,
         )

@@ -39,7 +39,7 @@ from torch import Tensor
 from ..ctc import BLANK, UNK, WORD_BOUNDARY
 from .base import Decoder, Hypothesis, option, register
 from .beam import BEAM_SIZE_HELP, BeamOptions
-from .frames import collapse_blank_frames
+from .frames import collapse_blank_frames, floor_labels
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ DEFAULT_BEAM_THRESHOLD = 15.0
 
 _NEG_INF = float("-inf")
 _CLOSING_PENALTY = -1e4  # log-probability of everything but the separator on the closing frame
+#: log-probability given to a label below token_min_logp: far below any threshold, yet finite (flashlight
+#: adds it up) and far above the closing penalty (which _nbest recognizes by its size)
+_PRUNED = -100.0
 
 
 class LexiconError(ValueError):
@@ -336,6 +339,8 @@ class LMDecoder(Decoder):
         """N-best label sequences (distinct, best first) with their total scores, per utterance."""
         if self.options.blank_skip is not None:
             log_probs, lengths = collapse_blank_frames(log_probs, lengths, self.options.blank_skip)
+        if self.options.token_min_logp is not None:
+            log_probs = floor_labels(log_probs.float(), self.options.token_min_logp, _PRUNED)
         batch, _, vocab = log_probs.shape
         if vocab != self.resources.tokens.index_size():
             raise ValueError(

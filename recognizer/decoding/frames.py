@@ -1,4 +1,5 @@
-"""Frame-level preparation shared by the beam decoders: collapsing runs of confident blank frames.
+"""Frame-level preparation shared by the beam decoders: collapsing runs of confident blank frames, and
+a floor under the labels a search tries.
 
 CTC outputs are peaky: most frames are the blank with a probability near 1, and a beam search
 spends most of its time on them without changing its ranking. A run of consecutive frames whose
@@ -53,3 +54,15 @@ def collapse_blank_frames(
     run_blank = torch.zeros(batch, out.shape[1], dtype=log_probs.dtype, device=device)
     run_blank.index_put_((rows[dropped], destination[dropped]), log_probs[..., blank][dropped], accumulate=True)
     return out + run_blank[:, :, None], new_lengths
+
+
+def floor_labels(log_probs: Tensor, min_logp: float, fill: float, blank: int = BLANK) -> Tensor:
+    """(..., vocab) log-probabilities with every non-blank label below ``min_logp`` set to ``fill`` (a
+    search then drops it at once), except each frame's most probable non-blank label, as the prefix
+    beam search's ``token_min_logp`` does: for a search that cannot prune by probability itself
+    (flashlight-text tries a fixed number of labels per frame)."""
+    labels = log_probs.clone()
+    labels[..., blank] = float("-inf")
+    keep = (labels >= min_logp) | (labels == labels.amax(dim=-1, keepdim=True))
+    keep[..., blank] = True
+    return torch.where(keep, log_probs, fill)

@@ -7,18 +7,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..ctc import BLANK
+from ..ctc import BLANK, best_path
 from .base import Decoder, Hypothesis, register
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = BLANK) -> list[list[int]]:
-    """Best path: argmax per frame, merge repeats, drop blanks. Vectorized over the batch."""
-    best = log_probs.argmax(dim=-1)  # (batch, time)
-    frames = torch.arange(best.shape[1], device=best.device)
-    previous = torch.nn.functional.pad(best[:, :-1], (1, 0), value=blank)
-    keep = (best != blank) & (best != previous) & (frames[None, :] < lengths[:, None].to(best.device))
-    best, keep = best.cpu(), keep.cpu()
-    return [row[mask].tolist() for row, mask in zip(best, keep)]
+    """Best path: argmax per frame, merge repeats, drop blanks (``ctc.best_path``)."""
+    return [labels for labels, _ in _best_path(log_probs, lengths, blank)]
+
+
+def _best_path(log_probs: Tensor, lengths: Tensor, blank: int = BLANK) -> list[tuple[list[int], float]]:
+    # float32 on the CPU: numpy has no bfloat16, and a (batch, time, vocab) copy is small next to the model
+    return best_path(log_probs.detach().float().cpu().numpy(), lengths.cpu().numpy(), blank)
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,13 @@ class GreedyOptions:
 
 @register
 class GreedyDecoder(Decoder):
-    """``greedy``: one hypothesis per utterance, scored by the best path's log-probability. Runs where the
-    log-probabilities are."""
+    """``greedy``: one hypothesis per utterance, scored by the best path's log-probability
+    (``ctc.best_path``, on the CPU)."""
 
     name = "greedy"
     summary = "best path"
     Options = GreedyOptions
+    device = "cpu"  # the search is numpy's (timestamps still align on the model's device)
 
     def search(self, log_probs: Tensor, lengths: Tensor) -> list[list[Hypothesis]]:
-        best = log_probs.max(dim=-1).values
-        valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < lengths[:, None].to(
-            log_probs.device
-        )
-        scores = torch.where(valid, best, 0.0).sum(dim=1).tolist()  # padding may hold anything, even -inf
-        return [[Hypothesis(labels, score)] for labels, score in zip(greedy_decode(log_probs, lengths), scores)]
+        return [[Hypothesis(labels, score)] for labels, score in _best_path(log_probs, lengths)]

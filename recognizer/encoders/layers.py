@@ -44,10 +44,13 @@ def stack_frames(
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each sequence of a (batch, T, ...) tensor within its length; padding stays in place."""
-    positions = torch.arange(x.shape[1], device=x.device)[None, :]
+    batch, frames = x.shape[0], x.shape[1]
+    positions = torch.arange(frames, device=x.device)[None, :]
     lengths = lengths.to(x.device)[:, None]
     index = torch.where(positions < lengths, lengths - 1 - positions, positions)
-    return x.gather(1, index.view(*index.shape, *([1] * (x.ndim - 2))).expand_as(x))
+    # Whole rows of the flattened batch: one row copy per frame (ONNX Gather), not one gather per value
+    rows = index + torch.arange(batch, device=x.device)[:, None] * frames
+    return x.reshape(batch * frames, *x.shape[2:]).index_select(0, rows.reshape(-1)).view(x.shape)
 
 
 class BLSTM(nn.Module):

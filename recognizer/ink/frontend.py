@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..frontend import Frontend, split_sample
+from ..frontend import Frontend
+from ..transcripts import split_sample
 from . import functional as F
 from .bezier import CURVE_FEATURES, DEFAULT_CURVE_FEATURES, FIT_VERSION, MAX_ERROR, Curves, curve_features, fit_ink
 from .formats import INK_SUFFIXES, load_ink, read_inkml
