@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,21 @@ def test_bad_lexicons_and_lms_are_clear_errors(files, tmp_path):
     wrong_size = torch.zeros(1, 4, 3).log_softmax(-1)
     with pytest.raises(ValueError, match="classes"):
         decode(wrong_size, torch.tensor([4]), DecodingOptions("lm", lexicon=str(files["lexicon"])), ALPHABET)
+
+
+def test_a_label_floor_keeps_the_transcripts_and_narrows_each_utterances_search(files):
+    sentences = ["THE CAT SAT", "A DOG SAT ON THE MAT", "THE CAT RAN"]
+    rows = [(emissions(s, {1: ("A", 0.3)}, seed=i) * 3).log_softmax(-1) for i, s in enumerate(sentences)]
+    padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+    lengths = torch.tensor([r.shape[0] for r in rows])
+    options = LMOptions(lm=str(files["words"]), lexicon=str(files["lexicon"]), nbest=3)
+    assert options.token_min_logp == -8.0  # the default
+    floored, every = (
+        LMDecoder(options, ALPHABET),
+        LMDecoder(dataclasses.replace(options, token_min_logp=None), ALPHABET),
+    )
+    for a, b in zip(floored.search(padded, lengths), every.search(padded, lengths)):
+        assert texts(a) == texts(b) and [h.score for h in a] == pytest.approx([h.score for h in b])
+    assert texts(floored.search(padded, lengths)[0])[0] == "THE CAT SAT"
+    # each utterance tried only the labels its widest frame keeps above the floor, not all of them
+    assert max(set(floored._decoders) - {floored.token_beam}) < every.token_beam == TOKENIZER.vocab_size

@@ -295,10 +295,27 @@ class LMDecoder(Decoder):
         vocab = self.resources.tokens.index_size()
         self.separator = self.resources.tokens.get_index(WORD_BOUNDARY)
         self.lexicon = options.lexicon is not None
-        token_beam = min(options.token_beam or vocab, vocab)
-        self._decoder: Any
+        self.token_beam = min(options.token_beam or vocab, vocab)
+        self._decoders: dict[int, Any] = {}  # flashlight decoders by labels tried per frame
+        self._flashlight = (
+            CriterionType,
+            LexiconDecoder,
+            LexiconDecoderOptions,
+            LexiconFreeDecoder,
+            LexiconFreeDecoderOptions,
+        )
+        self._decoder(self.token_beam)  # a bad setting fails now, not at the first utterance
+
+    def _decoder(self, token_beam: int) -> Any:
+        """The flashlight decoder that tries ``token_beam`` labels per frame (built once, then kept)."""
+        if token_beam in self._decoders:
+            return self._decoders[token_beam]
+        CriterionType, LexiconDecoder, LexiconDecoderOptions, LexiconFreeDecoder, LexiconFreeDecoderOptions = (
+            self._flashlight
+        )
+        options = self.options
         if self.lexicon:
-            self._decoder = LexiconDecoder(
+            decoder = LexiconDecoder(
                 LexiconDecoderOptions(
                     beam_size=options.beam_size,
                     beam_size_token=token_beam,
@@ -319,7 +336,7 @@ class LMDecoder(Decoder):
                 False,
             )
         else:
-            self._decoder = LexiconFreeDecoder(
+            decoder = LexiconFreeDecoder(
                 LexiconFreeDecoderOptions(
                     beam_size=options.beam_size,
                     beam_size_token=token_beam,
@@ -334,20 +351,28 @@ class LMDecoder(Decoder):
                 BLANK,
                 [],
             )
+        self._decoders[token_beam] = decoder
+        return decoder
 
     def search(self, log_probs: Tensor, lengths: Tensor) -> list[list[Hypothesis]]:
         """N-best label sequences (distinct, best first) with their total scores, per utterance."""
         if self.options.blank_skip is not None:
             log_probs, lengths = collapse_blank_frames(log_probs, lengths, self.options.blank_skip)
+        # Labels tried per frame: flashlight takes a fixed number, so each utterance gets the number its
+        # widest frame keeps above the floor (the others' are below the search's threshold anyway).
+        widths = torch.full(lengths.shape, self.token_beam)
         if self.options.token_min_logp is not None:
             log_probs = floor_labels(log_probs.float(), self.options.token_min_logp, _PRUNED)
+            valid = torch.arange(log_probs.shape[1])[None, :] < lengths.cpu()[:, None]
+            kept = ((log_probs.cpu() != _PRUNED) & valid[:, :, None]).sum(2).amax(1)
+            widths = kept.clamp(min=1)  # the closing frame (lexicon) needs one: its separator
         batch, _, vocab = log_probs.shape
         if vocab != self.resources.tokens.index_size():
             raise ValueError(
                 f"log_probs have {vocab} classes, the decoder's alphabet {self.resources.tokens.index_size()}"
             )
         results = []
-        for row, length in zip(log_probs.detach().float().cpu(), lengths.tolist()):
+        for row, length, width in zip(log_probs.detach().float().cpu(), lengths.tolist(), widths.tolist()):
             emissions = row[: int(length)]
             if self.lexicon:
                 # The extra frame that completes the last word (see the module docstring).
@@ -355,7 +380,8 @@ class LMDecoder(Decoder):
                 closing[0, self.separator] = 0.0
                 emissions = torch.cat([emissions, closing])
             emissions = emissions.contiguous()
-            hypotheses = self._decoder.decode(emissions.data_ptr(), emissions.shape[0], vocab)
+            decoder = self._decoder(min(width, self.token_beam))
+            hypotheses = decoder.decode(emissions.data_ptr(), emissions.shape[0], vocab)
             results.append(self._nbest(hypotheses, self.options.nbest))
         return results
 
