@@ -134,6 +134,59 @@ def log_mel(
     return torch.log(mel + LOG_FLOOR).T.contiguous()
 
 
+class LogMelStream:
+    """``log_mel`` of a waveform that arrives in pieces: ``feed`` gives the frames whose window has
+    arrived, ``finish`` the rest (the end reflected, as ``log_mel`` does). The frames are ``log_mel``'s:
+    the same windows through the same transform. A frame waits for half a window (plus a hop) of
+    audio after its centre: 16 ms at 16 kHz with a 25 ms window."""
+
+    def __init__(
+        self, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS, window_ms: float = WINDOW_MS, hop_ms: float = HOP_MS
+    ) -> None:
+        win_length, self.hop = to_samples(sample_rate, window_ms), to_samples(sample_rate, hop_ms)
+        self.n_fft = fft_size(win_length)
+        self.pad = self.n_fft // 2
+        self.transform = _mel_transform(sample_rate, n_mels, win_length, self.hop, center=False)
+        self.sample_rate, self.window_ms, self.n_mels = sample_rate, window_ms, n_mels
+        self.samples = 0  # received so far
+        self.frames = 0  # given so far
+        self.buffer = torch.zeros(0)  # the left-padded signal from the next frame's first sample on
+        self.started = False  # whether the start's reflection (pad + 1 samples) could be made
+
+    def feed(self, samples: torch.Tensor) -> torch.Tensor:
+        """The next mono float32 samples -> the log-mel frames (frames, n_mels) that are now complete."""
+        self.samples += samples.numel()
+        self.buffer = torch.cat([self.buffer.to(samples.device), samples.float()])
+        if not self.started:
+            if self.buffer.numel() <= self.pad:
+                return self._none(samples)
+            start = self.buffer[1 : self.pad + 1].flip(0)  # log_mel's reflection of the first samples
+            self.buffer, self.started = torch.cat([start, self.buffer]), True
+        return self._take(
+            (self.buffer.numel() - self.n_fft) // self.hop + 1 if self.buffer.numel() >= self.n_fft else 0
+        )
+
+    def finish(self, name: str = "<stream>") -> torch.Tensor:
+        """The last frames, up to ``log_mel``'s count (one per hop, plus one), the end reflected."""
+        if not self.started:
+            check_window(self.samples, self.sample_rate, self.window_ms, name)
+        end = self.buffer[-self.pad - 1 : -1].flip(0)
+        self.buffer = torch.cat([self.buffer, end])
+        return self._take(self.samples // self.hop + 1 - self.frames)
+
+    def _take(self, count: int) -> torch.Tensor:
+        if count <= 0:
+            return self._none(self.buffer)
+        with torch.no_grad():
+            mel = self.transform.to(self.buffer.device)(self.buffer[: (count - 1) * self.hop + self.n_fft])
+        self.buffer = self.buffer[count * self.hop :]
+        self.frames += count
+        return torch.log(mel + LOG_FLOOR).T.contiguous()
+
+    def _none(self, like: torch.Tensor) -> torch.Tensor:
+        return like.new_zeros(0, self.n_mels)
+
+
 def utterance_normalize(features: torch.Tensor, variance: bool = False) -> torch.Tensor:
     """(frames, bins) features with each bin's mean over the utterance removed, and with ``variance``
     its standard deviation scaled to 1 (floored at ``UTTERANCE_STD_FLOOR``)."""
@@ -311,6 +364,15 @@ class AudioFrontend(Frontend):
                     "fix the manifest (batching and skips rely on it)"
                 )
         return waveform
+
+    def feature_stream(self) -> LogMelStream:
+        """Features computed as the audio arrives (``LogMelStream``): the same as ``features`` for a
+        front-end without per-utterance normalization, which needs the whole utterance."""
+        if self.utterance_norm is not None:
+            raise ValueError(
+                f"a front-end with utterance_norm {self.utterance_norm!r} needs the whole utterance: it cannot stream"
+            )
+        return LogMelStream(self.sample_rate, self.n_mels, self.window_ms, self.hop_ms)
 
     def features(self, raw: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
         if rng is not None:  # training: perturb the waveform, then mask the spectrogram

@@ -164,6 +164,10 @@ def export_onnx(model: Model, path: str | os.PathLike, int8: bool = False) -> Pa
     moved to the CPU in float32, in place. The written graph is checked against PyTorch on a batch
     size and lengths other than the traced ones: a graph with a length baked in is an error, not a file."""
     path = Path(path)
+    if not model.encoder.onnx_exportable:
+        raise ValueError(
+            f"{path}: a {type(model.encoder).__name__} cannot be exported to ONNX yet; ship the model file (.pt)"
+        )
     model = model.cpu().float().eval()
     name = graph_input(model)
     # eval: the exporter puts each module back in its mode afterwards, and a new graph starts in training's

@@ -48,6 +48,7 @@ from .transcripts import (
 
 if TYPE_CHECKING:
     from .onnx_model import OnnxModel
+    from .streaming import StreamSession
 
 
 class _Part(NamedTuple):
@@ -98,11 +99,15 @@ class Recognizer:
         """Timestamp units (``frontend.timestamp_unit``: seconds, or ink points) per output frame."""
         return self.frontend.frame_unit * self.stride
 
+    def check_source(self, source: Any) -> None:
+        """A path must name an existing file of this model's modality (in-memory inputs are the front-end's)."""
+        check_source(source, self.frontend.suffixes, self.modality)
+
     def _features(self, source: Any, split: bool, timestamps: bool) -> list[tuple[torch.Tensor, np.ndarray | None]]:
         """The features of each part of the input (its text lines with ``split``, else the input whole)
         and, with ``timestamps``, their frame boundaries in the whole input (None when evenly spaced;
         asked only then: a Bézier front-end would fit the ink's curves a second time)."""
-        check_source(source, self.frontend.suffixes, self.modality)
+        self.check_source(source)
         parts = self.frontend.load_parts(source) if split else [(self.frontend.load(source), None)]
         features = []
         for raw, points in parts:
@@ -185,6 +190,14 @@ class Recognizer:
                     transcript = Transcript.joined(lines.pop(part.input))  # type: ignore[arg-type]  # all set
                 transcript.source = name
                 yield part.input, transcript
+
+    def stream(self, decoder: str | DecodingOptions | Decoder = DEFAULT_DECODER, **options: Any) -> StreamSession:
+        """A streaming session (``recognizer.streaming``): ``feed`` it audio as it arrives, read partial
+        results, ``finish`` for the transcript, decoded by ``decoder`` (as in ``transcribe``). Needs a
+        speech model with a streaming encoder (``LCBLSTMEncoder``, ``LSTMEncoder``)."""
+        from .streaming import StreamSession
+
+        return StreamSession(self, self._decoder(decoder, options))
 
     @torch.no_grad()
     def log_probs(
@@ -379,9 +392,12 @@ def _device(device: str | torch.device | None) -> torch.device:
 
 def _expand(frontend: Any, files: Sequence[str]) -> list[str]:
     """Each file's samples (several for a multi-sample InkML page); unreadable files stay as they are
-    so that their error is reported like any other."""
+    so that their error is reported like any other (and ``-``, standard input, too)."""
     inputs = []
     for file in files:
+        if file == "-":
+            inputs.append(file)
+            continue
         try:
             inputs.extend(frontend.expand(file))
         except (ValueError, OSError):
@@ -393,6 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     """``recognizer-transcribe``'s arguments; the decoding ones are generated from the registered decoders."""
     parser = argparse.ArgumentParser(prog="recognizer-transcribe", description=__doc__.splitlines()[0])
     add_io_arguments(parser)  # files, --checkpoint, --output, ...
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="play each file (or `-`: raw 16-bit mono PCM at the model's rate on stdin) through a streaming "
+        "session, partial results on stderr (a streaming speech model: LCBLSTMEncoder, LSTMEncoder)",
+    )
+    parser.add_argument("--chunk-ms", type=float, default=100.0, help="with --stream: audio per piece fed")
     add_decoding_arguments(parser)  # --decoder, --beam, --nbest, --lm, ...
     return parser
 
@@ -413,6 +436,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException:
         output.close()
         raise
+    if args.stream:
+        from .streaming import show_partial, stream_inputs
+
+        on_error = "skip" if args.on_error == "skip" else "raise"
+        streamed = stream_inputs(
+            recognizer, inputs, recognizer._decoder(options, {}), args.chunk_ms, on_error, show_partial
+        )
+        return write_all(streamed, output, len(inputs))
     results = recognizer.transcribe_iter(
         inputs,
         options,

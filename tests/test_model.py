@@ -9,14 +9,18 @@ import pytest
 import torch
 
 from recognizer.checkpoint import read_checkpoint
-from recognizer.encoders import BLSTMEncoder, Encoder, LSTMEncoder, build_encoder, encoder_config
+from recognizer.encoders import BLSTMEncoder, Encoder, LCBLSTMEncoder, LSTMEncoder, build_encoder, encoder_config
 from recognizer.encoders.layers import padding_mask, reverse_padded, stack_frames
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENCODERS = [
     partial(BLSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3),
     partial(LSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3),
+    partial(
+        LCBLSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3, chunk_size=8, right_context=3
+    ),
 ]
+ENCODER_IDS = ["blstm", "lstm", "lcblstm"]
 
 
 def test_stack_frames_covers_every_frame():
@@ -31,7 +35,7 @@ def test_reverse_padded_keeps_padding_in_place():
     assert reverse_padded(x, torch.tensor([3, 4])).squeeze(-1).tolist() == [[3, 2, 1, 0], [4, 3, 2, 1]]
 
 
-@pytest.mark.parametrize("make", ENCODERS, ids=["blstm", "lstm"])
+@pytest.mark.parametrize("make", ENCODERS, ids=ENCODER_IDS)
 def test_outputs_are_the_same_alone_and_in_a_padded_batch(make):
     torch.manual_seed(0)
     model = make(20, 12).eval()
@@ -47,14 +51,14 @@ def test_outputs_are_the_same_alone_and_in_a_padded_batch(make):
         torch.testing.assert_close(log_probs[i, : out_lengths[i]], alone[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("cls", [BLSTMEncoder, LSTMEncoder])
+@pytest.mark.parametrize("cls", [BLSTMEncoder, LSTMEncoder, LCBLSTMEncoder])
 def test_log_probabilities_normalize(cls):
     model = cls(input_dim=8, vocab_size=5, hidden_size=8, num_layers=1).eval()
     log_probs, _ = model(torch.randn(2, 9, 8), torch.tensor([9, 4]))
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 3))
 
 
-@pytest.mark.parametrize("make", ENCODERS, ids=["blstm", "lstm"])
+@pytest.mark.parametrize("make", ENCODERS, ids=ENCODER_IDS)
 def test_bfloat16_autocast_gives_float32_log_probabilities_close_to_float32(make):
     """bf16-mixed training runs the layers in bfloat16; the log-probabilities stay float32 (CTC needs
     them), stay normalized, stay padding-exact up to bfloat16 rounding, and stay close to float32's."""

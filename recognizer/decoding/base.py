@@ -71,6 +71,8 @@ RESERVED = (
     "timestamps",
     "max_frames",
     "no_split_lines",
+    "stream",
+    "chunk_ms",
     "lm_weights",
     "word_scores",
     "unk_scores",

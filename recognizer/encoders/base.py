@@ -55,6 +55,8 @@ class Encoder(nn.Module):
     training_only: tuple[str, ...] = ("dropout",)
     #: weight of the auxiliary CTC losses (``forward_auxiliary``) in the training loss
     auxiliary_weight: float = 0.0
+    #: whether ``recognizer export`` can trace it into an ONNX graph that follows every input length
+    onnx_exportable: bool = True
 
     def __init__(self, input_dim: int, vocab_size: int) -> None:
         super().__init__()
