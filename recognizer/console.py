@@ -67,11 +67,11 @@ _lightning_cli = _entry("recognizer", "cli")
 
 
 def recognizer() -> None:
-    """``recognizer``: Lightning's ``fit``, ``validate``, ``test``, ``predict``; and ``recognizer export``,
-    which needs no Lightning."""
-    if sys.argv[1:2] == ["export"]:
-        del sys.argv[1]
-        sys.exit(run("recognizer export", "export"))
+    """``recognizer``: Lightning's ``fit``, ``validate``, ``test``, ``predict``; and ``recognizer export``
+    and ``recognizer serve``, which need no Lightning."""
+    if sys.argv[1:2] in (["export"], ["serve"]):
+        command = sys.argv.pop(1)
+        sys.exit(run(f"recognizer {command}", command))
     _lightning_cli()
 
 

@@ -1,0 +1,204 @@
+"""``recognizer serve``: a local HTTP server for trained models (Starlette on uvicorn).
+
+    recognizer serve --checkpoint speech.ckpt --checkpoint ink.ckpt      # http://127.0.0.1:8000
+
+- ``GET /health``: ``{"status": "ok", "models": [{"modality", "checkpoint", "alphabet"}, ...]}``.
+- ``POST /transcribe``: one file as multipart form data (field ``file``: audio for the speech model,
+  IAM-OnDB XML, InkML or ink JSON for the handwriting model; the file name's suffix says which) ->
+  the JSON object ``recognizer-transcribe --output`` writes for it. Query parameters: ``decoder``
+  (``greedy`` or ``beam``), ``beam_size``, ``nbest``, ``timestamps`` (``true``/``false``). A bad
+  upload is a 4xx with ``{"error": "<one line>"}``: 400 unreadable or unusable input or parameters,
+  413 over ``--max-upload-mb``, 415 a kind of file no loaded model reads. The server stays up.
+
+It binds to 127.0.0.1 unless told otherwise: it runs models on whatever it is sent. LM decoding is
+not offered to requests (its files would be paths on the server). Each model transcribes one request
+at a time (PyTorch uses every core for one); requests wait their turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .transcribe import Recognizer, load
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_UPLOAD_MB = 50.0
+#: decoders a request may ask for, and their options it may set (with the type the value must have)
+REQUEST_DECODERS = ("greedy", "beam")
+REQUEST_OPTIONS = {"beam_size": int, "nbest": int}
+#: what a request's ``timestamps`` may say
+TRUE, FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+class RequestError(ValueError):
+    """A request the server refuses: ``status`` is its HTTP status, the message says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Models:
+    """The loaded models by modality, each behind a lock (one transcription at a time per model)."""
+
+    def __init__(self, recognizers: dict[str, Recognizer], checkpoints: dict[str, str]) -> None:
+        self.recognizers, self.checkpoints = recognizers, checkpoints
+        self.locks = {modality: threading.Lock() for modality in recognizers}
+
+    @classmethod
+    def load(cls, checkpoints: Sequence[str], device: str | None = None) -> Models:
+        recognizers: dict[str, Recognizer] = {}
+        paths: dict[str, str] = {}
+        for checkpoint in checkpoints:
+            recognizer = load(checkpoint, device)
+            if recognizer.modality in recognizers:
+                raise ValueError(
+                    f"{checkpoint}: a second {recognizer.modality} model (the first: {paths[recognizer.modality]})"
+                )
+            recognizers[recognizer.modality], paths[recognizer.modality] = recognizer, str(checkpoint)
+        if not recognizers:
+            raise ValueError("recognizer serve needs at least one --checkpoint")
+        return cls(recognizers, paths)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "models": [
+                {"modality": m, "checkpoint": self.checkpoints[m], "alphabet": r.tokenizer.alphabet}
+                for m, r in self.recognizers.items()
+            ],
+        }
+
+    def for_file(self, name: str) -> str:
+        """The modality of the model that reads a file of this name (by its suffix)."""
+        suffix = Path(name).suffix.lower()
+        for modality, recognizer in self.recognizers.items():
+            if suffix in recognizer.frontend.suffixes:
+                return modality
+        readable = sorted({s for r in self.recognizers.values() for s in r.frontend.suffixes})
+        raise RequestError(
+            415, f"{name}: no loaded model reads {suffix or 'files without a suffix'}; they read {', '.join(readable)}"
+        )
+
+    def transcribe(self, name: str, data: bytes, query: dict[str, str]) -> dict[str, Any]:
+        """One uploaded file's transcript (``recognizer-transcribe``'s JSON object)."""
+        modality = self.for_file(name)
+        options, timestamps = request_options(query)
+        suffix = Path(name).suffix.lower()
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"upload{suffix}"
+            path.write_bytes(data)
+            with self.locks[modality]:
+                try:
+                    (transcript,) = self.recognizers[modality].transcribe([path], options, timestamps=timestamps)
+                except (ValueError, OSError) as error:
+                    message = " ".join(str(error).replace(str(path), name).split())
+                    raise RequestError(400, message) from None
+        transcript.source = name
+        return transcript.to_dict()
+
+
+def request_options(query: dict[str, str]) -> tuple[Any, bool]:
+    """A request's decoding options and whether it asks for timestamps; a bad one is a 400."""
+    from .decoding import DecodingOptions
+
+    unknown = sorted(set(query) - {"decoder", "timestamps", *REQUEST_OPTIONS})
+    if unknown:
+        raise RequestError(
+            400, f"unknown parameter(s) {', '.join(unknown)}; known: decoder, timestamps, {', '.join(REQUEST_OPTIONS)}"
+        )
+    decoder = query.get("decoder", "greedy")
+    if decoder not in REQUEST_DECODERS:
+        raise RequestError(400, f"decoder {decoder!r}: a request may use {', '.join(REQUEST_DECODERS)}")
+    timestamps = query.get("timestamps", "false").lower()
+    if timestamps not in TRUE + FALSE:
+        raise RequestError(400, f"timestamps {timestamps!r}: expected true or false")
+    options: dict[str, Any] = {}
+    for name, kind in REQUEST_OPTIONS.items():
+        if name in query:
+            try:
+                options[name] = kind(query[name])
+            except ValueError:
+                raise RequestError(400, f"{name} {query[name]!r}: expected an integer") from None
+    try:
+        return DecodingOptions(decoder, **options), timestamps in TRUE
+    except (TypeError, ValueError) as error:
+        raise RequestError(400, " ".join(str(error).split())) from None
+
+
+def create_app(models: Models, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> Any:
+    """The Starlette application (see the module docstring)."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse
+    from starlette.routing import Route
+
+    limit = int(max_upload_mb * 2**20)
+    page = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(models.health())
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    async def transcribe(request: Request) -> JSONResponse:
+        try:
+            length = request.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > limit + 2**16:  # form overhead
+                raise RequestError(413, f"the upload is over the server's limit of {max_upload_mb:g} MB")
+            if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+                raise RequestError(400, "send the file as multipart/form-data, in a field named 'file'")
+            try:
+                form = await request.form(max_files=1, max_fields=8)
+            except Exception as error:  # the multipart parser's errors: a malformed body
+                raise RequestError(400, f"a malformed form: {' '.join(str(error).split())}") from None
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str) or not upload.filename:
+                raise RequestError(400, "no file: send it in a multipart field named 'file', with its file name")
+            data = await upload.read(limit + 1)
+            if len(data) > limit:
+                raise RequestError(413, f"{upload.filename}: over the server's limit of {max_upload_mb:g} MB")
+            name = os.path.basename(upload.filename)
+            result = await run_in_threadpool(models.transcribe, name, data, dict(request.query_params))
+            return JSONResponse(result)
+        except RequestError as error:
+            return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/health", health),
+            Route("/transcribe", transcribe, methods=["POST"]),
+        ]
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recognizer serve", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--checkpoint", action="append", required=True, help="a model to serve (one per modality; repeat)"
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest upload accepted")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recognizer serve``: load the models, then serve until interrupted."""
+    import uvicorn
+
+    args = build_parser().parse_args(argv)
+    models = Models.load(args.checkpoint, args.device)
+    uvicorn.run(create_app(models, args.max_upload_mb), host=args.host, port=args.port, log_level="info")
+    return 0
