@@ -9,6 +9,7 @@ a named constant below, shared by the functions and the front-end.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import os
@@ -137,8 +138,8 @@ def log_mel(
 class LogMelStream:
     """``log_mel`` of a waveform that arrives in pieces: ``feed`` gives the frames whose window has
     arrived, ``finish`` the rest (the end reflected, as ``log_mel`` does). The frames are ``log_mel``'s:
-    the same windows through the same transform. A frame waits for half a window (plus a hop) of
-    audio after its centre: 16 ms at 16 kHz with a 25 ms window."""
+    the same windows through the same transform. A frame waits for half an FFT window of audio after
+    its centre: 16 ms at 16 kHz with a 25 ms window (512 samples)."""
 
     def __init__(
         self, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS, window_ms: float = WINDOW_MS, hop_ms: float = HOP_MS
@@ -146,7 +147,8 @@ class LogMelStream:
         win_length, self.hop = to_samples(sample_rate, window_ms), to_samples(sample_rate, hop_ms)
         self.n_fft = fft_size(win_length)
         self.pad = self.n_fft // 2
-        self.transform = _mel_transform(sample_rate, n_mels, win_length, self.hop, center=False)
+        # a copy: moving the cached transform to a stream's device would move it for log_mel too
+        self.transform = copy.deepcopy(_mel_transform(sample_rate, n_mels, win_length, self.hop, center=False))
         self.sample_rate, self.window_ms, self.n_mels = sample_rate, window_ms, n_mels
         self.samples = 0  # received so far
         self.frames = 0  # given so far

@@ -28,11 +28,15 @@ from typing import Any
 from .transcribe import Recognizer, load
 
 DEFAULT_HOST = "127.0.0.1"
+#: served on one of these, the server answers only requests addressed to it by one of them
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 50.0
 #: decoders a request may ask for, and their options it may set (with the type the value must have)
 REQUEST_DECODERS = ("greedy", "beam")
 REQUEST_OPTIONS = {"beam_size": int, "nbest": int}
+#: the widest beam a request may ask for (a beam's tensors grow with it)
+MAX_BEAM = 64
 #: what a request's ``timestamps`` may say
 TRUE, FALSE = ("1", "true", "yes"), ("0", "false", "no")
 
@@ -71,7 +75,7 @@ class Models:
         return {
             "status": "ok",
             "models": [
-                {"modality": m, "checkpoint": self.checkpoints[m], "alphabet": r.tokenizer.alphabet}
+                {"modality": m, "checkpoint": Path(self.checkpoints[m]).name, "alphabet": r.tokenizer.alphabet}
                 for m, r in self.recognizers.items()
             ],
         }
@@ -127,14 +131,18 @@ def request_options(query: dict[str, str]) -> tuple[Any, bool]:
                 options[name] = kind(query[name])
             except ValueError:
                 raise RequestError(400, f"{name} {query[name]!r}: expected an integer") from None
+    too_wide = [name for name, value in options.items() if value > MAX_BEAM]
+    if too_wide:
+        raise RequestError(400, f"{', '.join(too_wide)}: at most {MAX_BEAM}")
     try:
         return DecodingOptions(decoder, **options), timestamps in TRUE
     except (TypeError, ValueError) as error:
         raise RequestError(400, " ".join(str(error).split())) from None
 
 
-def create_app(models: Models, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> Any:
-    """The Starlette application (see the module docstring)."""
+def create_app(models: Models, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, hosts: Sequence[str] | None = None) -> Any:
+    """The Starlette application (see the module docstring); ``hosts``: the only Host headers it
+    answers (a page elsewhere cannot reach a local server through DNS rebinding), None: any."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
@@ -143,6 +151,16 @@ def create_app(models: Models, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> 
 
     limit = int(max_upload_mb * 2**20)
     page = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
+
+    async def _transcribe_form(form: Any, request: Request) -> dict[str, Any]:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str) or not upload.filename:
+            raise RequestError(400, "no file: send it in a multipart field named 'file', with its file name")
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise RequestError(413, f"{upload.filename}: over the server's limit of {max_upload_mb:g} MB")
+        name = os.path.basename(upload.filename)
+        return await run_in_threadpool(models.transcribe, name, data, dict(request.query_params))
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(models.health())
@@ -161,24 +179,23 @@ def create_app(models: Models, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> 
                 form = await request.form(max_files=1, max_fields=8)
             except Exception as error:  # the multipart parser's errors: a malformed body
                 raise RequestError(400, f"a malformed form: {' '.join(str(error).split())}") from None
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str) or not upload.filename:
-                raise RequestError(400, "no file: send it in a multipart field named 'file', with its file name")
-            data = await upload.read(limit + 1)
-            if len(data) > limit:
-                raise RequestError(413, f"{upload.filename}: over the server's limit of {max_upload_mb:g} MB")
-            name = os.path.basename(upload.filename)
-            result = await run_in_threadpool(models.transcribe, name, data, dict(request.query_params))
-            return JSONResponse(result)
+            try:
+                return JSONResponse(await _transcribe_form(form, request))
+            finally:
+                await form.close()  # its spooled upload
         except RequestError as error:
             return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     return Starlette(
         routes=[
             Route("/", index),
             Route("/health", health),
             Route("/transcribe", transcribe, methods=["POST"]),
-        ]
+        ],
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))] if hosts else [],
     )
 
 
@@ -200,5 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     models = Models.load(args.checkpoint, args.device)
-    uvicorn.run(create_app(models, args.max_upload_mb), host=args.host, port=args.port, log_level="info")
+    local = args.host in LOCAL_HOSTS
+    app = create_app(models, args.max_upload_mb, LOCAL_HOSTS if local else None)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

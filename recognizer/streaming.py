@@ -147,6 +147,8 @@ class StreamSession:
         """The next samples (mono, at the model's rate, scaled to [-1, 1]; float or PCM integers)."""
         if self.finished:
             raise ValueError("this stream is finished: start another with Recognizer.stream()")
+        if len(samples) == 0:  # nothing new (a read that returned no whole sample)
+            return self.partial()
         waveform = torch.from_numpy(checked_mono(samples, "<stream>")).to(self.recognizer.device)
         self.final.append(self.encoder.feed(self.frontend.feed(waveform)))
         return self.partial()

@@ -51,9 +51,10 @@ def test_health_and_page(served):
     client, _, paths = served
     health = client.get("/health").json()
     assert health["status"] == "ok"
+    # file names only: a page elsewhere learns nothing of the server's folders
     assert [(m["modality"], m["checkpoint"]) for m in health["models"]] == [
-        ("audio", str(paths[0])),
-        ("ink", str(paths[1])),
+        ("audio", paths[0].name),
+        ("ink", paths[1].name),
     ]
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text and "/transcribe" in page.text
@@ -93,6 +94,7 @@ def test_ink_documents_go_to_the_handwriting_model(served, tmp_path):
         ("ok.wav", None, {"decoder": "beam", "beam_size": "0"}, 400, "beam_size must be at least 1"),
         ("ok.wav", None, {"nbest": "2"}, 400, "not an option of decoder='greedy'"),
         ("ok.wav", None, {"lm": "/etc/passwd"}, 400, "unknown parameter(s) lm"),
+        ("ok.wav", None, {"decoder": "beam", "beam_size": "100000000"}, 400, "beam_size: at most 64"),
         ("ok.wav", None, {"timestamps": "maybe"}, 400, "timestamps 'maybe'"),
     ],
 )
@@ -120,3 +122,14 @@ def test_concurrent_requests_all_complete(served, an4_files):
     assert all(r.status_code == 200 for r in responses)
     texts = {r.json()["source"]: r.json()["text"] for r in responses}
     assert len(texts) == len(an4_files)
+
+
+def test_a_local_server_answers_only_requests_addressed_to_it(served):
+    from starlette.testclient import TestClient
+
+    from recognizer.serve import LOCAL_HOSTS
+
+    _, models, _ = served
+    local = create_app(models, hosts=LOCAL_HOSTS)
+    assert TestClient(local, base_url="http://127.0.0.1:8000").get("/health").status_code == 200
+    assert TestClient(local, base_url="http://attacker.example").get("/health").status_code == 400

@@ -143,6 +143,7 @@ def test_a_stream_decodes_its_end_with_the_sessions_decoder(an4_file):
     waveform = frontend.load(an4_file)
     recognizer = Recognizer(model_with(LCBLSTM, frontend, waveform))
     session = recognizer.stream("beam", beam_size=4, nbest=2)
+    assert session.feed(np.zeros(0, dtype=np.int16)).frames == 0  # an empty read is nothing new
     for piece in pieces((waveform.numpy() * 32767).astype(np.int16), seed=3):  # PCM integers work too
         session.feed(piece)
     transcript = session.finish()

@@ -28,7 +28,7 @@ INTERMEDIATE_WEIGHT = 0.3  # ESPnet's interctc_weight in its AN4/LibriSpeech rec
 
 
 class RecurrentEncoder(Encoder):
-    """Base of ``BLSTMEncoder`` and ``LSTMEncoder``.
+    """Base of ``BLSTMEncoder``, ``LSTMEncoder`` and ``LCBLSTMEncoder``.
 
     Args:
         input_dim, vocab_size: from the front-end and the tokenizer.
