@@ -31,6 +31,11 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def one_line(error: BaseException | str) -> str:
+    """An error's whole message on one line (whitespace runs, newlines included, become one space)."""
+    return " ".join(str(error).split())
+
+
 def check_model_version(path: str | os.PathLike, fmt: Any, version: Any) -> None:
     """A model file's (or ONNX model's) stated format and version must be ours and readable here."""
     if fmt != MODEL_FORMAT:

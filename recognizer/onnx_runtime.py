@@ -49,6 +49,7 @@ from .transcripts import (
     as_list,
     check_on_error,
     check_source,
+    on_error_of,
     source_name,
     torch_free_parser,
     write_all,
@@ -190,7 +191,7 @@ class OnnxTranscriber:
                         if on_error == "raise":
                             raise
                         bar.update(1)
-                        yield index, Transcript(source_name(inputs, index), None, error=" ".join(str(error).split()))
+                        yield index, Transcript.failure(source_name(inputs, index), error)
                 for batch, outputs in forward_batches(
                     waveforms,
                     self.model.outputs,
@@ -229,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs,
         max_frames=args.max_frames,
         progress=len(inputs) > 1,
-        on_error="skip" if args.on_error == "skip" else "raise",
+        on_error=on_error_of(args),
     )
     return write_all(results, output, len(inputs))
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .artifacts import one_line
 from .transcribe import Recognizer, load
 
 DEFAULT_HOST = "127.0.0.1"
@@ -103,7 +104,7 @@ class Models:
                 try:
                     (transcript,) = self.recognizers[modality].transcribe([path], options, timestamps=timestamps)
                 except (ValueError, OSError) as error:
-                    message = " ".join(str(error).replace(str(path), name).split())
+                    message = one_line(str(error).replace(str(path), name))
                     raise RequestError(400, message) from None
         transcript.source = name
         return transcript.to_dict()
@@ -137,7 +138,7 @@ def request_options(query: dict[str, str]) -> tuple[Any, bool]:
     try:
         return DecodingOptions(decoder, **options), timestamps in TRUE
     except (TypeError, ValueError) as error:
-        raise RequestError(400, " ".join(str(error).split())) from None
+        raise RequestError(400, one_line(error)) from None
 
 
 def create_app(models: Models, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, hosts: Sequence[str] | None = None) -> Any:

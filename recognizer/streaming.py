@@ -213,7 +213,7 @@ def stream_inputs(
         except (ValueError, OSError) as error:
             if on_error == "raise":
                 raise
-            transcript = Transcript(source, None, error=" ".join(str(error).split()))
+            transcript = Transcript.failure(source, error)
         transcript.source = source
         yield index, transcript
 

@@ -42,6 +42,7 @@ from .transcripts import (
     as_list,
     check_on_error,
     check_source,
+    on_error_of,
     source_name,
     write_all,
 )
@@ -179,7 +180,7 @@ class Recognizer:
             for part in batch:
                 name = source_name(inputs, part.input)
                 if isinstance(part.output, BaseException):
-                    yield part.input, Transcript(source=name, text=None, error=" ".join(str(part.output).split()))
+                    yield part.input, Transcript.failure(name, part.output)
                     continue
                 transcript = decoded[part.input, part.part]
                 if part.parts > 1:
@@ -439,9 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stream:
         from .streaming import show_partial, stream_inputs
 
-        on_error = "skip" if args.on_error == "skip" else "raise"
         streamed = stream_inputs(
-            recognizer, inputs, recognizer._decoder(options, {}), args.chunk_ms, on_error, show_partial
+            recognizer, inputs, recognizer._decoder(options, {}), args.chunk_ms, on_error_of(args), show_partial
         )
         return write_all(streamed, output, len(inputs))
     results = recognizer.transcribe_iter(
@@ -450,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timestamps=args.timestamps,
         max_frames=args.max_frames,
         progress=len(inputs) > 1,
-        on_error="skip" if args.on_error == "skip" else "raise",
+        on_error=on_error_of(args),
         split_lines=not args.no_split_lines,
     )
     return write_all(results, output, len(inputs))

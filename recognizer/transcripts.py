@@ -17,7 +17,7 @@ from typing import Any, Literal, NoReturn
 
 from tqdm import tqdm
 
-from .artifacts import ONNX_SUFFIX
+from .artifacts import ONNX_SUFFIX, one_line
 from .batching import DEFAULT_MAX_FRAMES
 
 DEFAULT_CHUNK = 256  # inputs whose features are held in memory at once
@@ -50,6 +50,11 @@ class Transcript:
     error: str | None = None
     lines: list[dict[str, Any]] | None = None
 
+    @classmethod
+    def failure(cls, source: str, error: BaseException) -> Transcript:
+        """The record of an input that could not be transcribed (``on_error="skip"``)."""
+        return cls(source=source, text=None, error=one_line(error))
+
     def to_dict(self) -> dict[str, Any]:
         """The fields that are set, for JSON."""
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -66,6 +71,11 @@ class Transcript:
             unit=lines[0].unit,
             lines=[{key: value for key, value in line.to_dict().items() if key != "source"} for line in lines],
         )
+
+
+def on_error_of(args: argparse.Namespace) -> OnError:
+    """``--on-error``'s choice (skip, stop) as the ``on_error`` of transcription (skip, raise)."""
+    return "skip" if args.on_error == "skip" else "raise"
 
 
 def check_on_error(on_error: str) -> None:
