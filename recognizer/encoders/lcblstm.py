@@ -20,6 +20,7 @@ utterance's windows end at its own last frame.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import reverse_padded
@@ -64,37 +65,66 @@ class LCBLSTM(nn.Module):
         ``central`` frames and the right context that follows; ``lengths`` (batch,) its real frames per
         utterance. Returns the outputs of the ``central`` frames (batch, central, 2 x hidden), those of
         layer ``tap`` (1-based; None for 0), and the state after the chunk."""
-        tapped, carried = None, []
-        x = window
-        for layer, (forward, backward) in enumerate(zip(self.forward_layers, self.backward_layers)):
-            if layer:
-                x = self.dropout(x)
-            ahead, (h, c) = forward(x[:, :central], state[layer])
-            carried.append((h, c))
-            if x.shape[1] > central:  # the right context continues from the chunk's end; that state is dropped
-                ahead = torch.cat([ahead, forward(x[:, central:], (h, c))[0]], dim=1)
-            behind, _ = backward(reverse_padded(x, lengths))
-            x = torch.cat([ahead, reverse_padded(behind, lengths)], dim=-1)
-            if layer + 1 == tap:
-                tapped = x[:, :central]
-        return x[:, :central], tapped, carried
+        output, tapped, state = self._chunks(
+            window[:, None, :central], window[:, None, central:], lengths.to(window.device)[:, None], state, tap
+        )
+        return output[:, 0], None if tapped is None else tapped[:, 0], state
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, tap: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(batch, T, input_size), (batch,) -> (batch, T, 2 x hidden), and the output of layer ``tap``;
-        padded frames are junk. The chunks one after another, as a stream would see them."""
-        state = self.initial_state(x.shape[0], x)
-        outputs, taps = [], []
-        lengths = lengths.to(x.device)
-        for start in range(0, x.shape[1], self.chunk_size):
-            central = min(self.chunk_size, x.shape[1] - start)
-            window = x[:, start : start + central + self.right_context]
-            within = (lengths - start).clamp(0, window.shape[1])
-            output, tapped, state = self.step(window, within, central, state, tap)
-            outputs.append(output)
-            taps.append(tapped)
-        if not outputs:  # no frames at all
-            return x.new_zeros(x.shape[0], 0, 2 * self.hidden_size), None
-        return torch.cat(outputs, dim=1), None if tap == 0 else torch.cat(taps, dim=1)  # type: ignore[arg-type]
+        padded frames are junk. The same numbers as the chunks fed one after another (``step``)."""
+        batch, frames, size = x.shape
+        if frames == 0:
+            return x.new_zeros(batch, 0, 2 * self.hidden_size), None
+        chunk, right = self.chunk_size, self.right_context
+        chunks = -(-frames // chunk)
+        padded = F.pad(x, (0, 0, 0, chunks * chunk + right - frames))
+        central = padded[:, : chunks * chunk].reshape(batch, chunks, chunk, size)
+        ahead = torch.stack([padded[:, (k + 1) * chunk : (k + 1) * chunk + right] for k in range(chunks)], dim=1)
+        starts = torch.arange(chunks, device=x.device) * chunk
+        within = (lengths.to(x.device)[:, None] - starts).clamp(0, chunk + right)
+        output, tapped, _ = self._chunks(central, ahead, within, self.initial_state(batch, x), tap)
+        output = output.reshape(batch, chunks * chunk, -1)[:, :frames]
+        return output, None if tapped is None else tapped.reshape(batch, chunks * chunk, -1)[:, :frames]
+
+    def _chunks(
+        self, central: torch.Tensor, ahead: torch.Tensor, within: torch.Tensor, state: State, tap: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None, State]:
+        """Consecutive chunks of a batch, layer by layer: ``central`` (batch, chunks, chunk, size) and
+        ``ahead`` (batch, chunks, right context, size) their frames and look-ahead, ``within`` (batch,
+        chunks) each window's real frames, ``state`` the forward state before the first chunk.
+
+        Only the forward direction over the chunks' own frames runs chunk after chunk (its state is
+        carried); the look-ahead and the backward direction of all windows run as one batch each, so a
+        layer costs the recurrence steps of one pass over the input plus one window, not three passes."""
+        batch, chunks, chunk, _ = central.shape
+        right = ahead.shape[2]
+        rows = within.reshape(-1)
+        tapped, carried = None, []
+        for layer, (forward, backward) in enumerate(zip(self.forward_layers, self.backward_layers)):
+            if layer:
+                central, ahead = self.dropout(central), self.dropout(ahead)
+            h, c = state[layer]
+            outputs, starts_h, starts_c = [], [], []
+            for k in range(chunks):
+                output, (h, c) = forward(central[:, k], (h, c))
+                outputs.append(output)
+                starts_h.append(h)
+                starts_c.append(c)
+            carried.append((h, c))
+            ahead_forward = central.new_zeros(batch, chunks, 0, self.hidden_size)
+            if right:  # each look-ahead continues from its chunk's end; that state is dropped
+                start = (torch.stack(starts_h, dim=2).flatten(1, 2), torch.stack(starts_c, dim=2).flatten(1, 2))
+                ahead_forward = forward(ahead.flatten(0, 1), start)[0].view(batch, chunks, right, -1)
+            windows = torch.cat([central, ahead], dim=2).flatten(0, 1)
+            behind = reverse_padded(backward(reverse_padded(windows, rows))[0], rows).view(
+                batch, chunks, chunk + right, -1
+            )
+            central = torch.cat([torch.stack(outputs, dim=1), behind[:, :, :chunk]], dim=-1)
+            ahead = torch.cat([ahead_forward, behind[:, :, chunk:]], dim=-1)
+            if layer + 1 == tap:
+                tapped = central
+        return central, tapped, carried
 
 
 class LCBLSTMEncoder(RecurrentEncoder):
