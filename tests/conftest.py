@@ -23,14 +23,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def missing(message: str) -> None:
+    """Something a test needs is absent: a skip on a developer's machine, a failure in CI, which always
+    has it (``.ci/run`` installs it; skipping there would hide that the test never ran)."""
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def _shared_data(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_dir():
-        message = f"real data {path} is missing (see {SHARED_DATA / 'README.md'})"
-        # CI always has the data: skipping there would hide that the readers were never tested.
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"real data {path} is missing (see {SHARED_DATA / 'README.md'})")
     return path
 
 
