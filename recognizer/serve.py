@@ -8,11 +8,13 @@
   the JSON object ``recognizer-transcribe --output`` writes for it. Query parameters: ``decoder``
   (``greedy`` or ``beam``), ``beam_size``, ``nbest``, ``timestamps`` (``true``/``false``). A bad
   upload is a 4xx with ``{"error": "<one line>"}``: 400 unreadable or unusable input or parameters,
-  413 over ``--max-upload-mb``, 415 a kind of file no loaded model reads. The server stays up.
+  413 over ``--max-upload-mb`` or (audio) ``--max-seconds``, 415 a kind of file no loaded model reads,
+  503 when ``--max-waiting`` requests already wait for the model (``Retry-After`` says when to try
+  again). The server stays up.
 
 It binds to 127.0.0.1 unless told otherwise: it runs models on whatever it is sent. LM decoding is
 not offered to requests (its files would be paths on the server). Each model transcribes one request
-at a time (PyTorch uses every core for one); requests wait their turn.
+at a time (PyTorch uses every core for one); requests wait their turn, up to ``--max-waiting`` of them.
 """
 
 from __future__ import annotations
@@ -21,18 +23,27 @@ import argparse
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .artifacts import one_line
 from .transcribe import Recognizer, load
+from .waveform import audio_seconds
 
 DEFAULT_HOST = "127.0.0.1"
 #: served on one of these, the server answers only requests addressed to it by one of them
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 50.0
+#: the longest audio a request may send: 10 minutes, a few seconds of one core
+DEFAULT_MAX_SECONDS = 600.0
+#: requests that may wait for a busy model; more are answered 503 at once (each holds its upload)
+DEFAULT_MAX_WAITING = 128
+RETRY_AFTER_S = 1
+#: what a multipart form adds to the file it carries (boundaries, part headers), at most
+FORM_OVERHEAD = 2**16
 #: decoders a request may ask for, and their options it may set (with the type the value must have)
 REQUEST_DECODERS = ("greedy", "beam")
 REQUEST_OPTIONS = {"beam_size": int, "nbest": int}
@@ -53,12 +64,24 @@ class RequestError(ValueError):
 class Models:
     """The loaded models by modality, each behind a lock (one transcription at a time per model)."""
 
-    def __init__(self, recognizers: dict[str, Recognizer], checkpoints: dict[str, str]) -> None:
+    def __init__(
+        self,
+        recognizers: dict[str, Recognizer],
+        checkpoints: dict[str, str],
+        max_seconds: float = DEFAULT_MAX_SECONDS,
+        max_waiting: int = DEFAULT_MAX_WAITING,
+    ) -> None:
+        if not max_seconds > 0 or max_waiting < 0:
+            raise ValueError(f"max_seconds must be positive and max_waiting >= 0, got {max_seconds} and {max_waiting}")
         self.recognizers, self.checkpoints = recognizers, checkpoints
+        self.max_seconds, self.max_waiting = max_seconds, max_waiting
         self.locks = {modality: threading.Lock() for modality in recognizers}
+        self.admitted = dict.fromkeys(recognizers, 0)  # requests transcribing or waiting, per model (under _count)
+        self._count = threading.Lock()
 
     @classmethod
-    def load(cls, checkpoints: Sequence[str], device: str | None = None) -> Models:
+    def load(cls, checkpoints: Sequence[str], device: str | None = None, **limits: Any) -> Models:
+        """The models of these checkpoints (one per modality); ``limits``: ``max_seconds``, ``max_waiting``."""
         recognizers: dict[str, Recognizer] = {}
         paths: dict[str, str] = {}
         for checkpoint in checkpoints:
@@ -70,7 +93,7 @@ class Models:
             recognizers[recognizer.modality], paths[recognizer.modality] = recognizer, str(checkpoint)
         if not recognizers:
             raise ValueError("recognizer serve needs at least one --checkpoint")
-        return cls(recognizers, paths)
+        return cls(recognizers, paths, **limits)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -100,7 +123,12 @@ class Models:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"upload{suffix}"
             path.write_bytes(data)
-            with self.locks[modality]:
+            seconds = audio_seconds(path) if modality == "audio" else None
+            if seconds is not None and seconds > self.max_seconds:
+                raise RequestError(
+                    413, f"{name}: {seconds:.0f} s of audio, over the server's limit of {self.max_seconds:g} s"
+                )
+            with self._turn(modality):
                 try:
                     (transcript,) = self.recognizers[modality].transcribe([path], options, timestamps=timestamps)
                 except (ValueError, OSError) as error:
@@ -108,6 +136,21 @@ class Models:
                     raise RequestError(400, message) from None
         transcript.source = name
         return transcript.to_dict()
+
+    @contextmanager
+    def _turn(self, modality: str) -> Iterator[None]:
+        """The model to this request alone, after those before it; a 503 if too many are waiting."""
+        with self._count:
+            waiting = self.admitted[modality] - 1  # all but the one transcribing
+            if waiting >= self.max_waiting:
+                raise RequestError(503, f"busy: {waiting} requests wait for the {modality} model; try again")
+            self.admitted[modality] += 1
+        try:
+            with self.locks[modality]:
+                yield
+        finally:
+            with self._count:
+                self.admitted[modality] -= 1
 
 
 def request_options(query: dict[str, str]) -> tuple[Any, bool]:
@@ -169,15 +212,30 @@ def create_app(models: Models, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, hos
     async def index(request: Request) -> HTMLResponse:
         return HTMLResponse(page)
 
+    async def _bounded_body(request: Request) -> bytes:
+        """The request's body, read no further than the limit (a chunked upload has no length to check)."""
+        too_big = RequestError(413, f"the upload is over the server's limit of {max_upload_mb:g} MB")
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit + FORM_OVERHEAD:
+            raise too_big
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit + FORM_OVERHEAD:
+                raise too_big
+        return bytes(body)
+
     async def transcribe(request: Request) -> JSONResponse:
         try:
-            length = request.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > limit + 2**16:  # form overhead
-                raise RequestError(413, f"the upload is over the server's limit of {max_upload_mb:g} MB")
             if not request.headers.get("content-type", "").startswith("multipart/form-data"):
                 raise RequestError(400, "send the file as multipart/form-data, in a field named 'file'")
+            body = await _bounded_body(request)
+
+            async def replay() -> dict[str, Any]:
+                return {"type": "http.request", "body": body, "more_body": False}
+
             try:
-                form = await request.form(max_files=1, max_fields=8)
+                form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
             except Exception as error:  # the multipart parser's errors: a malformed body
                 raise RequestError(400, f"a malformed form: {' '.join(str(error).split())}") from None
             try:
@@ -185,7 +243,8 @@ def create_app(models: Models, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, hos
             finally:
                 await form.close()  # its spooled upload
         except RequestError as error:
-            return JSONResponse({"error": str(error)}, status_code=error.status)
+            headers = {"Retry-After": str(RETRY_AFTER_S)} if error.status == 503 else None
+            return JSONResponse({"error": str(error)}, status_code=error.status, headers=headers)
 
     from starlette.middleware import Middleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -209,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest upload accepted")
+    parser.add_argument(
+        "--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="longest audio accepted (seconds)"
+    )
+    parser.add_argument(
+        "--max-waiting", type=int, default=DEFAULT_MAX_WAITING, help="requests that may wait for a busy model"
+    )
     return parser
 
 
@@ -217,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     args = build_parser().parse_args(argv)
-    models = Models.load(args.checkpoint, args.device)
+    models = Models.load(args.checkpoint, args.device, max_seconds=args.max_seconds, max_waiting=args.max_waiting)
     local = args.host in LOCAL_HOSTS
     app = create_app(models, args.max_upload_mb, LOCAL_HOSTS if local else None)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

@@ -8,11 +8,13 @@
 
 Three stages keep state across pieces: the front-end's log-mel (``audio.LogMelStream``: the frames
 whose window has arrived), the encoder (``EncoderStream``: normalization, frame stacking, and a
-*streaming stack*, see below) and the transcript (the final frames' log-probabilities, decoded greedily
-for the partial results, and with the session's decoder by ``finish``). The encoder's output frames
-are final once their chunk and its right context have arrived: they equal what the whole input gives
-(``forward``). ``Partial.stable`` is the best path over the final frames, which later audio only
-extends; ``Partial.text`` adds a provisional reading of the frames still waiting for their chunk.
+*streaming stack*, see below) and the search (``Decoder.stream``: the greedy or prefix beam search over
+the final frames, carried from piece to piece; the ``lm`` decoder's partial results come from the prefix
+beam). The encoder's output frames are final once their chunk and its right context have arrived:
+they equal what the whole input gives (``forward``). ``Partial.stable`` is what the search over the
+final frames has settled (the best path's labels; for a beam, the labels every prefix in it begins
+with), which later audio only extends; ``Partial.text`` reads on over the frames still waiting for
+their chunk. ``finish`` decodes all the final frames with the session's decoder: the offline result.
 
 A streaming stack is an encoder's recurrent stack (``rnn``) with ``chunk_size`` and ``right_context``
 (output frames), ``initial_state(batch, like)`` and ``step(window, lengths, central, state)`` (see
@@ -33,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .ctc import best_path
 from .encoders.layers import stack_frames
 from .encoders.recurrent import RecurrentEncoder
 from .waveform import checked_mono
@@ -141,6 +142,8 @@ class StreamSession:
         self.frontend = stream()
         self.encoder = EncoderStream(model.encoder)
         self.final: list[torch.Tensor] = []  # the final log-probabilities, piece by piece
+        self.reading = decoder.stream()  # the decoder's search over them, carried from piece to piece
+        self.frames = 0
         self.finished = False
 
     def feed(self, samples: Any) -> Partial:
@@ -150,29 +153,34 @@ class StreamSession:
         if len(samples) == 0:  # nothing new (a read that returned no whole sample)
             return self.partial()
         waveform = torch.from_numpy(checked_mono(samples, "<stream>")).to(self.recognizer.device)
-        self.final.append(self.encoder.feed(self.frontend.feed(waveform)))
+        final = self.encoder.feed(self.frontend.feed(waveform))
+        self.final.append(final)
+        self.reading.advance(final.cpu())
+        self.frames += final.shape[0]
         return self.partial()
 
     def partial(self) -> Partial:
-        final = torch.cat(self.final).cpu() if self.final else torch.zeros(0, self.encoder.encoder.vocab_size)
-        reading = torch.cat([final, self.encoder.pending().cpu()])
-        stable = self._greedy(final)
-        return Partial(text=self._greedy(reading), stable=stable, frames=final.shape[0])
+        """The reading so far: the search carried over the final frames, read on (in a copy) over the
+        frames still waiting for their chunk; its work does not grow with the stream's length."""
+        ahead = self.reading.copy()
+        ahead.advance(self.encoder.pending().cpu())
+        ahead.finish()
+        decode = self.recognizer.tokenizer.decode
+        return Partial(text=decode(ahead.best()), stable=decode(self.reading.agreed()), frames=self.frames)
 
-    def finish(self) -> Transcript:
-        """The transcript of everything fed, decoded by the session's decoder; the stream ends."""
+    def finish(self, timestamps: bool = False) -> Transcript:
+        """The transcript of everything fed, decoded by the session's decoder (with word timestamps, in
+        seconds from the stream's start, if asked); the stream ends."""
         if self.finished:
             raise ValueError("this stream is finished: start another with Recognizer.stream()")
         self.finished = True
-        self.final.append(self.encoder.feed(self.frontend.finish()))
-        self.final.append(self.encoder.finish())
-        (transcript,) = self.recognizer.decode_log_probs([torch.cat(self.final)], self.decoder)
+        for last in (self.encoder.feed(self.frontend.finish()), self.encoder.finish()):
+            self.final.append(last)
+            self.reading.advance(last.cpu())
+        self.reading.finish()
+        (transcript,) = self.recognizer.decode_log_probs([torch.cat(self.final)], self.decoder, timestamps=timestamps)
         transcript.source = "<stream>"
         return transcript
-
-    def _greedy(self, log_probs: torch.Tensor) -> str:
-        ((labels, _),) = best_path(log_probs.float().numpy()[None], [log_probs.shape[0]])
-        return self.recognizer.tokenizer.decode(labels)
 
 
 #: audio per piece fed by ``recognizer-transcribe --stream`` (a microphone's typical buffer)
@@ -188,6 +196,7 @@ def stream_inputs(
     chunk_ms: float = CHUNK_MS,
     on_error: str = "raise",
     show: Callable[[str, Partial], object] | None = None,
+    timestamps: bool = False,
 ) -> Iterator[tuple[int, Transcript]]:
     """``recognizer-transcribe --stream``: each input (a file, or ``STDIN``) played through a session in
     pieces of ``chunk_ms``, each partial result given to ``show``; yields ``(index, Transcript)`` like
@@ -209,7 +218,7 @@ def stream_inputs(
                 partial = session.feed(samples_piece)
                 if show is not None:
                     show(source, partial)
-            transcript = session.finish()
+            transcript = session.finish(timestamps)
         except (ValueError, OSError) as error:
             if on_error == "raise":
                 raise

@@ -441,7 +441,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .streaming import show_partial, stream_inputs
 
         streamed = stream_inputs(
-            recognizer, inputs, recognizer._decoder(options, {}), args.chunk_ms, on_error_of(args), show_partial
+            recognizer,
+            inputs,
+            recognizer._decoder(options, {}),
+            args.chunk_ms,
+            on_error_of(args),
+            show_partial,
+            args.timestamps,
         )
         return write_all(streamed, output, len(inputs))
     results = recognizer.transcribe_iter(

@@ -52,6 +52,16 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return data, int(rate)
 
 
+def audio_seconds(path: str | os.PathLike) -> float | None:
+    """An audio file's duration from its header, without decoding it; None when the header does not say
+    (a format libsndfile does not read: reading the file will tell)."""
+    try:
+        info = soundfile.info(str(path))
+    except Exception:  # not audio, or not libsndfile's: reading it gives the one-line error
+        return None
+    return info.frames / info.samplerate if info.samplerate > 0 and info.frames >= 0 else None
+
+
 def checked_mono(waveform: Any, name: str = "<array>") -> np.ndarray:
     """An in-memory waveform as mono float32 in [-1, 1]; ``name`` is used in errors.
 

@@ -9,7 +9,16 @@ from collections import defaultdict
 import pytest
 import torch
 
-from recognizer.decoding import Hypothesis, greedy_decode, min_ctc_frames, prefix_beam_search
+from recognizer.decoding import (
+    BeamDecoder,
+    BeamOptions,
+    GreedyDecoder,
+    GreedyOptions,
+    Hypothesis,
+    greedy_decode,
+    min_ctc_frames,
+    prefix_beam_search,
+)
 from recognizer.decoding.beam import _prefix_beam_search
 
 
@@ -290,3 +299,32 @@ def test_blank_skipping_gives_the_same_search_on_peaky_outputs():
     assert [[h.labels for h in n] for n in exact] == [[h.labels for h in n] for n in skipped]
     for a, b in zip(exact, skipped):
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=0.05)
+
+
+@pytest.mark.parametrize("blank_skip", [None, 0.9])
+@pytest.mark.parametrize("beam_size", [1, 4])
+@pytest.mark.parametrize("token_min_logp", [None, -2.0])
+def test_a_stream_fed_in_pieces_keeps_the_offline_search(blank_skip, beam_size, token_min_logp):
+    """``Decoder.stream``: frames in random pieces -> the same best prefix as the search over all of
+    them; what it calls agreed only grows, and every reading ahead begins with it."""
+    generator = torch.Generator().manual_seed(beam_size * 7 + (blank_skip is None))
+    options = BeamOptions(beam_size=beam_size, blank_skip=blank_skip, token_min_logp=token_min_logp)
+    for trial in range(12):
+        frames = int(torch.randint(1, 90, (1,), generator=generator))
+        logits = torch.randn(frames, 6, generator=generator) * 4
+        logits[:, 0] += 3  # blank-heavy, so that confident blank runs (collapsed) occur
+        log_probs = logits.log_softmax(-1)
+        for decoder in (BeamDecoder(options), GreedyDecoder(GreedyOptions())):
+            (offline,) = decoder(log_probs[None], torch.tensor([frames]))
+            stream, agreed, start = decoder.stream(), [], 0
+            while start < frames:
+                size = int(torch.randint(1, 12, (1,), generator=generator))
+                stream.advance(log_probs[start : start + size])
+                start += size
+                assert stream.agreed()[: len(agreed)] == agreed
+                agreed = stream.agreed()
+                ahead = stream.copy()
+                ahead.finish()
+                assert ahead.best()[: len(agreed)] == agreed
+            stream.finish()
+            assert stream.best() == offline[0].labels, (trial, decoder.name)

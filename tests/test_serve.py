@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -133,3 +135,62 @@ def test_a_local_server_answers_only_requests_addressed_to_it(served):
     local = create_app(models, hosts=LOCAL_HOSTS)
     assert TestClient(local, base_url="http://127.0.0.1:8000").get("/health").status_code == 200
     assert TestClient(local, base_url="http://attacker.example").get("/health").status_code == 400
+
+
+def test_limits_on_length_waiting_and_chunked_uploads(served, an4_files):
+    """Audio over --max-seconds is a 413 before the model runs; a request finding --max-waiting others
+    waiting for a busy model is a 503 with Retry-After; a chunked upload (no Content-Length) is cut
+    off at the size limit rather than read whole."""
+    from starlette.testclient import TestClient
+
+    _, models, _ = served
+    strict = Models(models.recognizers, models.checkpoints, max_seconds=0.5, max_waiting=0)
+    client = TestClient(create_app(strict, max_upload_mb=0.1))
+    response = post(client, an4_files[0])
+    assert response.status_code == 413 and "s of audio, over the server's limit of 0.5 s" in response.json()["error"]
+
+    roomy = Models(models.recognizers, models.checkpoints, max_waiting=0)
+    client = TestClient(create_app(roomy))
+    running, done = threading.Event(), threading.Event()
+
+    def transcribing() -> None:
+        with roomy._turn("audio"):
+            running.set()
+            done.wait(30)
+
+    worker = threading.Thread(target=transcribing)
+    worker.start()
+    running.wait(30)
+    response = post(client, an4_files[0])
+    done.set()
+    worker.join()
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert "busy" in response.json()["error"]
+    assert post(client, an4_files[0]).status_code == 200 and roomy.admitted["audio"] == 0
+
+    # a chunked upload, straight through ASGI: the test client would read the whole body before sending
+    received, answer = [], []
+
+    async def receive() -> dict:
+        received.append(1)
+        if len(received) == 1:
+            return {
+                "type": "http.request",
+                "body": b'--xyz\r\nContent-Disposition: form-data; name="file"',
+                "more_body": True,
+            }
+        return {"type": "http.request", "body": b"\x00" * 2**16, "more_body": len(received) < 1000}  # 64 MB
+
+    async def send(message: dict) -> None:
+        answer.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/transcribe",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=xyz"), (b"transfer-encoding", b"chunked")],
+        "query_string": b"",
+    }
+    asyncio.run(create_app(models, max_upload_mb=0.5)(scope, receive, send))
+    assert answer[0]["status"] == 413 and b"over the server's limit of 0.5 MB" in answer[1]["body"]
+    assert len(received) < 20  # 0.5 MB and the form's overhead: read no further

@@ -116,19 +116,23 @@ def test_log_mel_in_pieces_is_log_mel(an4_file):
         tiny.finish()
 
 
-@pytest.mark.parametrize("encoder", [LCBLSTM, LSTM], ids=["lcblstm", "lstm"])
-def test_a_stream_gives_the_offline_models_output_and_text(encoder, an4_file):
+@pytest.mark.parametrize(
+    "encoder, decoder", [(LCBLSTM, "greedy"), (LSTM, "greedy"), (LCBLSTM, "beam")], ids=["lcblstm", "lstm", "beam"]
+)
+def test_a_stream_gives_the_offline_models_output_and_text(encoder, decoder, an4_file):
     frontend = AudioFrontend()
     waveform = frontend.load(an4_file)
     recognizer = Recognizer(model_with(encoder, frontend, waveform))
     (offline,) = recognizer.log_probs([an4_file])
-    session = recognizer.stream()
+    session = recognizer.stream(decoder)
     partials = [session.feed(piece) for piece in pieces(waveform.numpy(), seed=2)]
     transcript = session.finish()
     streamed = torch.cat(session.final)
     assert streamed.shape == offline.shape
     assert (streamed - offline).abs().max().item() <= STREAM_TOLERANCE
-    assert transcript.text == recognizer.transcribe([an4_file])[0].text != ""
+    assert transcript.text == recognizer.transcribe([an4_file], decoder)[0].text != ""
+    # the search carried over the pieces reads what the decoder reads offline
+    assert recognizer.tokenizer.decode(session.reading.best()) == transcript.text
     # stable text only grows, and is always where the best reading starts
     stables = [p.stable for p in partials]
     assert all(b.startswith(a) for a, b in zip(stables, stables[1:]))
@@ -187,10 +191,14 @@ def test_transcribe_command_streams_files_and_standard_input(an4_file, tmp_path)
     assert len(partials) > 3 and partials[-1].replace("|", "").startswith(partials[0].split("|")[0])
     pcm = (waveform.numpy() * 32767).astype("<i2")
     out = tmp_path / "stdin.jsonl"
-    run = subprocess.run([*command, "--output", str(out), "-"], input=pcm.tobytes(), capture_output=True)
+    run = subprocess.run(
+        [*command, "--timestamps", "--output", str(out), "-"], input=pcm.tobytes(), capture_output=True
+    )
     assert run.returncode == 0, run.stderr
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
-    assert row["source"] == "-" and row["text"] == Recognizer(Model.load(path)).transcribe([pcm])[0].text
+    (offline,) = Recognizer(Model.load(path)).transcribe([pcm], timestamps=True)
+    assert row["source"] == "-" and row["text"] == offline.text
+    assert row["words"] == offline.to_dict()["words"] and row["words"]
     # a model that cannot stream: one line naming why, for each input (--on-error skip), exit 1
     blstm = model_with(
         {"class_path": "recognizer.encoders.BLSTMEncoder", "init_args": {"hidden_size": 24}}, frontend, waveform

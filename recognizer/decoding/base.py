@@ -46,7 +46,7 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -98,6 +98,25 @@ def option(default: Any, help: str, *, flag: str | None = None) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
 
 
+class DecodingStream(Protocol):
+    """A search fed one input's log-probabilities piece by piece (``Decoder.stream``)."""
+
+    def advance(self, log_probs: Tensor) -> None:
+        """The next (frames, vocab) log-probabilities."""
+
+    def finish(self) -> None:
+        """The input has ended."""
+
+    def copy(self) -> DecodingStream:
+        """An independent copy, to read ahead without changing this one."""
+
+    def best(self) -> list[int]:
+        """The labels of the best reading so far."""
+
+    def agreed(self) -> list[int]:
+        """The beginning of ``best`` that later frames cannot change."""
+
+
 class Decoder(ABC):
     """A decoder built for one set of options: ``decoder(log_probs, lengths)`` -> n-best per utterance.
 
@@ -129,6 +148,12 @@ class Decoder(ABC):
     def search(self, log_probs: Tensor, lengths: Tensor) -> list[list[Hypothesis]]:
         """N-best hypotheses per utterance, best first, of (batch, time, vocab) log-probabilities
         (already on :attr:`device`, if set) and their (batch,) lengths (on any device)."""
+
+    def stream(self) -> DecodingStream:
+        """A search over one input whose frames arrive in pieces (``recognizer.streaming``'s partial
+        results). Greedy and prefix beam search keep their state from piece to piece; a decoder without
+        a streaming search of its own returns one that reads ahead for it (``lm``: the prefix beam)."""
+        raise NotImplementedError(f"decoder {self.name!r} has no streaming search")
 
     def __call__(self, log_probs: Tensor, lengths: Tensor) -> list[list[Hypothesis]]:
         """:meth:`search` on :attr:`device` (the log-probabilities are moved there if it is set)."""

@@ -18,7 +18,10 @@ the ``beam`` decoder, :class:`BeamDecoder`).
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,7 +30,7 @@ from ..ctc import BLANK
 from .base import Decoder, Hypothesis, option, register
 from .frames import collapse_blank_frames
 
-__all__ = ["BeamDecoder", "BeamOptions", "Hypothesis", "prefix_beam_search"]
+__all__ = ["BeamDecoder", "BeamOptions", "Hypothesis", "PrefixBeamStream", "prefix_beam_search"]
 
 #: hypotheses kept per frame by the ``beam`` decoder
 DEFAULT_BEAM_SIZE = 8
@@ -151,40 +154,14 @@ def _prefix_beam_search(
     device, dtype = log_probs.device, log_probs.dtype
     batch, frames, vocab = log_probs.shape
     K = beam_size
-    nonblank = torch.tensor([c for c in range(vocab) if c != blank], device=device, dtype=torch.long)
-    # The labels each frame may extend with, and their log-probabilities, for all frames at once
-    # (most probable first when pruned, so that a frame's first ``widths[t]`` are the ones it tries).
-    if token_min_logp is not None or (token_beam is not None and token_beam < nonblank.numel()):
-        token_lp, token_index = log_probs.index_select(2, nonblank).topk(
-            min(token_beam or vocab, nonblank.numel()), dim=2
-        )
-        tokens = nonblank[token_index]
-    else:
-        tokens = nonblank.expand(batch, frames, -1)
-        token_lp = log_probs.index_select(2, nonblank)
-
     lengths_cpu = lengths.clamp(0, frames)
     frames_used = int(lengths_cpu.max()) if batch else 0
     # Utterances still running at each frame: the first ``running[t]`` rows (longest first).
     running = (torch.arange(frames_used)[:, None] < lengths_cpu[None, :]).sum(1).tolist()
-    widths = [tokens.shape[2]] * frames_used
-    if token_min_logp is not None and frames_used and tokens.shape[2]:
-        valid = torch.arange(frames, device=device)[None, :] < lengths_cpu.to(device)[:, None]
-        above = token_lp >= token_min_logp
-        above[:, :, 0] = True  # the most probable label (sorted first)
-        widths = (above & valid[:, :, None]).sum(2).amax(0)[:frames_used].tolist()  # the widest running row
-        token_lp = token_lp.masked_fill(~above, _NEG_INF)
+    tokens, token_lp, widths = _labels_to_try(log_probs, lengths_cpu, frames_used, token_beam, token_min_logp, blank)
     stats = _Stats()
 
-    beams = _Beams(
-        pb=torch.full((batch, K), _NEG_INF, device=device, dtype=dtype),
-        pnb=torch.full((batch, K), _NEG_INF, device=device, dtype=dtype),
-        last=torch.full((batch, K), blank, device=device, dtype=torch.long),
-        length=torch.zeros((batch, K), device=device, dtype=torch.long),
-        hash=torch.zeros((batch, K), device=device, dtype=torch.long),
-        parent=torch.full((batch, K), _NO_PARENT, device=device, dtype=torch.long),
-    )
-    beams.pb[:, 0] = 0.0  # the single empty prefix
+    beams = _empty_beams(batch, K, blank, device, dtype)
     # Back-pointers: the slot a hypothesis came from and the label it appended (-1: none).
     source = torch.arange(K, device=device).expand(frames_used, batch, K).clone()
     appended = torch.full((frames_used, batch, K), -1, device=device, dtype=torch.long)
@@ -207,6 +184,51 @@ def _prefix_beam_search(
     for position, index in enumerate(order.tolist()):
         unsorted[index] = results[position]
     return unsorted, stats
+
+
+def _labels_to_try(
+    log_probs: Tensor,
+    lengths: Tensor,
+    frames_used: int,
+    token_beam: int | None,
+    token_min_logp: float | None,
+    blank: int,
+) -> tuple[Tensor, Tensor, list[int]]:
+    """The labels each frame may extend with and their log-probabilities, (batch, time, labels), for all
+    frames at once (most probable first when pruned), and how many of them each frame tries: the first
+    ``widths[t]``, as many as its widest running utterance needs (the others' extra labels are -inf)."""
+    batch, frames, vocab = log_probs.shape
+    nonblank = torch.tensor([c for c in range(vocab) if c != blank], device=log_probs.device, dtype=torch.long)
+    if token_min_logp is not None or (token_beam is not None and token_beam < nonblank.numel()):
+        token_lp, token_index = log_probs.index_select(2, nonblank).topk(
+            min(token_beam or vocab, nonblank.numel()), dim=2
+        )
+        tokens = nonblank[token_index]
+    else:
+        tokens = nonblank.expand(batch, frames, -1)
+        token_lp = log_probs.index_select(2, nonblank)
+    widths = [tokens.shape[2]] * frames_used
+    if token_min_logp is not None and frames_used and tokens.shape[2]:
+        valid = torch.arange(frames, device=log_probs.device)[None, :] < lengths.to(log_probs.device)[:, None]
+        above = token_lp >= token_min_logp
+        above[:, :, 0] = True  # the most probable label (sorted first)
+        widths = (above & valid[:, :, None]).sum(2).amax(0)[:frames_used].tolist()  # the widest running row
+        token_lp = token_lp.masked_fill(~above, _NEG_INF)
+    return tokens, token_lp, widths
+
+
+def _empty_beams(batch: int, K: int, blank: int, device: torch.device, dtype: torch.dtype) -> _Beams:
+    """The search's start: the empty prefix alone in each utterance's beam."""
+    beams = _Beams(
+        pb=torch.full((batch, K), _NEG_INF, device=device, dtype=dtype),
+        pnb=torch.full((batch, K), _NEG_INF, device=device, dtype=dtype),
+        last=torch.full((batch, K), blank, device=device, dtype=torch.long),
+        length=torch.zeros((batch, K), device=device, dtype=torch.long),
+        hash=torch.zeros((batch, K), device=device, dtype=torch.long),
+        parent=torch.full((batch, K), _NO_PARENT, device=device, dtype=torch.long),
+    )
+    beams.pb[:, 0] = 0.0
+    return beams
 
 
 def _expand(
@@ -305,6 +327,105 @@ class BeamOptions:
             raise ValueError(f"blank_skip must be a probability in (0, 1] (or None for off), got {self.blank_skip}")
 
 
+#: a hypothesis' labels as a linked list from its last label back, ``(label, rest)``; None: the empty prefix
+Labels = tuple[int, Any] | None
+
+
+def _unlink(labels: Labels) -> list[int]:
+    out = []
+    while labels is not None:
+        out.append(labels[0])
+        labels = labels[1]
+    return out[::-1]
+
+
+class PrefixBeamStream:
+    """The ``beam`` decoder's search (blank collapse, label floor, prefix beam search) over one input
+    whose log-probabilities arrive in pieces: ``advance`` with the next frames, ``best`` and ``agreed``
+    for the reading so far, ``finish`` at the end, ``copy`` to read ahead without changing the stream.
+
+    Fed an input's frames in any pieces, it keeps the beam ``BeamDecoder.search`` keeps over the whole
+    input: the same frames are searched with the same labels (a run of confident blank frames is held
+    back until it ends, since its collapsed frame carries the whole run's blank score). Labels are
+    kept as linked lists, so a frame costs the same however long the transcript is."""
+
+    def __init__(self, options: BeamOptions, blank: int = BLANK) -> None:
+        self.options, self.blank = options, blank
+        self.plus = torch.maximum if options.beam_size == 1 else torch.logaddexp
+        self.beams: _Beams | None = None  # from the first frame, in its dtype
+        self.labels: list[Labels] = [None] * options.beam_size
+        self.held: Tensor | None = None  # the first frame of a run of confident blanks, not searched yet
+        self.run_blank = torch.zeros(())  # the blank log-probabilities of the run's later frames, summed
+
+    @torch.inference_mode()
+    def advance(self, log_probs: Tensor) -> None:
+        """The next (frames, vocab) log-probabilities."""
+        if log_probs.dtype not in (torch.float32, torch.float64):
+            log_probs = log_probs.float()
+        skip = self.options.blank_skip
+        confident = (log_probs[:, self.blank] >= math.log(skip)).tolist() if skip is not None else []
+        for t in range(log_probs.shape[0]):
+            if skip is not None and confident[t]:
+                if self.held is None:
+                    self.held, self.run_blank = log_probs[t], log_probs.new_zeros(())
+                else:
+                    self.run_blank = self.run_blank + log_probs[t, self.blank]
+                continue
+            self._flush()
+            self._search(log_probs[t])
+
+    def finish(self) -> None:
+        """The input has ended: search the frame still held back."""
+        with torch.inference_mode():
+            self._flush()
+
+    def copy(self) -> PrefixBeamStream:
+        other = copy.copy(self)  # the beams' tensors are replaced, never changed in place
+        other.labels = list(self.labels)
+        return other
+
+    def best(self) -> list[int]:
+        """The labels of the most probable prefix so far."""
+        if self.beams is None:
+            return []
+        return _unlink(self.labels[int(self.plus(self.beams.pb, self.beams.pnb)[0].argmax())])
+
+    def agreed(self) -> list[int]:
+        """The labels every prefix in the beam begins with: later frames only extend them."""
+        if self.beams is None:
+            return []
+        alive = (self.plus(self.beams.pb, self.beams.pnb)[0] > _NEG_INF).tolist()
+        hypotheses = [_unlink(labels) for labels, live in zip(self.labels, alive) if live]
+        agreed = 0
+        while all(len(h) > agreed and h[agreed] == hypotheses[0][agreed] for h in hypotheses):
+            agreed += 1
+        return hypotheses[0][:agreed]
+
+    def _flush(self) -> None:
+        if self.held is not None:
+            held, self.held = self.held + self.run_blank, None
+            self._search(held)
+
+    def _search(self, lp: Tensor) -> None:
+        if self.beams is None:
+            self.beams = _empty_beams(1, self.options.beam_size, self.blank, lp.device, lp.dtype)
+        tokens, token_lp, (width,) = _labels_to_try(
+            lp[None, None],
+            torch.ones(1, dtype=torch.long),
+            1,
+            self.options.token_beam,
+            self.options.token_min_logp,
+            self.blank,
+        )
+        self.beams, source, appended, _ = _expand(
+            self.beams, lp[None], tokens[:, 0, :width], token_lp[:, 0, :width], self.blank, self.plus
+        )
+        self.labels = [
+            self.labels[slot] if label < 0 else (label, self.labels[slot])
+            for slot, label in zip(source[0].tolist(), appended[0].tolist())
+        ]
+
+
 @register
 class BeamDecoder(Decoder):
     """``beam``: :func:`prefix_beam_search`, after collapsing confident blank runs (``blank_skip``), on the
@@ -326,3 +447,6 @@ class BeamDecoder(Decoder):
             token_beam=self.options.token_beam,
             token_min_logp=self.options.token_min_logp,
         )
+
+    def stream(self) -> PrefixBeamStream:
+        return PrefixBeamStream(self.options)

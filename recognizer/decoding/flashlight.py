@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..ctc import BLANK, UNK, WORD_BOUNDARY
 from .base import Decoder, Hypothesis, option, register
-from .beam import BEAM_SIZE_HELP, BeamOptions
+from .beam import BEAM_SIZE_HELP, BeamOptions, PrefixBeamStream
 from .frames import collapse_blank_frames, floor_labels
 
 log = logging.getLogger(__name__)
@@ -353,6 +353,15 @@ class LMDecoder(Decoder):
             )
         self._decoders[token_beam] = decoder
         return decoder
+
+    def stream(self) -> PrefixBeamStream:
+        """Partial results read by the prefix beam search without the LM (the ``beam`` decoder's beam,
+        this decoder's label floor and blank collapse): flashlight's search cannot be resumed. A stream's
+        final transcript is this decoder's, over the whole input."""
+        o = self.options
+        return PrefixBeamStream(
+            BeamOptions(token_beam=o.token_beam, token_min_logp=o.token_min_logp, blank_skip=o.blank_skip)
+        )
 
     def search(self, log_probs: Tensor, lengths: Tensor) -> list[list[Hypothesis]]:
         """N-best label sequences (distinct, best first) with their total scores, per utterance."""

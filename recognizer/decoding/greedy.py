@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,34 @@ def _best_path(log_probs: Tensor, lengths: Tensor, blank: int = BLANK) -> list[t
     return best_path(log_probs.detach().float().cpu().numpy(), lengths.cpu().numpy(), blank)
 
 
+class GreedyStream:
+    """The best path of an input whose frames arrive in pieces (a ``base.DecodingStream``): each frame's
+    best label, repeats merged across pieces; every label is final once its frame is."""
+
+    def __init__(self, blank: int = BLANK) -> None:
+        self.blank, self.last = blank, blank
+        self.labels: list[int] = []
+
+    def advance(self, log_probs: Tensor) -> None:
+        for label in log_probs.argmax(dim=-1).tolist():  # the first of equal maxima, as numpy's argmax
+            if label != self.blank and label != self.last:
+                self.labels.append(label)
+            self.last = label
+
+    def finish(self) -> None:
+        pass
+
+    def copy(self) -> GreedyStream:
+        other = copy.copy(self)
+        other.labels = list(self.labels)
+        return other
+
+    def best(self) -> list[int]:
+        return list(self.labels)
+
+    agreed = best
+
+
 @dataclass(frozen=True)
 class GreedyOptions:
     """The best path has no settings."""
@@ -38,3 +67,6 @@ class GreedyDecoder(Decoder):
 
     def search(self, log_probs: Tensor, lengths: Tensor) -> list[list[Hypothesis]]:
         return [[Hypothesis(labels, score)] for labels, score in _best_path(log_probs, lengths)]
+
+    def stream(self) -> GreedyStream:
+        return GreedyStream()
