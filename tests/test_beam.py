@@ -188,6 +188,27 @@ def test_a_label_floor_narrows_each_frame_to_the_labels_above_it() -> None:
     assert both_stats.candidates <= floored_stats.candidates
 
 
+def test_a_prune_threshold_empties_far_prefixes_and_shrinks_the_work() -> None:
+    lengths = torch.tensor([30, 24, 30, 0])
+    peaky = peaky_log_probs(4, 30, 12, seed=7)
+    exact, exact_stats = _prefix_beam_search(peaky, lengths, beam_size=8, nbest=2)
+    pruned, pruned_stats = _prefix_beam_search(peaky, lengths, beam_size=8, nbest=2, prune_threshold=3.0)
+    assert [h[0].labels for h in pruned] == [h[0].labels for h in exact]
+    # the runner-up prefixes are ~5 nats below the best here: one live prefix per frame, not 8
+    assert pruned_stats.candidates <= 0.2 * exact_stats.candidates
+    # no prefix is dropped by a threshold wider than any score gap: the same search, slot for slot
+    _same(exact, _prefix_beam_search(peaky, lengths, beam_size=8, nbest=2, prune_threshold=1e9)[0])
+    assert all(len(h) == 1 for h in pruned)  # nbest 2, but the runner-up was dropped
+    # batched = alone, with pruning too
+    for i, n in enumerate(lengths.tolist()):
+        [single] = prefix_beam_search(
+            peaky[i : i + 1, :n], torch.tensor([n]), beam_size=8, nbest=2, prune_threshold=3.0
+        )
+        assert [h.labels for h in single] == [h.labels for h in pruned[i]]
+    with pytest.raises(ValueError, match="prune_threshold must be positive"):
+        BeamOptions(prune_threshold=0.0)
+
+
 def test_the_lm_decoders_label_floor_keeps_the_blank_and_each_frames_best_label() -> None:
     from recognizer.decoding.frames import floor_labels
 
@@ -303,12 +324,14 @@ def test_blank_skipping_gives_the_same_search_on_peaky_outputs():
 
 @pytest.mark.parametrize("blank_skip", [None, 0.9])
 @pytest.mark.parametrize("beam_size", [1, 4])
-@pytest.mark.parametrize("token_min_logp", [None, -2.0])
-def test_a_stream_fed_in_pieces_keeps_the_offline_search(blank_skip, beam_size, token_min_logp):
+@pytest.mark.parametrize("token_min_logp, prune_threshold", [(None, None), (-2.0, None), (-8.0, 3.0)])
+def test_a_stream_fed_in_pieces_keeps_the_offline_search(blank_skip, beam_size, token_min_logp, prune_threshold):
     """``Decoder.stream``: frames in random pieces -> the same best prefix as the search over all of
     them; what it calls agreed only grows, and every reading ahead begins with it."""
     generator = torch.Generator().manual_seed(beam_size * 7 + (blank_skip is None))
-    options = BeamOptions(beam_size=beam_size, blank_skip=blank_skip, token_min_logp=token_min_logp)
+    options = BeamOptions(
+        beam_size=beam_size, blank_skip=blank_skip, token_min_logp=token_min_logp, prune_threshold=prune_threshold
+    )
     for trial in range(12):
         frames = int(torch.randint(1, 90, (1,), generator=generator))
         logits = torch.randn(frames, 6, generator=generator) * 4

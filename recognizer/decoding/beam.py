@@ -39,6 +39,9 @@ DEFAULT_BLANK_SKIP = 0.999
 #: labels below this log-probability (p = 0.03 %) are not tried at a frame (None: every label):
 #: benchmarks/RESULTS.md, "Decoding speed"
 DEFAULT_TOKEN_MIN_LOGP = -8.0
+#: prefixes further below a frame's best than this (nats) are dropped (None: none):
+#: benchmarks/RESULTS.md, "Decoding speed"
+DEFAULT_PRUNE_THRESHOLD: float | None = None
 #: hypotheses returned per utterance
 DEFAULT_NBEST = 1
 BEAM_SIZE_HELP = "hypotheses kept per frame"
@@ -62,12 +65,22 @@ class _Beams:
     hash: Tensor
     parent: Tensor  # hash of the prefix without its last label
 
-    def head(self, n: int) -> _Beams:
-        return _Beams(*(getattr(self, f)[:n] for f in self.__dataclass_fields__))
+    def head(self, rows: int, slots: int) -> _Beams:
+        """The first ``rows`` utterances' first ``slots`` hypotheses (a view)."""
+        return _Beams(*(getattr(self, f)[:rows, :slots] for f in self.__dataclass_fields__))
 
     def put_head(self, other: _Beams) -> None:
+        """Write ``other`` over the first rows and slots; the rows' slots after it become empty."""
+        rows, slots = other.pb.shape
         for f in self.__dataclass_fields__:
-            getattr(self, f)[: getattr(other, f).shape[0]] = getattr(other, f)
+            getattr(self, f)[:rows, :slots] = getattr(other, f)
+        self.pb[:rows, slots:] = _NEG_INF
+        self.pnb[:rows, slots:] = _NEG_INF
+
+    def live(self) -> int:
+        """Hypotheses in the widest row's beam: the best come first (``_expand`` sorts them), and a
+        slot whose prefix has probability 0 is empty."""
+        return int((self.pnb.logaddexp(self.pb) > _NEG_INF).sum(1).max()) if self.pb.numel() else 0
 
 
 @dataclass
@@ -86,6 +99,7 @@ def prefix_beam_search(
     token_beam: int | None = None,
     blank: int = BLANK,
     token_min_logp: float | None = None,
+    prune_threshold: float | None = None,
 ) -> list[list[Hypothesis]]:
     """CTC prefix beam search (no language model) on the device of ``log_probs``.
 
@@ -111,6 +125,10 @@ def prefix_beam_search(
             leave one or two labels above a floor of -8 (p = 0.03 %), and the search's work follows:
             each frame is as wide as its widest running utterance needs (the others' extra labels are
             masked, so an utterance's result does not depend on its batch).
+        prune_threshold: per frame, keep only the prefixes whose score is within this many nats of the
+            utterance's best (``None``: all ``beam_size``). A peaky model's beam then holds a few live
+            prefixes at most frames, and the search's work shrinks with it: each frame expands only as
+            many slots as the widest running beam has live.
 
     Returns:
         Per utterance, up to ``nbest`` hypotheses, best first. ``score`` is log(p_blank +
@@ -118,9 +136,16 @@ def prefix_beam_search(
         the paths the search kept (exact when the beam never prunes); for ``beam_size == 1`` the
         best path's log-probability.
     """
-    return _prefix_beam_search(log_probs, lengths, beam_size, nbest, token_beam, blank, token_min_logp=token_min_logp)[
-        0
-    ]
+    return _prefix_beam_search(
+        log_probs,
+        lengths,
+        beam_size,
+        nbest,
+        token_beam,
+        blank,
+        token_min_logp=token_min_logp,
+        prune_threshold=prune_threshold,
+    )[0]
 
 
 @torch.inference_mode()  # cheaper per operation than no_grad: the time loop runs many small ones
@@ -133,6 +158,7 @@ def _prefix_beam_search(
     blank: int = BLANK,
     viterbi: bool | None = None,
     token_min_logp: float | None = None,
+    prune_threshold: float | None = None,
 ) -> tuple[list[list[Hypothesis]], _Stats]:
     """``prefix_beam_search`` plus work counters; ``viterbi=None`` means ``beam_size == 1``."""
     if log_probs.dim() != 3:
@@ -141,6 +167,8 @@ def _prefix_beam_search(
         raise ValueError(f"beam_size and nbest must be >= 1, got {beam_size} and {nbest}")
     if token_beam is not None and token_beam < 1:
         raise ValueError(f"token_beam must be >= 1 or None, got {token_beam}")
+    if prune_threshold is not None and not prune_threshold > 0:
+        raise ValueError(f"prune_threshold must be positive or None, got {prune_threshold}")
     if viterbi is None:
         viterbi = beam_size == 1
     plus = torch.maximum if viterbi else torch.logaddexp
@@ -166,16 +194,22 @@ def _prefix_beam_search(
     source = torch.arange(K, device=device).expand(frames_used, batch, K).clone()
     appended = torch.full((frames_used, batch, K), -1, device=device, dtype=torch.long)
 
+    slots = 1  # hypotheses the widest running beam holds: only the empty prefix at first
     for t in range(frames_used):
         n, w = running[t], widths[t]
         new, src, app, n_cand = _expand(
-            beams.head(n), log_probs[:n, t], tokens[:n, t, :w], token_lp[:n, t, :w], blank, plus
+            beams.head(n, slots),
+            log_probs[:n, t],
+            tokens[:n, t, :w],
+            token_lp[:n, t, :w],
+            blank,
+            plus,
+            K,
+            prune_threshold,
         )
-        if n == batch:
-            beams = new
-        else:
-            beams.put_head(new)
-        source[t, :n], appended[t, :n] = src, app
+        beams.put_head(new)
+        source[t, :n, : src.shape[1]], appended[t, :n, : src.shape[1]] = src, app
+        slots = new.live() if prune_threshold is not None else new.pb.shape[1]
         stats.candidates += n_cand
         stats.full_frames += n
 
@@ -232,9 +266,17 @@ def _empty_beams(batch: int, K: int, blank: int, device: torch.device, dtype: to
 
 
 def _expand(
-    beams: _Beams, lp: Tensor, tokens: Tensor, token_lp: Tensor, blank: int, plus
+    beams: _Beams,
+    lp: Tensor,
+    tokens: Tensor,
+    token_lp: Tensor,
+    blank: int,
+    plus,
+    beam_size: int,
+    prune_threshold: float | None = None,
 ) -> tuple[_Beams, Tensor, Tensor, int]:
-    """One full frame: candidates, merge of equal prefixes, top ``beam`` per utterance."""
+    """One full frame: candidates, merge of equal prefixes, the best ``beam_size`` per utterance, best
+    first, and of those only the ones within ``prune_threshold`` of the best (the others empty)."""
     rows, K = beams.pb.shape
     vocab = lp.shape[1]
     neg_inf = torch.tensor(_NEG_INF, device=lp.device, dtype=lp.dtype)
@@ -264,15 +306,18 @@ def _expand(
     extend = extend.masked_fill(taken, _NEG_INF)
 
     scores = torch.cat([plus(stay_pb, stay_pnb), extend.reshape(rows, K * n_tok)], dim=1)
-    best, index = scores.topk(K, dim=1)
+    best, index = scores.topk(min(beam_size, scores.shape[1]), dim=1)
+    if prune_threshold is not None:
+        best = best.masked_fill(best < best[:, :1] - prune_threshold, _NEG_INF)
     is_ext = index >= K
     offset = (index - K).clamp(min=0)
     src = torch.where(is_ext, offset // n_tok, index)
     label = torch.where(is_ext, tokens.gather(1, offset % n_tok), -1)
     src_hash = beams.hash.gather(1, src)
+    pruned = best == _NEG_INF
     new = _Beams(
-        pb=torch.where(is_ext, neg_inf, stay_pb.gather(1, src)),
-        pnb=torch.where(is_ext, best, stay_pnb.gather(1, src)),
+        pb=torch.where(is_ext | pruned, neg_inf, stay_pb.gather(1, src)),
+        pnb=torch.where(is_ext, best, stay_pnb.gather(1, src).masked_fill(pruned, _NEG_INF)),
         last=torch.where(is_ext, label, beams.last.gather(1, src)),
         length=beams.length.gather(1, src) + is_ext.long(),
         hash=torch.where(is_ext, src_hash * _HASH_BASE + label + 1, src_hash),
@@ -311,6 +356,9 @@ class BeamOptions:
         DEFAULT_TOKEN_MIN_LOGP,
         "beam and lm: per frame, try only labels with at least this log-probability (always the best); None: all",
     )
+    prune_threshold: float | None = option(
+        DEFAULT_PRUNE_THRESHOLD, "beam: drop prefixes this many nats below a frame's best (None: keep beam_size)"
+    )
     blank_skip: float | None = option(
         DEFAULT_BLANK_SKIP,
         "beam and lm: collapse runs of frames whose blank probability is at least this before the search; "
@@ -323,6 +371,8 @@ class BeamOptions:
             raise ValueError(f"nbest and beam_size must be at least 1, got {self.nbest} and {self.beam_size}")
         if self.token_beam is not None and self.token_beam < 1:
             raise ValueError(f"token_beam must be at least 1 (or None for every label), got {self.token_beam}")
+        if self.prune_threshold is not None and not self.prune_threshold > 0:
+            raise ValueError(f"prune_threshold must be positive (or None for none), got {self.prune_threshold}")
         if self.blank_skip is not None and not 0.0 < self.blank_skip <= 1.0:
             raise ValueError(f"blank_skip must be a probability in (0, 1] (or None for off), got {self.blank_skip}")
 
@@ -353,7 +403,7 @@ class PrefixBeamStream:
         self.options, self.blank = options, blank
         self.plus = torch.maximum if options.beam_size == 1 else torch.logaddexp
         self.beams: _Beams | None = None  # from the first frame, in its dtype
-        self.labels: list[Labels] = [None] * options.beam_size
+        self.labels: list[Labels] = [None]
         self.held: Tensor | None = None  # the first frame of a run of confident blanks, not searched yet
         self.run_blank = torch.zeros(())  # the blank log-probabilities of the run's later frames, summed
 
@@ -408,7 +458,7 @@ class PrefixBeamStream:
 
     def _search(self, lp: Tensor) -> None:
         if self.beams is None:
-            self.beams = _empty_beams(1, self.options.beam_size, self.blank, lp.device, lp.dtype)
+            self.beams = _empty_beams(1, 1, self.blank, lp.device, lp.dtype)  # the empty prefix
         tokens, token_lp, (width,) = _labels_to_try(
             lp[None, None],
             torch.ones(1, dtype=torch.long),
@@ -417,12 +467,22 @@ class PrefixBeamStream:
             self.options.token_min_logp,
             self.blank,
         )
-        self.beams, source, appended, _ = _expand(
-            self.beams, lp[None], tokens[:, 0, :width], token_lp[:, 0, :width], self.blank, self.plus
+        options = self.options
+        beams, source, appended, _ = _expand(
+            self.beams,
+            lp[None],
+            tokens[:, 0, :width],
+            token_lp[:, 0, :width],
+            self.blank,
+            self.plus,
+            options.beam_size,
+            options.prune_threshold,
         )
+        slots = beams.live() if options.prune_threshold is not None else beams.pb.shape[1]  # as the batch search
+        self.beams = beams.head(1, slots)
         self.labels = [
             self.labels[slot] if label < 0 else (label, self.labels[slot])
-            for slot, label in zip(source[0].tolist(), appended[0].tolist())
+            for slot, label in zip(source[0, :slots].tolist(), appended[0, :slots].tolist())
         ]
 
 
@@ -446,6 +506,7 @@ class BeamDecoder(Decoder):
             nbest=self.options.nbest,
             token_beam=self.options.token_beam,
             token_min_logp=self.options.token_min_logp,
+            prune_threshold=self.options.prune_threshold,
         )
 
     def stream(self) -> PrefixBeamStream:

@@ -8,8 +8,9 @@ from torch import nn
 
 from .recurrent import RecurrentEncoder
 
-#: output frames a stream is read in (300 ms at stride 3): any size gives the same outputs
-CHUNK_SIZE = 10
+#: output frames a stream is read in: any size gives the same outputs, and with no look-ahead each frame
+#: is final as soon as its input has arrived, so a stream takes each one then
+CHUNK_SIZE = 1
 
 #: the LSTM's (h, c), each (layers, batch, hidden)
 State = tuple[torch.Tensor, torch.Tensor]
