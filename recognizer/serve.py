@@ -2,19 +2,20 @@
 
     recognizer serve --checkpoint speech.ckpt --checkpoint ink.ckpt      # http://127.0.0.1:8000
 
-- ``GET /health``: ``{"status": "ok", "models": [{"modality", "checkpoint", "alphabet"}, ...]}``.
+- ``GET /health``: ``{"status": "ok", "models": [{"modality", "checkpoint", "alphabet"}, ...],
+  "in_progress": <requests being read, waiting or transcribed>}``.
 - ``POST /transcribe``: one file as multipart form data (field ``file``: audio for the speech model,
   IAM-OnDB XML, InkML or ink JSON for the handwriting model; the file name's suffix says which) ->
   the JSON object ``recognizer-transcribe --output`` writes for it. Query parameters: ``decoder``
   (``greedy`` or ``beam``), ``beam_size``, ``nbest``, ``timestamps`` (``true``/``false``). A bad
   upload is a 4xx with ``{"error": "<one line>"}``: 400 unreadable or unusable input or parameters,
-  413 over ``--max-upload-mb`` or (audio) ``--max-seconds``, 415 a kind of file no loaded model reads,
-  503 when ``--max-waiting`` requests already wait for the model (``Retry-After`` says when to try
-  again). The server stays up.
+  413 over ``--max-upload-mb`` or (audio) ``--max-seconds``, 415 a kind of file no loaded model reads
+  (or audio whose header does not give its length), 503 when ``--max-waiting`` requests beyond one per
+  model are already in progress (``Retry-After`` says when to try again). The server stays up.
 
 It binds to 127.0.0.1 unless told otherwise: it runs models on whatever it is sent. LM decoding is
 not offered to requests (its files would be paths on the server). Each model transcribes one request
-at a time (PyTorch uses every core for one); requests wait their turn, up to ``--max-waiting`` of them.
+at a time (PyTorch uses every core for one); requests wait their turn in arrival order.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ import argparse
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,23 +65,16 @@ class Models:
     """The loaded models by modality, each behind a lock (one transcription at a time per model)."""
 
     def __init__(
-        self,
-        recognizers: dict[str, Recognizer],
-        checkpoints: dict[str, str],
-        max_seconds: float = DEFAULT_MAX_SECONDS,
-        max_waiting: int = DEFAULT_MAX_WAITING,
+        self, recognizers: dict[str, Recognizer], checkpoints: dict[str, str], max_seconds: float = DEFAULT_MAX_SECONDS
     ) -> None:
-        if not max_seconds > 0 or max_waiting < 0:
-            raise ValueError(f"max_seconds must be positive and max_waiting >= 0, got {max_seconds} and {max_waiting}")
-        self.recognizers, self.checkpoints = recognizers, checkpoints
-        self.max_seconds, self.max_waiting = max_seconds, max_waiting
+        if not max_seconds > 0:
+            raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+        self.recognizers, self.checkpoints, self.max_seconds = recognizers, checkpoints, max_seconds
         self.locks = {modality: threading.Lock() for modality in recognizers}
-        self.admitted = dict.fromkeys(recognizers, 0)  # requests transcribing or waiting, per model (under _count)
-        self._count = threading.Lock()
 
     @classmethod
     def load(cls, checkpoints: Sequence[str], device: str | None = None, **limits: Any) -> Models:
-        """The models of these checkpoints (one per modality); ``limits``: ``max_seconds``, ``max_waiting``."""
+        """The models of these checkpoints (one per modality); ``limits``: ``max_seconds``."""
         recognizers: dict[str, Recognizer] = {}
         paths: dict[str, str] = {}
         for checkpoint in checkpoints:
@@ -123,34 +116,31 @@ class Models:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"upload{suffix}"
             path.write_bytes(data)
-            seconds = audio_seconds(path) if modality == "audio" else None
-            if seconds is not None and seconds > self.max_seconds:
-                raise RequestError(
-                    413, f"{name}: {seconds:.0f} s of audio, over the server's limit of {self.max_seconds:g} s"
-                )
-            with self._turn(modality):
+            with self.locks[modality]:
                 try:
+                    if modality == "audio":
+                        self._check_length(path, name)
                     (transcript,) = self.recognizers[modality].transcribe([path], options, timestamps=timestamps)
+                except RequestError:
+                    raise
                 except (ValueError, OSError) as error:
                     message = one_line(str(error).replace(str(path), name))
                     raise RequestError(400, message) from None
         transcript.source = name
         return transcript.to_dict()
 
-    @contextmanager
-    def _turn(self, modality: str) -> Iterator[None]:
-        """The model to this request alone, after those before it; a 503 if too many are waiting."""
-        with self._count:
-            waiting = self.admitted[modality] - 1  # all but the one transcribing
-            if waiting >= self.max_waiting:
-                raise RequestError(503, f"busy: {waiting} requests wait for the {modality} model; try again")
-            self.admitted[modality] += 1
-        try:
-            with self.locks[modality]:
-                yield
-        finally:
-            with self._count:
-                self.admitted[modality] -= 1
+    def _check_length(self, path: Path, name: str) -> None:
+        """Audio over ``max_seconds`` is a 413 before it is decoded; audio whose header does not say how
+        long it is a 415 (decoding it to find out is what the limit is there to spare)."""
+        seconds = audio_seconds(path)
+        if seconds is None:
+            raise RequestError(
+                415, f"{name}: {path.suffix} audio tells its length only once decoded; send WAV, FLAC, OGG or MP3"
+            )
+        if seconds > self.max_seconds:
+            raise RequestError(
+                413, f"{name}: {seconds:.0f} s of audio, over the server's limit of {self.max_seconds:g} s"
+            )
 
 
 def request_options(query: dict[str, str]) -> tuple[Any, bool]:
@@ -184,30 +174,48 @@ def request_options(query: dict[str, str]) -> tuple[Any, bool]:
         raise RequestError(400, one_line(error)) from None
 
 
-def create_app(models: Models, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, hosts: Sequence[str] | None = None) -> Any:
+def create_app(
+    models: Models,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    hosts: Sequence[str] | None = None,
+    max_waiting: int = DEFAULT_MAX_WAITING,
+) -> Any:
     """The Starlette application (see the module docstring); ``hosts``: the only Host headers it
-    answers (a page elsewhere cannot reach a local server through DNS rebinding), None: any."""
+    answers (a page elsewhere cannot reach a local server through DNS rebinding), None: any;
+    ``max_waiting``: requests taken in beyond one per model, the rest answered 503 before their upload
+    is read.
+
+    A request waits for its model in the event loop (not in a worker thread), and reads its upload into
+    memory only when its turn has come: waiting requests hold a socket and a spooled file each."""
+    import anyio
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
 
+    if max_waiting < 0:
+        raise ValueError(f"max_waiting must be >= 0, got {max_waiting}")
     limit = int(max_upload_mb * 2**20)
     page = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
+    taken_in = 0  # requests being read, waiting or transcribed (changed only in the event loop)
+    capacity = max_waiting + len(models.recognizers)
+    turns: dict[str, Any] = {}  # an anyio.Lock per model, made in the event loop
 
     async def _transcribe_form(form: Any, request: Request) -> dict[str, Any]:
         upload = form.get("file")
         if upload is None or isinstance(upload, str) or not upload.filename:
             raise RequestError(400, "no file: send it in a multipart field named 'file', with its file name")
-        data = await upload.read(limit + 1)
-        if len(data) > limit:
-            raise RequestError(413, f"{upload.filename}: over the server's limit of {max_upload_mb:g} MB")
         name = os.path.basename(upload.filename)
-        return await run_in_threadpool(models.transcribe, name, data, dict(request.query_params))
+        modality = models.for_file(name)
+        async with turns.setdefault(modality, anyio.Lock()):
+            data = await upload.read(limit + 1)
+            if len(data) > limit:
+                raise RequestError(413, f"{upload.filename}: over the server's limit of {max_upload_mb:g} MB")
+            return await run_in_threadpool(models.transcribe, name, data, dict(request.query_params))
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse(models.health())
+        return JSONResponse({**models.health(), "in_progress": taken_in})
 
     async def index(request: Request) -> HTMLResponse:
         return HTMLResponse(page)
@@ -225,23 +233,36 @@ def create_app(models: Models, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, hos
                 raise too_big
         return bytes(body)
 
-    async def transcribe(request: Request) -> JSONResponse:
+    async def _form(request: Request) -> Any:
+        """The multipart form, parsed from a body read no further than the limit."""
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise RequestError(400, "send the file as multipart/form-data, in a field named 'file'")
+        body = await _bounded_body(request)
+
+        async def replay() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
         try:
-            if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-                raise RequestError(400, "send the file as multipart/form-data, in a field named 'file'")
-            body = await _bounded_body(request)
+            return await Request(request.scope, replay).form(max_files=1, max_fields=8)
+        except Exception as error:  # the multipart parser's errors: a malformed body
+            raise RequestError(400, f"a malformed form: {' '.join(str(error).split())}") from None
+        finally:
+            body = b""  # the form holds the upload now (spooled to disk past 1 MB)
 
-            async def replay() -> dict[str, Any]:
-                return {"type": "http.request", "body": body, "more_body": False}
-
+    async def transcribe(request: Request) -> JSONResponse:
+        nonlocal taken_in
+        try:
+            if taken_in >= capacity:
+                raise RequestError(503, f"busy: {taken_in} requests in progress; try again")
+            taken_in += 1
             try:
-                form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
-            except Exception as error:  # the multipart parser's errors: a malformed body
-                raise RequestError(400, f"a malformed form: {' '.join(str(error).split())}") from None
-            try:
-                return JSONResponse(await _transcribe_form(form, request))
+                form = await _form(request)
+                try:
+                    return JSONResponse(await _transcribe_form(form, request))
+                finally:
+                    await form.close()  # its spooled upload
             finally:
-                await form.close()  # its spooled upload
+                taken_in -= 1
         except RequestError as error:
             headers = {"Retry-After": str(RETRY_AFTER_S)} if error.status == 503 else None
             return JSONResponse({"error": str(error)}, status_code=error.status, headers=headers)
@@ -272,7 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="longest audio accepted (seconds)"
     )
     parser.add_argument(
-        "--max-waiting", type=int, default=DEFAULT_MAX_WAITING, help="requests that may wait for a busy model"
+        "--max-waiting",
+        type=int,
+        default=DEFAULT_MAX_WAITING,
+        help="requests taken in beyond one per model (503 after)",
     )
     return parser
 
@@ -282,8 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     args = build_parser().parse_args(argv)
-    models = Models.load(args.checkpoint, args.device, max_seconds=args.max_seconds, max_waiting=args.max_waiting)
+    models = Models.load(args.checkpoint, args.device, max_seconds=args.max_seconds)
     local = args.host in LOCAL_HOSTS
-    app = create_app(models, args.max_upload_mb, LOCAL_HOSTS if local else None)
+    app = create_app(models, args.max_upload_mb, LOCAL_HOSTS if local else None, args.max_waiting)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Partial:
     """What a stream has given so far: ``text`` the best reading now, ``stable`` its beginning that
-    more audio will not change (the best path over the final frames), ``frames`` those final frames."""
+    more audio will not change (what the search over the final frames has settled; empty for ``lm``,
+    whose final search may rewrite anything), ``frames`` those final frames."""
 
     text: str
     stable: str

@@ -33,11 +33,20 @@ def to_samples(sample_rate: int, ms: float) -> int:
     return round(sample_rate * ms / 1000)
 
 
+def _by_libsndfile(path: str) -> bool:
+    return Path(path).suffix.lower().lstrip(".") in _LIBSNDFILE_SUFFIXES or not Path(path).suffix
+
+
+def _unreadable(path: str, error: Exception) -> AudioError:
+    reason = str(error).replace(f"Error opening {path!r}: ", "")  # soundfile repeats the path
+    return AudioError(f"{path}: cannot read audio ({reason})")
+
+
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """An audio file's samples mixed to mono (float32, not yet checked: see ``checked_mono``) and its rate."""
     path = str(path)
     try:
-        if Path(path).suffix.lower().lstrip(".") in _LIBSNDFILE_SUFFIXES or not Path(path).suffix:
+        if _by_libsndfile(path):
             data, rate = soundfile.read(path, dtype="float32", always_2d=True)
             data = data.mean(axis=1)
         else:  # e.g. M4A/AAC: librosa's audioread fallback, which needs a system decoder
@@ -47,19 +56,21 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
                 warnings.simplefilter("ignore")
                 data, rate = librosa.load(path, sr=None, mono=True, dtype=np.float32)
     except Exception as error:
-        reason = str(error).replace(f"Error opening {path!r}: ", "")  # soundfile repeats the path
-        raise AudioError(f"{path}: cannot read audio ({reason})") from None
+        raise _unreadable(path, error) from None
     return data, int(rate)
 
 
 def audio_seconds(path: str | os.PathLike) -> float | None:
-    """An audio file's duration from its header, without decoding it; None when the header does not say
-    (a format libsndfile does not read: reading the file will tell)."""
-    try:
-        info = soundfile.info(str(path))
-    except Exception:  # not audio, or not libsndfile's: reading it gives the one-line error
+    """An audio file's duration from its header, without decoding it; None for a format whose length
+    is known only once decoded (M4A/AAC through librosa). An unreadable file is an ``AudioError``."""
+    path = str(path)
+    if not _by_libsndfile(path):
         return None
-    return info.frames / info.samplerate if info.samplerate > 0 and info.frames >= 0 else None
+    try:
+        info = soundfile.info(path)
+    except Exception as error:
+        raise _unreadable(path, error) from None
+    return info.frames / info.samplerate if info.samplerate > 0 else 0.0
 
 
 def checked_mono(waveform: Any, name: str = "<array>") -> np.ndarray:

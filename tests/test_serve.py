@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,7 +40,9 @@ def served(an4_files, tmp_path_factory):
     ink = Model({"alphabet": "abc "}, InkFrontend().config(), SMALL)
     paths = [speech.save(folder / "speech.pt"), ink.save(folder / "ink.pt")]
     models = Models.load([str(p) for p in paths], "cpu")
-    return TestClient(create_app(models, max_upload_mb=1.0)), models, paths
+    # one event loop for every request, as under uvicorn (the app's per-model locks belong to it)
+    with TestClient(create_app(models, max_upload_mb=1.0)) as client:
+        yield client, models, paths
 
 
 def post(client, path: Path | None = None, name: str | None = None, data: bytes | None = None, **query):
@@ -138,35 +140,31 @@ def test_a_local_server_answers_only_requests_addressed_to_it(served):
 
 
 def test_limits_on_length_waiting_and_chunked_uploads(served, an4_files):
-    """Audio over --max-seconds is a 413 before the model runs; a request finding --max-waiting others
-    waiting for a busy model is a 503 with Retry-After; a chunked upload (no Content-Length) is cut
-    off at the size limit rather than read whole."""
+    """Audio over --max-seconds is a 413 before the model runs; with --max-waiting requests beyond one per
+    model in progress, the next is a 503 with Retry-After, before its upload is read; a chunked upload
+    (no Content-Length) is cut off at the size limit rather than read whole."""
     from starlette.testclient import TestClient
 
     _, models, _ = served
-    strict = Models(models.recognizers, models.checkpoints, max_seconds=0.5, max_waiting=0)
+    strict = Models(models.recognizers, models.checkpoints, max_seconds=0.5)
     client = TestClient(create_app(strict, max_upload_mb=0.1))
     response = post(client, an4_files[0])
     assert response.status_code == 413 and "s of audio, over the server's limit of 0.5 s" in response.json()["error"]
+    response = post(client, name="voice.m4a", data=b"\x00" * 100)
+    assert response.status_code == 415 and "voice.m4a: .m4a audio tells its length only once decoded" in response.text
 
-    roomy = Models(models.recognizers, models.checkpoints, max_waiting=0)
-    client = TestClient(create_app(roomy))
-    running, done = threading.Event(), threading.Event()
-
-    def transcribing() -> None:
-        with roomy._turn("audio"):
-            running.set()
-            done.wait(30)
-
-    worker = threading.Thread(target=transcribing)
-    worker.start()
-    running.wait(30)
-    response = post(client, an4_files[0])
-    done.set()
-    worker.join()
-    assert response.status_code == 503 and response.headers["retry-after"] == "1"
-    assert "busy" in response.json()["error"]
-    assert post(client, an4_files[0]).status_code == 200 and roomy.admitted["audio"] == 0
+    client = TestClient(create_app(models, max_waiting=1))  # two models: three requests at a time
+    with client, ThreadPoolExecutor(max_workers=3) as pool:
+        with models.locks["audio"]:  # the speech model is busy: requests pile up
+            pending = [pool.submit(post, client, an4_files[0]) for _ in range(3)]
+            deadline = time.monotonic() + 30
+            while client.get("/health").json()["in_progress"] < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            response = post(client, an4_files[0])
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert "busy: 3 requests in progress" in response.json()["error"]
+        assert [p.result().status_code for p in pending] == [200, 200, 200]  # all served, in turn
+    assert client.get("/health").json()["in_progress"] == 0
 
     # a chunked upload, straight through ASGI: the test client would read the whole body before sending
     received, answer = [], []

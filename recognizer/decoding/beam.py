@@ -209,7 +209,8 @@ def _prefix_beam_search(
         )
         beams.put_head(new)
         source[t, :n, : src.shape[1]], appended[t, :n, : src.shape[1]] = src, app
-        slots = new.live() if prune_threshold is not None else new.pb.shape[1]
+        # at least one slot: a frame of NaNs (a diverged model) leaves none live, and the search goes on empty
+        slots = max(1, new.live()) if prune_threshold is not None else new.pb.shape[1]
         stats.candidates += n_cand
         stats.full_frames += n
 
@@ -377,8 +378,9 @@ class BeamOptions:
             raise ValueError(f"blank_skip must be a probability in (0, 1] (or None for off), got {self.blank_skip}")
 
 
-#: a hypothesis' labels as a linked list from its last label back, ``(label, rest)``; None: the empty prefix
-Labels = tuple[int, Any] | None
+#: a hypothesis' labels as a linked list from its last label back, ``(label, rest, length)``; None: the
+#: empty prefix. Prefixes that grew from one hypothesis share its node.
+Labels = tuple[int, Any, int] | None
 
 
 def _unlink(labels: Labels) -> list[int]:
@@ -387,6 +389,23 @@ def _unlink(labels: Labels) -> list[int]:
         out.append(labels[0])
         labels = labels[1]
     return out[::-1]
+
+
+def _length(labels: Labels) -> int:
+    return 0 if labels is None else labels[2]
+
+
+def _common_node(nodes: list[Labels]) -> Labels:
+    """The longest prefix that every list in ``nodes`` grew from (by node identity): its work is the
+    lists' ends after it, not their whole length."""
+    if not nodes:
+        return None
+    shortest = min(_length(node) for node in nodes)
+    for _ in range(max(_length(node) for node in nodes) - shortest):
+        nodes = [node[1] if _length(node) > shortest else node for node in nodes]  # type: ignore[index]
+    while any(node is not nodes[0] for node in nodes):
+        nodes = [node[1] for node in nodes]  # type: ignore[index]
+    return nodes[0]
 
 
 class PrefixBeamStream:
@@ -445,11 +464,7 @@ class PrefixBeamStream:
         if self.beams is None:
             return []
         alive = (self.plus(self.beams.pb, self.beams.pnb)[0] > _NEG_INF).tolist()
-        hypotheses = [_unlink(labels) for labels, live in zip(self.labels, alive) if live]
-        agreed = 0
-        while all(len(h) > agreed and h[agreed] == hypotheses[0][agreed] for h in hypotheses):
-            agreed += 1
-        return hypotheses[0][:agreed]
+        return _unlink(_common_node([labels for labels, live in zip(self.labels, alive) if live]))
 
     def _flush(self) -> None:
         if self.held is not None:
@@ -478,10 +493,10 @@ class PrefixBeamStream:
             options.beam_size,
             options.prune_threshold,
         )
-        slots = beams.live() if options.prune_threshold is not None else beams.pb.shape[1]  # as the batch search
+        slots = max(1, beams.live()) if options.prune_threshold is not None else beams.pb.shape[1]  # as the batch
         self.beams = beams.head(1, slots)
         self.labels = [
-            self.labels[slot] if label < 0 else (label, self.labels[slot])
+            self.labels[slot] if label < 0 else (label, self.labels[slot], _length(self.labels[slot]) + 1)
             for slot, label in zip(source[0, :slots].tolist(), appended[0, :slots].tolist())
         ]
 

@@ -259,6 +259,14 @@ class LMOptions(BeamOptions):
             raise ValueError(f"beam_threshold must be positive, got {self.beam_threshold}")
 
 
+class _Unsettled(PrefixBeamStream):
+    """A prefix beam search that reads ahead for a search that will decide differently: nothing it finds
+    is settled."""
+
+    def agreed(self) -> list[int]:
+        return []
+
+
 @register
 class LMDecoder(Decoder):
     """``lm``: beam search with a lexicon and/or n-gram LM (see the module docstring), in flashlight-text's
@@ -357,9 +365,10 @@ class LMDecoder(Decoder):
     def stream(self) -> PrefixBeamStream:
         """Partial results read by the prefix beam search without the LM (the ``beam`` decoder's beam,
         this decoder's label floor and blank collapse): flashlight's search cannot be resumed. A stream's
-        final transcript is this decoder's, over the whole input."""
+        final transcript is this decoder's, over the whole input, which may rewrite any of them: nothing
+        is settled before it (``agreed`` is empty)."""
         o = self.options
-        return PrefixBeamStream(
+        return _Unsettled(
             BeamOptions(token_beam=o.token_beam, token_min_logp=o.token_min_logp, blank_skip=o.blank_skip)
         )
 
