@@ -92,7 +92,7 @@ def coloured_pixels(page: Any) -> int:
 @contextmanager
 def served(checkpoints: Sequence[Path]) -> Iterator[str]:
     """``recognizer serve`` on a free local port for the block; yields its address."""
-    import httpx
+    import httpx2 as httpx  # the test extra's HTTP client
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
