@@ -9,7 +9,7 @@
   the JSON object ``recognizer-transcribe --output`` writes for it. Query parameters: ``decoder``
   (``greedy`` or ``beam``), ``beam_size``, ``nbest``, ``timestamps`` (``true``/``false``). A bad
   upload is a 4xx with ``{"error": "<one line>"}``: 400 unreadable or unusable input or parameters,
-  413 over ``--max-upload-mb`` or (audio) ``--max-seconds``, 415 a kind of file no loaded model reads
+  413 over ``--max-upload-mb``, ``--max-seconds`` of audio or ``--max-points`` of ink, 415 a kind of file no loaded model reads
   (or audio whose header does not give its length), 503 when ``--max-waiting`` requests beyond one per
   model are already in progress (``Retry-After`` says when to try again). The server stays up.
 
@@ -39,6 +39,8 @@ DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 50.0
 #: the longest audio a request may send: 10 minutes, a few seconds of one core
 DEFAULT_MAX_SECONDS = 600.0
+#: the most pen points an ink may have: a page of handwriting is a few ten thousand
+DEFAULT_MAX_POINTS = 200_000
 #: requests that may wait for a busy model; more are answered 503 at once (each holds its upload)
 DEFAULT_MAX_WAITING = 128
 RETRY_AFTER_S = 1
@@ -65,16 +67,21 @@ class Models:
     """The loaded models by modality, each behind a lock (one transcription at a time per model)."""
 
     def __init__(
-        self, recognizers: dict[str, Recognizer], checkpoints: dict[str, str], max_seconds: float = DEFAULT_MAX_SECONDS
+        self,
+        recognizers: dict[str, Recognizer],
+        checkpoints: dict[str, str],
+        max_seconds: float = DEFAULT_MAX_SECONDS,
+        max_points: int = DEFAULT_MAX_POINTS,
     ) -> None:
-        if not max_seconds > 0:
-            raise ValueError(f"max_seconds must be positive, got {max_seconds}")
-        self.recognizers, self.checkpoints, self.max_seconds = recognizers, checkpoints, max_seconds
+        if not max_seconds > 0 or max_points < 1:
+            raise ValueError(f"max_seconds and max_points must be positive, got {max_seconds} and {max_points}")
+        self.recognizers, self.checkpoints = recognizers, checkpoints
+        self.max_seconds, self.max_points = max_seconds, max_points
         self.locks = {modality: threading.Lock() for modality in recognizers}
 
     @classmethod
     def load(cls, checkpoints: Sequence[str], device: str | None = None, **limits: Any) -> Models:
-        """The models of these checkpoints (one per modality); ``limits``: ``max_seconds``."""
+        """The models of these checkpoints (one per modality); ``limits``: ``max_seconds``, ``max_points``."""
         recognizers: dict[str, Recognizer] = {}
         paths: dict[str, str] = {}
         for checkpoint in checkpoints:
@@ -118,8 +125,7 @@ class Models:
             path.write_bytes(data)
             with self.locks[modality]:
                 try:
-                    if modality == "audio":
-                        self._check_length(path, name)
+                    self._check_length(path, name, modality)
                     (transcript,) = self.recognizers[modality].transcribe([path], options, timestamps=timestamps)
                 except RequestError:
                     raise
@@ -129,9 +135,17 @@ class Models:
         transcript.source = name
         return transcript.to_dict()
 
-    def _check_length(self, path: Path, name: str) -> None:
+    def _check_length(self, path: Path, name: str, modality: str) -> None:
         """Audio over ``max_seconds`` is a 413 before it is decoded; audio whose header does not say how
-        long it is a 415 (decoding it to find out is what the limit is there to spare)."""
+        long it is a 415 (decoding it to find out is what the limit is there to spare). Ink over
+        ``max_points`` is a 413 before its features are computed."""
+        if modality == "ink":
+            from .ink.formats import load_ink
+
+            points = sum(len(stroke) for stroke in load_ink(path).strokes)
+            if points > self.max_points:
+                raise RequestError(413, f"{name}: {points} points of ink, over the server's limit of {self.max_points}")
+            return
         seconds = audio_seconds(path)
         if seconds is None:
             raise RequestError(
@@ -292,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="longest audio accepted (seconds)"
     )
+    parser.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS, help="most pen points in an ink")
     parser.add_argument(
         "--max-waiting",
         type=int,
@@ -306,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     args = build_parser().parse_args(argv)
-    models = Models.load(args.checkpoint, args.device, max_seconds=args.max_seconds)
+    models = Models.load(args.checkpoint, args.device, max_seconds=args.max_seconds, max_points=args.max_points)
     local = args.host in LOCAL_HOSTS
     app = create_app(models, args.max_upload_mb, LOCAL_HOSTS if local else None, args.max_waiting)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

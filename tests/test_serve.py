@@ -150,6 +150,13 @@ def test_limits_on_length_waiting_and_chunked_uploads(served, an4_files):
     client = TestClient(create_app(strict, max_upload_mb=0.1))
     response = post(client, an4_files[0])
     assert response.status_code == 413 and "s of audio, over the server's limit of 0.5 s" in response.json()["error"]
+    many = json.dumps({"strokes": [[[i, i % 7] for i in range(200)]] * 10}).encode()  # 2,000 points
+    small = Models(models.recognizers, models.checkpoints, max_points=1000)
+    response = post(TestClient(create_app(small)), name="page.json", data=many)
+    assert (
+        response.status_code == 413
+        and "page.json: 2000 points of ink, over the server's limit of 1000" in response.text
+    )
     response = post(client, name="voice.m4a", data=b"\x00" * 100)
     assert response.status_code == 415 and "voice.m4a: .m4a audio tells its length only once decoded" in response.text
 
