@@ -125,8 +125,8 @@ class Models:
             path.write_bytes(data)
             with self.locks[modality]:
                 try:
-                    self._check_length(path, name, modality)
-                    (transcript,) = self.recognizers[modality].transcribe([path], options, timestamps=timestamps)
+                    source = self._admit(path, name, modality)
+                    (transcript,) = self.recognizers[modality].transcribe([source], options, timestamps=timestamps)
                 except RequestError:
                     raise
                 except (ValueError, OSError) as error:
@@ -135,17 +135,19 @@ class Models:
         transcript.source = name
         return transcript.to_dict()
 
-    def _check_length(self, path: Path, name: str, modality: str) -> None:
-        """Audio over ``max_seconds`` is a 413 before it is decoded; audio whose header does not say how
-        long it is a 415 (decoding it to find out is what the limit is there to spare). Ink over
-        ``max_points`` is a 413 before its features are computed."""
+    def _admit(self, path: Path, name: str, modality: str) -> Any:
+        """The upload to transcribe, once it is known to be within the limits: audio over ``max_seconds``
+        is a 413 before it is decoded; audio whose header does not say how long it is a 415 (decoding it
+        to find out is what the limit is there to spare). Ink over ``max_points`` is a 413 before its
+        features are computed; it is read once, and the ink read is what is transcribed."""
         if modality == "ink":
             from .ink.formats import load_ink
 
-            points = sum(len(stroke) for stroke in load_ink(path).strokes)
+            ink = load_ink(path)
+            points = sum(len(stroke) for stroke in ink.strokes)
             if points > self.max_points:
                 raise RequestError(413, f"{name}: {points} points of ink, over the server's limit of {self.max_points}")
-            return
+            return ink
         seconds = audio_seconds(path)
         if seconds is None:
             raise RequestError(
@@ -155,6 +157,7 @@ class Models:
             raise RequestError(
                 413, f"{name}: {seconds:.0f} s of audio, over the server's limit of {self.max_seconds:g} s"
             )
+        return path
 
 
 def request_options(query: dict[str, str]) -> tuple[Any, bool]:

@@ -62,9 +62,9 @@ class _Part(NamedTuple):
     boundaries: np.ndarray | None  # Frontend.frame_boundaries, in the whole input's points
 
 
-#: output frames (count x longest) per batch of decoding: the prefix beam search's time loop runs once per
-#: batch, whose rows drop out as they end, so one big batch is cheaper than several (1.4x on AN4 dev100);
-#: its back-pointers take 16 bytes x beam per frame (50 MiB at beam 32)
+#: output frames (count x longest) per batch of decoding: the searches run utterance by utterance, so this
+#: only bounds the padded log-probabilities a batch holds (the beam search's float64 copy: 8 bytes x labels
+#: per frame, 24 MiB for 30 labels)
 DECODE_MAX_FRAMES = 100_000
 
 

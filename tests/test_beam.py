@@ -1,4 +1,4 @@
-"""CTC prefix beam search: exactness against brute force, batching, beam 1 = greedy, pruning, device."""
+"""CTC prefix beam search: exactness against brute force, batching, beam 1 = greedy, pruning, streaming."""
 
 from __future__ import annotations
 
@@ -129,6 +129,13 @@ def test_batched_equals_one_at_a_time() -> None:
     assert batched[4] == [Hypothesis(labels=[], score=0.0)]  # zero frames: the empty prefix, probability 1
 
 
+def test_a_diverged_models_frames_leave_no_hypothesis() -> None:
+    log_probs = random_log_probs(2, 6, 4, seed=1)
+    log_probs[0, 3] = float("nan")  # a NaN frame within the first utterance only
+    found = prefix_beam_search(log_probs, torch.tensor([6, 6]), beam_size=4, nbest=2)
+    assert found[0] == [] and len(found[1]) == 2
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_beam_one_is_greedy(seed: int) -> None:
     lengths = torch.tensor([12, 20, 5, 17])
@@ -246,10 +253,15 @@ def test_float32_and_bad_arguments() -> None:
         prefix_beam_search(log_probs[0], torch.tensor([6]))
     with pytest.raises(ValueError):
         prefix_beam_search(log_probs, torch.tensor([6, 4]), beam_size=0)
+    # the compiled search does not check indices: what would read out of bounds is refused first
+    with pytest.raises(ValueError, match="blank must be a label"):
+        prefix_beam_search(log_probs, torch.tensor([6, 4]), blank=4)
+    with pytest.raises(ValueError, match="one per utterance"):
+        prefix_beam_search(log_probs, torch.tensor([6]))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_matches_cpu() -> None:
+def test_cuda_log_probs_are_searched_on_the_cpu_alike() -> None:
     lengths = torch.tensor([25, 18, 25])
     log_probs = peaky_log_probs(3, 25, 10, seed=4)
     cpu = prefix_beam_search(log_probs, lengths, beam_size=6, nbest=3, token_beam=7)

@@ -128,9 +128,9 @@ class Decoder(ABC):
         summary: a few words for ``--decoder``'s help.
         Options: its options, a frozen dataclass whose fields are made with :func:`option`.
         implied_by: options that select this decoder when none is named (``--lm`` selects ``lm``).
-        device: where the search runs: a device name (flashlight's C++ search: ``"cpu"``), or None
-            for wherever the log-probabilities are (the batched PyTorch searches). Set it in the class,
-            or in ``__init__`` when it depends on the options.
+        device: where the search runs: a device name (the compiled and C++ searches: ``"cpu"``), or
+            None for wherever the log-probabilities are. Set it in the class, or in ``__init__`` when it
+            depends on the options.
     """
 
     name: ClassVar[str]
