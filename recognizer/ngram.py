@@ -420,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--manifest", action="append", default=[], help="JSON-lines manifest; its 'text' fields (repeatable)"
     )
-    parser.add_argument("--order", type=int, default=3)
+    parser.add_argument("--order", type=int, default=3, help="n-gram order (the lm decoder loads up to 6)")
     parser.add_argument("--unit", choices=("word", "char"), default="word")
     normalization = parser.add_argument_group(
         "text normalization",

@@ -152,8 +152,13 @@ def test_bad_lexicons_and_lms_are_clear_errors(files, tmp_path):
         read_lexicon(malformed)
     corrupt = tmp_path / "corrupt.arpa"
     corrupt.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\tTHE\n")
-    with pytest.raises(LexiconError, match=f"{corrupt}: KenLM cannot load"):
+    with pytest.raises(LexiconError, match=f"{corrupt}: KenLM cannot load") as caught:
         run(lm=str(corrupt), lexicon=str(files["lexicon"]))
+    assert "\n" not in str(caught.value)  # KenLM's own message runs over lines: its first is kept
+    too_long = tmp_path / "chars7.arpa"  # flashlight-text's KenLM is compiled for orders up to 6
+    lm.build_arpa(["THE CAT SAT ON THE MAT"] * 3, 7, unit="char", path=too_long)
+    with pytest.raises(LexiconError, match=f"{too_long}: a 7-gram model; .* up to order 6 "):
+        run(lm=str(too_long))
     with pytest.raises(FileNotFoundError, match="missing.arpa"):
         run(lm=str(tmp_path / "missing.arpa"))
     wrong_size = torch.zeros(1, 4, 3).log_softmax(-1)

@@ -245,7 +245,8 @@ class PrefixBeamStream:
     def __init__(self, options: BeamOptions, blank: int = BLANK) -> None:
         from . import beam_kernel
 
-        self.options, self.blank, self.kernel = options, blank, beam_kernel
+        self.options, self.blank = options, blank
+        self.kernel: Any = beam_kernel  # numba's dispatchers take the kernels' arguments untyped
         self.settings = _kernel_settings(options.token_beam, options.token_min_logp, options.prune_threshold)
         # the kernel's six arrays and its live count; each step makes new arrays, so copies may share them
         self.beam: tuple[Any, ...] = beam_kernel.empty_beam(options.beam_size, blank)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -225,7 +226,14 @@ def _kenlm(path: str, dictionary: Any) -> Any:
         try:
             return KenLM(path, dictionary)
         except Exception as error:  # KenLM reports format errors as C++ exceptions with its own message
-            raise LexiconError(f"{path}: KenLM cannot load this language model: {error}") from None
+            order = re.search(r"has order (\d+) but KenLM was compiled to support up to (\d+)", str(error))
+            if order:
+                raise LexiconError(
+                    f"{path}: a {order[1]}-gram model; flashlight-text's KenLM loads n-grams up to order {order[2]} "
+                    f"(build it with recognizer-lm --order {order[2]} or lower)"
+                ) from None
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise LexiconError(f"{path}: KenLM cannot load this language model: {first_line}") from None
         finally:
             os.dup2(saved, 2)
             os.close(saved)
