@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from torchmetrics.functional.text import char_error_rate, word_error_rate
+from decoding_thresholds import measure as timed_decoding  # this folder's: WER, CER, inputs/s, texts
 
 import recognizer
 from recognizer.decoding import DecodingOptions
@@ -85,19 +84,8 @@ def main() -> None:
     grids, rows = {}, []
 
     def measure(name: str, options: DecodingOptions, setting: str) -> None:
-        seconds = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            transcripts = model.decode_log_probs(test_lp, options)
-            seconds.append(time.perf_counter() - start)
-        texts = [t.text or "" for t in transcripts]
-        row = {
-            "decoder": name,
-            "setting": setting,
-            "cer": float(char_error_rate(texts, test_refs)),
-            "wer": float(word_error_rate(texts, test_refs)),
-            "lines_per_s": len(test) / statistics.median(seconds),
-        }
+        wer, cer, lines_per_s, _ = timed_decoding(model, test_lp, test_refs, options, args.repeats)
+        row = {"decoder": name, "setting": setting, "cer": cer, "wer": wer, "lines_per_s": lines_per_s}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
 

@@ -144,9 +144,10 @@ class Models:
             from .ink.formats import load_ink
 
             ink = load_ink(path)
-            points = sum(len(stroke) for stroke in ink.strokes)
-            if points > self.max_points:
-                raise RequestError(413, f"{name}: {points} points of ink, over the server's limit of {self.max_points}")
+            if ink.num_points > self.max_points:
+                raise RequestError(
+                    413, f"{name}: {ink.num_points} points of ink, over the server's limit of {self.max_points}"
+                )
             return ink
         seconds = audio_seconds(path)
         if seconds is None:
