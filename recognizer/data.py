@@ -40,6 +40,10 @@ class LengthBudgetBatchSampler(Sampler[list[int]]):
     With ``tag_epoch`` each item is yielded as ``(index, epoch)``, so the dataset can seed the item's
     augmentation from it (independent of workers, prefetching and resumption). ``resume(epoch, done)``
     makes that epoch's iteration start after its first ``done`` batches (a resumed run).
+
+    The first ``sorted_epochs`` epochs keep their batches shortest first instead of shuffling them
+    (SortaGrad, Amodei et al. 2016, "Deep Speech 2", section 3.1): short utterances have few
+    alignments, so CTC leaves its all-blank start sooner on them.
     """
 
     def __init__(
@@ -54,7 +58,10 @@ class LengthBudgetBatchSampler(Sampler[list[int]]):
         equal_shards: bool = True,
         jitter: float = 0.1,
         tag_epoch: bool = False,
+        sorted_epochs: int = 0,
     ) -> None:
+        if sorted_epochs < 0:
+            raise ValueError(f"sorted_epochs must be >= 0, got {sorted_epochs}")
         self.lengths = list(lengths)
         self.max_frames = max_frames
         self.max_batch_size = max_batch_size
@@ -65,6 +72,7 @@ class LengthBudgetBatchSampler(Sampler[list[int]]):
         self.equal_shards = equal_shards
         self.jitter = jitter
         self.tag_epoch = tag_epoch
+        self.sorted_epochs = sorted_epochs
         self._resume: tuple[int, int] | None = None
         self.set_epoch(0)
 
@@ -86,11 +94,11 @@ class LengthBudgetBatchSampler(Sampler[list[int]]):
 
     def _make_batches(self) -> list[list[int]]:
         lengths = np.asarray(self.lengths, dtype=np.float64)
-        if self.shuffle:
+        if self.shuffle and self.epoch >= self.sorted_epochs:
             rng = np.random.default_rng([self.seed, self.epoch])
             keys = lengths * (1 + self.jitter * rng.uniform(-1, 1, len(lengths)))
             order = np.argsort(keys, kind="stable")
-        else:
+        else:  # evaluation, and SortaGrad's epochs: exactly shortest first
             rng, order = None, np.argsort(lengths, kind="stable")
         batches = budget_batches(order.tolist(), self.lengths, self.max_frames, self.max_batch_size)
         if rng is not None:
@@ -218,6 +226,7 @@ class DataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         seed: batch shuffling seed (the epoch is mixed in).
         stats_utterances: training utterances used for the normalization statistics.
+        sorted_epochs: the first epochs run their batches shortest first (SortaGrad), the rest shuffled.
     """
 
     def __init__(
@@ -237,6 +246,7 @@ class DataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         stats_utterances: int = 2000,
+        sorted_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.frontend = frontend
@@ -251,6 +261,7 @@ class DataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.stats_utterances = stats_utterances
+        self.sorted_epochs = sorted_epochs
         self._entries: dict[str, list[dict[str, Any]]] = {}
         self._resume_position: tuple[int, int] | None = None
         options: dict[str, Any] = dict(case=case, keep=keep, unknown=unknown, replacement=replacement)
@@ -322,6 +333,7 @@ class DataModule(pl.LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
             equal_shards=train,
             tag_epoch=train,
+            sorted_epochs=self.sorted_epochs if train else 0,
         )
         return DataLoader(
             dataset,

@@ -33,6 +33,20 @@ def test_sampler_batches_similar_lengths():
     assert sum(spreads) / len(spreads) < 25  # vs ~100 for random batches
 
 
+def test_sorted_epochs_run_shortest_first_then_shuffle():
+    sampler = _sampler(sorted_epochs=2)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        longest = [max(sampler.lengths[i] for i in batch) for batch in sampler]
+        assert sorted(i for batch in sampler for i in batch) == list(range(200))
+        assert (longest == sorted(longest)) == (epoch < 2)
+    plain = _sampler()
+    plain.set_epoch(2)
+    assert list(sampler) == list(plain)  # later epochs: the same batches as without it
+    with pytest.raises(ValueError, match="sorted_epochs"):
+        _sampler(sorted_epochs=-1)
+
+
 @pytest.mark.parametrize("equal_shards", [True, False])
 def test_ddp_shards(equal_shards):
     shards = [list(_sampler(num_replicas=3, rank=r, equal_shards=equal_shards)) for r in range(3)]
