@@ -29,7 +29,7 @@ from .data import DataModule
 from .encoders.base import encoder_class
 from .encoders.base import settings as encoder_settings
 from .frontend import Frontend, frontend_class, frontend_settings
-from .lightning_module import CTCModule
+from .lightning_module import CTCModule, training_precision
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ class RecognizerCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
         if config.get("logger") in (None, True):  # not configured: Lightning's default, plus CSV
             config["logger"] = default_loggers(config.get("default_root_dir"))
+        config["precision"] = training_precision(config.get("precision"), config.get("accelerator"))
         return super()._instantiate_trainer(config, callbacks)
 
     def _parse_ckpt_path(self) -> None:

@@ -6,6 +6,7 @@ checkpoint alone (``CTCModule.from_checkpoint``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -268,17 +269,56 @@ def cpu_has_native_bfloat16() -> bool:
     return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_runs_bfloat16_lstm() -> bool:
+    """Whether an LSTM runs under CPU bfloat16 autocast here at all: oneDNN emulates bfloat16 on AVX-512
+    without BF16, and has no bfloat16 LSTM below AVX-512 (AVX2 laptops): there it fails to build."""
+    lstm = torch.nn.LSTM(2, 2)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 1, 2))
+    except RuntimeError:
+        return False
+    return True
+
+
+def training_precision(precision: Any, accelerator: Any) -> Any:
+    """The precision to train in: bf16 asked on a CPU without native bfloat16 becomes ``32-true``, with a
+    warning, because there it is emulated (slower than float32) or, below AVX-512, cannot run the LSTM at
+    all; anything else as asked. ``accelerator`` is the Trainer's (``auto`` means CPU without a GPU)."""
+    if not str(precision).startswith("bf16") or not _trains_on_cpu(accelerator) or cpu_has_native_bfloat16():
+        return precision
+    rank_zero_warn(
+        f"precision {precision}: this CPU has no native bfloat16 (AVX512-BF16 or AMX), so bfloat16 is "
+        f"{'emulated, slower than float32' if cpu_runs_bfloat16_lstm() else 'not available to the LSTM'}: "
+        "training in float32 (32-true) instead"
+    )
+    return "32-true"
+
+
+def _trains_on_cpu(accelerator: Any) -> bool:
+    if accelerator in (None, "auto"):
+        return not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    return str(accelerator) == "cpu"
+
+
 def report_cpu_bfloat16() -> None:
-    """Say whether bf16 training on this CPU is native (faster than float32) or emulated (slower)."""
+    """Say whether bf16 training on this CPU is native (faster than float32) or emulated (slower); a
+    one-line error where it cannot run (a Trainer built by hand: the CLI falls back to float32 first)."""
     # Lightning's loggers, so the line shows beside its "GPU available" report
     if cpu_has_native_bfloat16():
         rank_zero_info(
             "bf16 on CPU: this CPU has native bfloat16 (AVX512-BF16/AMX); layers run in bfloat16, CTC in float32"
         )
-    else:
+    elif cpu_runs_bfloat16_lstm():
         rank_zero_warn(
             "bf16 on CPU: this CPU has no native bfloat16 (AVX512-BF16 or AMX), so it is emulated and slower than "
             "float32; use --trainer.precision 32-true"
+        )
+    else:
+        raise RuntimeError(
+            "bf16 on CPU: this CPU has no bfloat16 LSTM (it needs AVX-512; AVX512-BF16 or AMX to be fast): "
+            "train with precision 32-true"
         )
 
 

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from recognizer.checkpoint import read_checkpoint
 from recognizer.encoders import BLSTMEncoder, Encoder, LCBLSTMEncoder, LSTMEncoder, build_encoder, encoder_config
 from recognizer.encoders.layers import padding_mask, reverse_padded, stack_frames
+from recognizer.lightning_module import cpu_runs_bfloat16_lstm
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENCODERS = [
@@ -58,6 +60,7 @@ def test_log_probabilities_normalize(cls):
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 3))
 
 
+@pytest.mark.skipif(not cpu_runs_bfloat16_lstm(), reason="this CPU has no bfloat16 LSTM (no AVX-512)")
 @pytest.mark.parametrize("make", ENCODERS, ids=ENCODER_IDS)
 def test_bfloat16_autocast_gives_float32_log_probabilities_close_to_float32(make):
     """bf16-mixed training runs the layers in bfloat16; the log-probabilities stay float32 (CTC needs
@@ -126,8 +129,34 @@ def test_cpu_bfloat16_support_is_reported(monkeypatch, caplog):
         lightning_module.report_cpu_bfloat16()
     assert "native bfloat16" in caplog.text
     monkeypatch.setattr(lightning_module, "cpu_has_native_bfloat16", lambda: False)
+    monkeypatch.setattr(lightning_module, "cpu_runs_bfloat16_lstm", lambda: True)
     with pytest.warns(UserWarning, match="no native bfloat16 .* emulated and slower .* 32-true"):
         lightning_module.report_cpu_bfloat16()
+    monkeypatch.setattr(lightning_module, "cpu_runs_bfloat16_lstm", lambda: False)
+    with pytest.raises(RuntimeError, match="no bfloat16 LSTM .* 32-true"):
+        lightning_module.report_cpu_bfloat16()
+
+
+@pytest.mark.parametrize(
+    ("precision", "accelerator", "native", "expected"),
+    [
+        ("bf16-mixed", "cpu", True, "bf16-mixed"),
+        ("bf16-mixed", "cpu", False, "32-true"),
+        ("bf16-true", "auto", False, "32-true" if not torch.cuda.is_available() else "bf16-true"),
+        ("bf16-mixed", "gpu", False, "bf16-mixed"),
+        ("32-true", "cpu", False, "32-true"),
+    ],
+)
+def test_training_precision_falls_back_to_float32_without_native_bfloat16(
+    monkeypatch, precision, accelerator, native, expected
+):
+    from recognizer import lightning_module
+
+    monkeypatch.setattr(lightning_module, "cpu_has_native_bfloat16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert lightning_module.training_precision(precision, accelerator) == expected
+    assert any("training in float32" in str(w.message) for w in caught) == (expected != precision)
 
 
 def test_unidirectional_outputs_do_not_look_ahead():

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -578,11 +579,22 @@ def test_time_budget_ends_the_decay_with_speed_perturbation(tiny_speech, tmp_pat
     assert validated.trainer.callback_metrics["val_cer"] >= 0
 
 
-def test_bf16_mixed_precision_trains_on_cpu(tiny_speech, tmp_path):
-    """precision bf16-mixed: finite losses, validation, float32 weights in the checkpoint, which transcribes."""
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "no-native-bf16"])
+def test_bf16_mixed_precision_trains_on_cpu(tiny_speech, tmp_path, monkeypatch, native):
+    """precision bf16-mixed: finite losses, validation, float32 weights in the checkpoint, which transcribes.
+    On a CPU without native bfloat16 the CLI trains in float32 instead, and says so."""
     import recognizer
+    from recognizer import lightning_module
 
-    cli = run_cli(["fit", *tiny_args(tiny_speech, tmp_path, "--trainer.precision", "bf16-mixed")])
+    if native and not lightning_module.cpu_has_native_bfloat16():
+        pytest.skip("this CPU has no native bfloat16 (AVX512-BF16 or AMX)")
+    monkeypatch.setattr(lightning_module, "cpu_has_native_bfloat16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = run_cli(["fit", *tiny_args(tiny_speech, tmp_path, "--trainer.precision", "bf16-mixed")])
+    fallback = [str(w.message) for w in caught if "training in float32 (32-true) instead" in str(w.message)]
+    assert cli.trainer.precision == ("bf16-mixed" if native else "32-true")
+    assert len(fallback) == (0 if native else 1)
     losses = torch.tensor(logged(cli, "train_loss"))
     assert len(losses) and bool(torch.isfinite(losses).all())
     assert 0 <= logged(cli, "val_cer")[-1] <= 1.0
