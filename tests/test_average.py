@@ -53,7 +53,8 @@ def test_averaging_identical_checkpoints_is_a_no_op(tmp_path):
     expected = json.loads((FIXTURES / "speech-v0-expected.json").read_text())
     assert [t.text for t in model.transcribe(WAVS)] == expected["greedy"]
     for got, want in zip(model.log_probs(WAVS), torch.load(FIXTURES / "speech-v0-log-probs.pt")):
-        assert torch.equal(got, want)
+        # the same network: only the last bits differ between CPU instruction sets (AVX2, AVX-512)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_average_of_two_is_the_mean_and_transcribes(tmp_path):

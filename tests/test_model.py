@@ -254,7 +254,8 @@ def test_checkpoint_of_the_first_format_transcribes_identically():
     files = [str(FIXTURES / f"speech-v0-{i}.wav") for i in range(3)]
     expected = json.loads((FIXTURES / "speech-v0-expected.json").read_text())
     for got, want in zip(model.log_probs(files), torch.load(FIXTURES / "speech-v0-log-probs.pt")):
-        assert torch.equal(got, want)
+        # the same network: only the last bits differ between CPU instruction sets (AVX2, AVX-512)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert [t.text for t in model.transcribe(files)] == expected["greedy"]
     assert [t.text for t in model.transcribe(files, "beam")] == expected["beam"]
     assert [t.words for t in model.transcribe(files, timestamps=True)] == expected["timestamps"]
