@@ -6,7 +6,8 @@
 1. Runs the model once over the dev manifest (the log-probabilities every decoder then reads).
 2. Builds a word 3-gram ARPA LM and a lexicon from the training transcripts only (recognizer.ngram,
    normalized by the model's tokenizer).
-3. Tunes our LM decoder's weight and word score on dev (recognizer.tune's grid), and
+3. Tunes our LM decoder's weight and word score on dev (recognizer.tune's grid), for each of its engines
+   (compiled, flashlight-text), and
    pyctcdecode's alpha and beta on the same dev logits (its own grid: its scales differ).
 4. Times every decoder at its best setting, ``--repeats`` times, one thread each: greedy, our
    prefix beam search and LM decoder with their default settings (and without their label floor,
@@ -41,6 +42,7 @@ from recognizer.tune import best_trial, grid_search
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "pyctcdecode_worker.py"
 PYCTCDECODE_REQUIREMENTS = ["pyctcdecode==0.5.0", "kenlm==0.3.0", "numpy<2"]
+ENGINES = ("compiled", "flashlight")
 ALPHAS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5)
 BETAS = (-1.0, 0.0, 0.5, 1.0, 2.0, 3.0)
 
@@ -101,25 +103,35 @@ def main() -> None:
     def wer_cer(texts: list[str]) -> tuple[float, float]:
         return float(word_error_rate(texts, references)), float(char_error_rate(texts, references))
 
-    lm_options = DecodingOptions("lm", beam_size=args.beam, lm=str(arpa), lexicon=str(lexicon))
-    trials = grid_search(model, log_probs, references, lm_options)
-    tuned = best_trial(trials)
-    print(f"ours: best lm_weight {tuned.lm_weight} word_score {tuned.word_score} WER {tuned.wer:.4f}", file=sys.stderr)
-    lm_files = {"lm": str(arpa), "lexicon": str(lexicon), "lm_weight": tuned.lm_weight, "word_score": tuned.word_score}
+    tuned, trials = {}, {}
+    for engine in ENGINES:  # each engine's LM weight and word score tuned on dev (their look-aheads differ)
+        lm_options = DecodingOptions("lm", beam_size=args.beam, lm=str(arpa), lexicon=str(lexicon), engine=engine)
+        trials[engine] = grid_search(model, log_probs, references, lm_options)
+        tuned[engine] = best_trial(trials[engine])
+        best_ = tuned[engine]
+        print(
+            f"{engine}: best lm_weight {best_.lm_weight} word_score {best_.word_score} WER {best_.wer:.4f}",
+            file=sys.stderr,
+        )
+
+    def lm_files(engine: str) -> dict:
+        best_ = tuned[engine]
+        return {"lm": str(arpa), "lexicon": str(lexicon), "lm_weight": best_.lm_weight, "word_score": best_.word_score}
+
     lm = f"lexicon + {args.order}-gram LM, beam {args.beam}"
     ours = {  # the defaults but the beam width (the same for every beam decoder), and without the label floor
         "greedy": DecodingOptions("greedy"),
         "beam": DecodingOptions("beam", beam_size=args.beam),
         "beam, every label": DecodingOptions("beam", beam_size=args.beam, token_min_logp=None),
-        "lm": DecodingOptions("lm", beam_size=args.beam, **lm_files),
-        "lm, every label": DecodingOptions("lm", beam_size=args.beam, token_min_logp=None, **lm_files),
+        "lm": DecodingOptions("lm", beam_size=args.beam, **lm_files("compiled")),
+        "lm, flashlight": DecodingOptions("lm", beam_size=args.beam, engine="flashlight", **lm_files("flashlight")),
     }
     names = {
         "greedy": "greedy",
         "beam": f"prefix beam {args.beam} (defaults)",
         "beam, every label": f"prefix beam {args.beam}, every label tried (token_min_logp None)",
-        "lm": f"{lm} (defaults)",
-        "lm, every label": f"{lm}, every label tried (token_min_logp None)",
+        "lm": f"{lm} (defaults: the compiled engine)",
+        "lm, flashlight": f"{lm}, flashlight-text engine",
     }
     rows = {}
     for key_, options in ours.items():
@@ -173,7 +185,7 @@ def main() -> None:
         "prefix beam, defaults / pyctcdecode no LM (throughput)": speed("beam", "pyctcdecode no_lm"),
         "prefix beam, every label / pyctcdecode no LM (throughput)": speed("beam, every label", "pyctcdecode no_lm"),
         "LM decoder, defaults / pyctcdecode LM (throughput)": speed("lm", "pyctcdecode lm"),
-        "LM decoder, every label / pyctcdecode LM (throughput)": speed("lm, every label", "pyctcdecode lm"),
+        "LM decoder, flashlight engine / pyctcdecode LM (throughput)": speed("lm, flashlight", "pyctcdecode lm"),
         "LM WER reduction vs greedy (relative)": 1 - rows["lm"]["wer"] / rows["greedy"]["wer"],
     }
     table = [f"| decoder | WER | CER | utt/s (1 thread, median of {args.repeats}) |", "|---|---|---|---|"]
@@ -183,9 +195,9 @@ def main() -> None:
         + "\n\n"
         + "\n".join(f"- {k}: {v:.1%}" if "WER" in k else f"- {k}: {v:.2f}x" for k, v in ratios.items())
     )
-    settings = (
-        f"ours: lm_weight {tuned.lm_weight}, word_score {tuned.word_score}; pyctcdecode: alpha {best['alpha']}, "
-        f"beta {best['beta']} (each the best of its grid on dev)"
+    settings = "; ".join(
+        [f"{e}: lm_weight {tuned[e].lm_weight}, word_score {tuned[e].word_score}" for e in ENGINES]
+        + [f"pyctcdecode: alpha {best['alpha']}, beta {best['beta']} (each the best of its grid on dev)"]
     )
     print(report + "\n- " + settings)
     (out / "decoding.json").write_text(
@@ -193,7 +205,7 @@ def main() -> None:
             {
                 "rows": list(rows.values()),
                 "ratios": ratios,
-                "ours_grid": [t.__dict__ for t in trials],
+                "ours_grid": {e: [t.__dict__ for t in trials[e]] for e in ENGINES},
                 "pyctcdecode_grid": [
                     {"alpha": g["alpha"], "beta": g["beta"], "wer": wer_cer(g["texts"])[0]} for g in grid
                 ],

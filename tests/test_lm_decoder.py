@@ -1,4 +1,5 @@
-"""LM decoding through flashlight-text: lexicon + word LM, lexicon-free + character LM, and their errors."""
+"""LM decoding, both engines (ours compiled, flashlight-text): lexicon + word LM, lexicon-free + character LM,
+the ARPA tables against KenLM, and their errors."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ import torch
 
 from recognizer import ngram as lm
 from recognizer.decoding import DecodingOptions, LexiconError, LMDecoder, LMOptions, decode, read_lexicon
-from recognizer.decoding.flashlight import decoder_tokens
+from recognizer.decoding.lm_tables import decoder_tokens
 from recognizer.tokenizer import Tokenizer
 
 TEXTS = ["THE CAT SAT", "THE DOG SAT", "A CAT RAN", "THE CAT RAN", "A DOG SAT ON THE MAT"] * 4
 TOKENIZER = Tokenizer.from_texts(TEXTS)
 ALPHABET = TOKENIZER.alphabet
+ENGINES = ["compiled", "flashlight"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -60,55 +67,57 @@ def test_token_list_is_the_tokenizer_with_the_space_as_separator():
         decoder_tokens("AB |")
 
 
-def test_lexicon_and_word_lm_fix_an_acoustic_confusion(files):
+def test_lexicon_and_word_lm_fix_an_acoustic_confusion(files, engine):
     # "THE CAT SAT" where the acoustics prefer D to C in CAT (0.6 to 0.39): "THE DAT SAT" greedily.
     log_probs = emissions("THE CAT SAT", {4: ("D", 0.6)})[None]
     lengths = torch.tensor([log_probs.shape[1]])
     assert texts(decode(log_probs, lengths)[0]) == ["THE DAT SAT"]
     for options in (
-        DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"])),
-        DecodingOptions("lm", lexicon=str(files["lexicon"])),  # the lexicon alone forbids DAT
+        DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"]), engine=engine),
+        DecodingOptions("lm", lexicon=str(files["lexicon"]), engine=engine),  # the lexicon alone forbids DAT
     ):
         [best] = decode(log_probs, lengths, options, ALPHABET)
         assert texts(best) == ["THE CAT SAT"]
 
 
-def test_word_lm_chooses_between_lexicon_words(files):
+def test_word_lm_chooses_between_lexicon_words(files, engine):
     # "THE DOG SAT" vs "THE CAT SAT" are both words; the acoustics are split evenly on C/D at one
     # position only, so DAT/COG are not words and the LM's preference decides (CAT is 3x as frequent).
     log_probs = emissions("THE DOG SAT", {4: ("C", 0.49), 5: ("A", 0.49), 6: ("T", 0.49)})[None]
     lengths = torch.tensor([log_probs.shape[1]])
-    without = decode(log_probs, lengths, DecodingOptions("lm", lexicon=str(files["lexicon"])), ALPHABET)
+    without = decode(log_probs, lengths, DecodingOptions("lm", lexicon=str(files["lexicon"]), engine=engine), ALPHABET)
     with_lm = decode(
         log_probs,
         lengths,
-        DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"]), lm_weight=2.0),
+        DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"]), lm_weight=2.0, engine=engine),
         ALPHABET,
     )
     assert texts(without[0])[0] == "THE DOG SAT"
     assert texts(with_lm[0])[0] == "THE CAT SAT"
 
 
-def test_lexicon_free_character_lm(files):
+def test_lexicon_free_character_lm(files, engine):
     log_probs = emissions("THE CAT SAT", {4: ("D", 0.55)})[None]
     lengths = torch.tensor([log_probs.shape[1]])
-    weak = DecodingOptions("lm", lm=str(files["chars"]), lm_weight=0.0)
-    strong = DecodingOptions("lm", lm=str(files["chars"]), lm_weight=1.0)
+    weak = DecodingOptions("lm", lm=str(files["chars"]), lm_weight=0.0, engine=engine)
+    strong = DecodingOptions("lm", lm=str(files["chars"]), lm_weight=1.0, engine=engine)
     assert texts(decode(log_probs, lengths, weak, ALPHABET)[0]) == ["THE DAT SAT"]
     assert texts(decode(log_probs, lengths, strong, ALPHABET)[0]) == ["THE CAT SAT"]
     # a word the LM never saw stays possible when the acoustics are clear: the vocabulary is open
     novel = emissions("THE RAT SAT")[None]
     assert texts(decode(novel, torch.tensor([novel.shape[1]]), strong, ALPHABET)[0]) == ["THE RAT SAT"]
-    closed = DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"]))
+    closed = DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"]), engine=engine)
     assert texts(decode(novel, torch.tensor([novel.shape[1]]), closed, ALPHABET)[0]) != ["THE RAT SAT"]
 
 
-def test_nbest_batched_equals_single(files):
+def test_nbest_batched_equals_single(files, engine):
     sentences = ["THE CAT SAT", "A DOG SAT ON THE MAT", "THE CAT RAN"]
     rows = [emissions(s, {1: ("A", 0.3)}, seed=i) for i, s in enumerate(sentences)]
     padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=float("nan"))
     lengths = torch.tensor([r.shape[0] for r in rows])
-    options = DecodingOptions("lm", lm=str(files["words"]), lexicon=str(files["lexicon"]), nbest=4, beam_size=16)
+    options = DecodingOptions(
+        "lm", lm=str(files["words"]), lexicon=str(files["lexicon"]), nbest=4, beam_size=16, engine=engine
+    )
     batched = decode(padded, lengths, options, ALPHABET)
     for row, hypotheses in zip(rows, batched):
         [single] = decode(row[None], torch.tensor([row.shape[0]]), options, ALPHABET)
@@ -122,19 +131,75 @@ def test_nbest_batched_equals_single(files):
         assert all(TOKENIZER.decode(h.labels) == " ".join(TOKENIZER.decode(h.labels).split()) for h in hypotheses)
 
 
-def test_settings_change_without_reloading(files):
-    paths = {"lm": str(files["words"]), "lexicon": str(files["lexicon"])}
+def test_settings_change_without_reloading(files, engine):
+    paths = {"lm": str(files["words"]), "lexicon": str(files["lexicon"]), "engine": engine}
     first = LMDecoder(LMOptions(**paths, lm_weight=0.5), ALPHABET)
     second = LMDecoder(LMOptions(**paths, lm_weight=3.0, word_score=1.0), ALPHABET)
-    assert first.resources is second.resources  # the LM and trie are loaded once
+    assert first.engine == second.engine == engine
+    if engine == "flashlight":
+        assert first.flashlight.resources is second.flashlight.resources  # the LM and trie are loaded once
+    else:
+        from recognizer.decoding import beam_kernel as k
+
+        assert all(first.scorer[i] is second.scorer[i] for i in (k.KEYS, k.PROBS, k.TRIE_CHILD))  # the same tables
 
 
-def test_bad_lexicons_and_lms_are_clear_errors(files, tmp_path):
+def test_engine_auto_is_compiled_for_arpa_and_flashlight_for_a_kenlm_binary(files, tmp_path):
+    assert LMDecoder(LMOptions(lm=str(files["words"]), lexicon=str(files["lexicon"])), ALPHABET).engine == "compiled"
+    assert LMDecoder(LMOptions(lexicon=str(files["lexicon"])), ALPHABET).engine == "compiled"
+    binary = tmp_path / "words.bin"
+    binary.write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\0" + bytes(64))
+    with pytest.raises(LexiconError, match=f"{binary}: KenLM cannot load"):  # picked flashlight, which says why
+        LMDecoder(LMOptions(lm=str(binary), lexicon=str(files["lexicon"])), ALPHABET)
+    with pytest.raises(LexiconError, match=f"{binary}: not an ARPA file .* engine flashlight"):
+        LMDecoder(LMOptions(lm=str(binary), lexicon=str(files["lexicon"]), engine="compiled"), ALPHABET)
+
+
+@pytest.mark.parametrize(("unit", "order"), [("word", 2), ("word", 3), ("char", 4), ("char", 7)])
+def test_compiled_lm_scores_equal_kenlms(tmp_path, unit, order):
+    """The compiled back-off query (states, suffixes, <unk>, </s>) against KenLM's own, word by word."""
+    import random
+
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    from recognizer.decoding import beam_kernel
+    from recognizer.decoding.lm_tables import make_scorer, read_arpa
+
+    path = tmp_path / f"{unit}{order}.arpa"
+    lm.build_arpa(TEXTS, order, unit, path=path)
+    tables = read_arpa(path)
+    scorer = make_scorer(beam_kernel.CHARACTERS, 0, 1.0, 0.0, -1.0, tables, torch.zeros(0).long().numpy(), None)
+    names = sorted(tables.words)
+    rng = random.Random(order)
+    sentences = [lm.tokenize(t, unit) for t in TEXTS[:5]] + [
+        [rng.choice([*names, "NOVEL"]) for _ in range(rng.randint(1, 9))] for _ in range(20)
+    ]
+    if order <= 6:  # flashlight-text's KenLM stops at order 6: above it, check the kernel against itself only
+        kenlm = KenLM(str(path), Dictionary([*names, "NOVEL"]))
+    for sentence in sentences:
+        state, ours = tables.start, 0.0
+        for token in [*sentence, "</s>"]:
+            logp, state = beam_kernel.lm_logp(scorer, state, tables.words.get(token, tables.unk))
+            ours += logp
+        if order > 6:
+            assert ours < 0
+            continue
+        ken_state, theirs = kenlm.start(False), 0.0
+        dictionary = Dictionary([*names, "NOVEL"])
+        for token in sentence:
+            ken_state, score = kenlm.score(ken_state, dictionary.get_index(token))
+            theirs += score
+        theirs += kenlm.finish(ken_state)[1]
+        assert ours == pytest.approx(theirs, abs=1e-4), sentence
+
+
+def test_bad_lexicons_and_lms_are_clear_errors(files, tmp_path, engine):
     log_probs = emissions("THE CAT")[None]
     lengths = torch.tensor([log_probs.shape[1]])
 
     def run(**options):
-        return decode(log_probs, lengths, DecodingOptions("lm", **options), ALPHABET)
+        return decode(log_probs, lengths, DecodingOptions("lm", engine=engine, **options), ALPHABET)
 
     lower = tmp_path / "lower.txt"
     lm.write_lexicon(["the", "cat"], lower)
@@ -150,28 +215,38 @@ def test_bad_lexicons_and_lms_are_clear_errors(files, tmp_path):
     malformed.write_text("THE\tT H E |\nCAT\n")
     with pytest.raises(LexiconError, match=f"{malformed}:2"):
         read_lexicon(malformed)
-    corrupt = tmp_path / "corrupt.arpa"
+    corrupt = tmp_path / "corrupt.arpa"  # truncated: the header announces two unigrams
     corrupt.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\tTHE\n")
-    with pytest.raises(LexiconError, match=f"{corrupt}: KenLM cannot load") as caught:
+    expected = "KenLM cannot load" if engine == "flashlight" else "the header announces 2 1-grams, the file holds 1"
+    with pytest.raises(LexiconError, match=f"{corrupt}: {expected}") as caught:
         run(lm=str(corrupt), lexicon=str(files["lexicon"]))
     assert "\n" not in str(caught.value)  # KenLM's own message runs over lines: its first is kept
+    garbled = tmp_path / "garbled.arpa"
+    garbled.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\tTHE\nhalf\tCAT\n\\end\\\n")
+    with pytest.raises(LexiconError, match=f"{garbled}(:6: not a number|: KenLM cannot load)"):
+        run(lm=str(garbled), lexicon=str(files["lexicon"]))
     too_long = tmp_path / "chars7.arpa"  # flashlight-text's KenLM is compiled for orders up to 6
     lm.build_arpa(["THE CAT SAT ON THE MAT"] * 3, 7, unit="char", path=too_long)
-    with pytest.raises(LexiconError, match=f"{too_long}: a 7-gram model; .* up to order 6 "):
-        run(lm=str(too_long))
+    if engine == "flashlight":
+        with pytest.raises(LexiconError, match=f"{too_long}: a 7-gram model; .* up to order 6 "):
+            run(lm=str(too_long))
+    else:  # the compiled engine takes any order
+        assert texts(run(lm=str(too_long))[0])[0] == "THE CAT"
     with pytest.raises(FileNotFoundError, match="missing.arpa"):
         run(lm=str(tmp_path / "missing.arpa"))
     wrong_size = torch.zeros(1, 4, 3).log_softmax(-1)
     with pytest.raises(ValueError, match="classes"):
-        decode(wrong_size, torch.tensor([4]), DecodingOptions("lm", lexicon=str(files["lexicon"])), ALPHABET)
+        decode(
+            wrong_size, torch.tensor([4]), DecodingOptions("lm", lexicon=str(files["lexicon"]), engine=engine), ALPHABET
+        )
 
 
-def test_a_label_floor_keeps_the_transcripts_and_narrows_each_utterances_search(files):
+def test_a_label_floor_keeps_the_transcripts_and_narrows_each_utterances_search(files, engine):
     sentences = ["THE CAT SAT", "A DOG SAT ON THE MAT", "THE CAT RAN"]
     rows = [(emissions(s, {1: ("A", 0.3)}, seed=i) * 3).log_softmax(-1) for i, s in enumerate(sentences)]
     padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
     lengths = torch.tensor([r.shape[0] for r in rows])
-    options = LMOptions(lm=str(files["words"]), lexicon=str(files["lexicon"]), nbest=3)
+    options = LMOptions(lm=str(files["words"]), lexicon=str(files["lexicon"]), nbest=3, engine=engine)
     assert options.token_min_logp == -8.0  # the default
     floored, every = (
         LMDecoder(options, ALPHABET),
@@ -180,5 +255,8 @@ def test_a_label_floor_keeps_the_transcripts_and_narrows_each_utterances_search(
     for a, b in zip(floored.search(padded, lengths), every.search(padded, lengths)):
         assert texts(a) == texts(b) and [h.score for h in a] == pytest.approx([h.score for h in b])
     assert texts(floored.search(padded, lengths)[0])[0] == "THE CAT SAT"
-    # each utterance tried only the labels its widest frame keeps above the floor, not all of them
-    assert max(set(floored._decoders) - {floored.token_beam}) < every.token_beam == TOKENIZER.vocab_size
+    if engine == "flashlight":  # each utterance tried only the labels its widest frame keeps above the floor
+        decoders = floored.flashlight._decoders
+        assert (
+            max(set(decoders) - {floored.flashlight.token_beam}) < every.flashlight.token_beam == TOKENIZER.vocab_size
+        )

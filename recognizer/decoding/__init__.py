@@ -40,9 +40,9 @@ from .base import (
     unregister,
 )
 from .beam import BeamDecoder, BeamOptions, prefix_beam_search
-from .flashlight import LexiconError, LMDecoder, LMOptions, read_lexicon
 from .frames import collapse_blank_frames
 from .greedy import GreedyDecoder, GreedyOptions, greedy_decode
+from .lm import LexiconError, LMDecoder, LMOptions, read_lexicon
 
 __all__ = [
     "DEFAULT_DECODER",

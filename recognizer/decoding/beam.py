@@ -22,6 +22,7 @@ from torch import Tensor
 from ..ctc import BLANK
 from .base import Decoder, Hypothesis, option, register
 from .frames import collapse_blank_frames
+from .lm_tables import no_scorer
 
 __all__ = ["BeamDecoder", "BeamOptions", "Hypothesis", "PrefixBeamStream", "prefix_beam_search"]
 
@@ -142,8 +143,10 @@ def _prefix_beam_search(
     viterbi: bool | None = None,
     token_min_logp: float | None = None,
     prune_threshold: float | None = None,
+    scorer: tuple | None = None,
 ) -> tuple[list[list[Hypothesis]], _Stats]:
-    """``prefix_beam_search`` plus work counters; ``viterbi=None`` means ``beam_size == 1``."""
+    """``prefix_beam_search`` plus work counters; ``viterbi=None`` means ``beam_size == 1``; ``scorer``:
+    an LM and lexicon (``lm_tables.make_scorer``; None: none)."""
     from . import beam_kernel
 
     if log_probs.dim() != 3:
@@ -164,6 +167,7 @@ def _prefix_beam_search(
         int(blank),
         *_kernel_settings(token_beam, token_min_logp, prune_threshold),
         beam_size == 1 if viterbi is None else viterbi,
+        no_scorer() if scorer is None else scorer,
     )
     results = [
         [
@@ -242,14 +246,16 @@ class PrefixBeamStream:
     back until it ends, since its collapsed frame carries the whole run's blank score). Labels are
     kept as linked lists, so a frame costs the same however long the transcript is."""
 
-    def __init__(self, options: BeamOptions, blank: int = BLANK) -> None:
+    def __init__(self, options: BeamOptions, blank: int = BLANK, scorer: tuple | None = None) -> None:
         from . import beam_kernel
 
         self.options, self.blank = options, blank
         self.kernel: Any = beam_kernel  # numba's dispatchers take the kernels' arguments untyped
         self.settings = _kernel_settings(options.token_beam, options.token_min_logp, options.prune_threshold)
-        # the kernel's six arrays and its live count; each step makes new arrays, so copies may share them
-        self.beam: tuple[Any, ...] = beam_kernel.empty_beam(options.beam_size, blank)
+        self.scorer = no_scorer() if scorer is None else scorer
+        # the kernel's nine arrays and its live count; each step makes new arrays, so copies may share them
+        start = int(self.scorer[beam_kernel.LM_INTS][beam_kernel.START])
+        self.beam: tuple[Any, ...] = beam_kernel.empty_beam(options.beam_size, blank, start)
         self.labels: list[Labels] = [None]
         self.held: Tensor | None = None  # the first frame of a run of confident blanks, not searched yet
         self.run_blank = torch.zeros(())  # the blank log-probabilities of the run's later frames, summed
@@ -282,8 +288,15 @@ class PrefixBeamStream:
         return other
 
     def best(self) -> list[int]:
-        """The labels of the most probable prefix so far (the beam is kept best first)."""
-        return _unlink(self.labels[0]) if self.labels else []
+        """The labels of the most probable prefix so far, were the input to end here (with a scorer, its
+        last word and the end of the sentence scored)."""
+        if not self.labels:
+            return []
+        pb, pnb, last, _, _, _, lm, state, node, live = self.beam
+        order, _ = self.kernel.final_order(
+            pb, pnb, last, lm, state, node, live, self.options.beam_size == 1, self.scorer
+        )
+        return _unlink(self.labels[int(order[0])])
 
     def agreed(self) -> list[int]:
         """The labels every prefix in the beam begins with: later frames only extend them."""
@@ -303,6 +316,7 @@ class PrefixBeamStream:
             self.options.beam_size,
             *self.settings,
             self.options.beam_size == 1,
+            self.scorer,
         )
         self.beam = (*beam, live)
         self.labels = [

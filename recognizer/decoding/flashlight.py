@@ -1,4 +1,8 @@
-"""CTC beam search with an n-gram language model, through flashlight-text's C++ decoders (with KenLM).
+"""The ``lm`` decoder's second engine: flashlight-text's C++ beam search with KenLM.
+
+The ``lm`` decoder (``lm.py``) searches with our compiled kernel (``beam_kernel``) when its LM is an ARPA
+file, and through flashlight-text when it is a KenLM binary (which only KenLM reads), or when asked
+(``engine="flashlight"``). The options, and what they mean, are the same (``lm.LMOptions``).
 
 Two modes, chosen by whether a lexicon is given:
 
@@ -7,8 +11,8 @@ Two modes, chosen by whether a lexicon is given:
   plus ``word_score`` per word. Out-of-lexicon words are allowed only when ``unk_score`` is finite.
   Without an LM the lexicon alone constrains the search.
 * **Lexicon-free + character LM**: any label sequence; every character is scored by a character n-gram
-  LM (``recognizer-lm --unit char``), which suits open vocabularies (handwriting). ``word_score`` is
-  then added per frame of word separator (flashlight's silence score).
+  LM (``recognizer-lm --unit char``). ``word_score`` is then added per frame of word separator
+  (flashlight's silence score).
 
 The token list handed to flashlight is the model's own tokenizer (blank at 0, then the alphabet), so
 the two can never disagree; only the space is renamed to the word separator :data:`WORD_BOUNDARY`
@@ -17,8 +21,7 @@ Lexicon spellings end with ``|`` (as ``recognizer-lm --lexicon`` writes them), s
 when the separator after it is decoded. Our models never output a space after the last word, so with a lexicon
 one extra frame that is certainly ``|`` is appended to every utterance to complete it.
 
-This file declares the ``lm`` decoder (:class:`LMOptions`, :class:`LMDecoder`); flashlight-text itself is
-imported only when one is built. The search runs on the CPU.
+flashlight-text itself is imported only when an engine is built. The search runs on the CPU.
 """
 
 from __future__ import annotations
@@ -38,79 +41,19 @@ import torch
 from torch import Tensor
 
 from ..ctc import BLANK, UNK, WORD_BOUNDARY
-from .base import Decoder, Hypothesis, option, register
-from .beam import BEAM_SIZE_HELP, BeamOptions, PrefixBeamStream
-from .frames import collapse_blank_frames, floor_labels
+from .base import Hypothesis
+from .frames import floor_labels
+from .lm_tables import LexiconError, arpa_vocabulary, decoder_tokens, read_lexicon
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LMDecoder", "LMOptions", "LexiconError", "read_lexicon"]
-
-#: hypotheses kept per frame by the ``lm`` decoder: it needs more room than the plain beam search
-DEFAULT_LM_BEAM_SIZE = 32
-DEFAULT_LM_WEIGHT = 1.0
-DEFAULT_WORD_SCORE = 0.0
-#: leaving the lexicon is never allowed by default
-DEFAULT_UNK_SCORE = float("-inf")
-DEFAULT_BEAM_THRESHOLD = 15.0
+__all__ = ["FlashlightSearch"]
 
 _NEG_INF = float("-inf")
 _CLOSING_PENALTY = -1e4  # log-probability of everything but the separator on the closing frame
 #: log-probability given to a label below token_min_logp: far below any threshold, yet finite (flashlight
 #: adds it up) and far above the closing penalty (which _nbest recognizes by its size)
 _PRUNED = -100.0
-
-
-class LexiconError(ValueError):
-    """A lexicon or language model that cannot be used with the model; the message names the file."""
-
-
-def read_lexicon(path: str | os.PathLike) -> dict[str, list[list[str]]]:
-    """A flashlight-text lexicon: ``word<whitespace>t o k e n s`` per line -> word -> its spellings."""
-    lexicon: dict[str, list[list[str]]] = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) < 2:
-                raise LexiconError(f"{path}:{number}: expected a word and its spelling, got {line.strip()!r}")
-            lexicon.setdefault(fields[0], []).append(fields[1:])
-    if not lexicon:
-        raise LexiconError(f"{path}: the lexicon is empty")
-    return lexicon
-
-
-def arpa_vocabulary(path: str | os.PathLike) -> set[str] | None:
-    """The unigrams of an ARPA file, or None for a KenLM binary (which cannot be read without KenLM)."""
-    with open(path, "rb") as f:
-        if f.read(64).lstrip()[:6] != b"\\data\\":
-            return None
-    words = set()
-    with open(path, encoding="utf-8") as f:
-        section = None
-        for line in f:
-            line = line.strip()
-            if line.startswith("\\"):
-                section = line
-                if section == "\\2-grams:" or section == "\\end\\":
-                    break
-            elif section == "\\1-grams:" and line:
-                fields = line.split()
-                if len(fields) >= 2:
-                    words.add(fields[1])
-    return words
-
-
-def decoder_tokens(alphabet: str) -> list[str]:
-    """flashlight's token list for a tokenizer: the blank, then the alphabet with the space as ``|``."""
-    if " " not in alphabet:
-        raise LexiconError(f"the model's alphabet {alphabet!r} has no space, which the LM decoder needs between words")
-    if WORD_BOUNDARY in alphabet:
-        raise LexiconError(
-            f"the model's alphabet has both ' ' and {WORD_BOUNDARY!r}; the LM decoder uses {WORD_BOUNDARY!r} for spaces"
-        )
-    return ["<blank>", *(WORD_BOUNDARY if c == " " else c for c in alphabet)]
 
 
 @dataclass(frozen=True)
@@ -126,7 +69,7 @@ class _Resources:
     unk: int
 
 
-def _file_key(path: str | os.PathLike | None) -> tuple[str, float] | None:
+def file_key(path: str | os.PathLike | None) -> tuple[str, float] | None:
     if path is None:
         return None
     path = Path(path)
@@ -241,64 +184,17 @@ def _kenlm(path: str, dictionary: Any) -> Any:
             log.debug("KenLM: %s", captured.read().decode(errors="replace").strip())
 
 
-@dataclass(frozen=True)
-class LMOptions(BeamOptions):
-    """The prefix beam search's settings (with a wider default beam) and the LM's: see the module docstring."""
-
-    beam_size: int = option(DEFAULT_LM_BEAM_SIZE, BEAM_SIZE_HELP, flag="--beam")
-    lm: str | None = option(None, "n-gram LM (ARPA or KenLM binary): a word LM with --lexicon, a character LM without")
-    lexicon: str | None = option(
-        None, "lexicon file (recognizer-lm --lexicon); without it the LM decoder is lexicon-free"
-    )
-    lm_weight: float = option(DEFAULT_LM_WEIGHT, "weight of the LM score (tune with recognizer-tune)")
-    word_score: float = option(
-        DEFAULT_WORD_SCORE, "insertion bonus per word (without a lexicon: per frame of word separator)"
-    )
-    # flashlight charges it where a spelling leaves the lexicon's trie, so an unknown word may pay it
-    # more than once.
-    unk_score: float = option(DEFAULT_UNK_SCORE, "with a lexicon: score of leaving it (default: never)")
-    beam_threshold: float = option(DEFAULT_BEAM_THRESHOLD, "lm: drop hypotheses this far below the best")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.lm is None and self.lexicon is None:
-            raise ValueError("decoder 'lm' needs an LM file (lm=...), a lexicon (lexicon=...), or both")
-        if not self.beam_threshold > 0:
-            raise ValueError(f"beam_threshold must be positive, got {self.beam_threshold}")
-
-
-class _Unsettled(PrefixBeamStream):
-    """A prefix beam search that reads ahead for a search that will decide differently: nothing it finds
-    is settled."""
-
-    def agreed(self) -> list[int]:
-        return []
-
-
-@register
-class LMDecoder(Decoder):
-    """``lm``: beam search with a lexicon and/or n-gram LM (see the module docstring), in flashlight-text's
-    C++ on the CPU, one utterance at a time.
-
-    Building it loads the LM and lexicon (cached by file and modification time, so decoders that
+class FlashlightSearch:
+    """The ``lm`` decoder's search through flashlight-text (see the module docstring), one utterance at a
+    time. Building it loads the LM and lexicon (cached by file and modification time, so searches that
     differ only in their weights share them): a missing or unusable file fails here.
 
     Args:
-        options: the files and search settings; ``blank_skip`` collapses confident blank runs first.
+        options: ``lm.LMOptions`` (the files, weights and search settings).
         alphabet: the tokenizer's alphabet (label ``i`` is ``alphabet[i - 1]``, 0 is the blank).
     """
 
-    name = "lm"
-    summary = "beam search with --lm and/or --lexicon"
-    Options = LMOptions
-    implied_by = ("lm", "lexicon")
-    device = "cpu"
-    options: LMOptions
-
-    def __init__(self, options: LMOptions, alphabet: str | None = None) -> None:
-        if alphabet is None:
-            raise ValueError("decoder 'lm' needs the tokenizer's alphabet")
-        super().__init__(options, alphabet)
+    def __init__(self, options: Any, alphabet: str) -> None:
         from flashlight.lib.text.decoder import (
             CriterionType,
             LexiconDecoder,
@@ -307,7 +203,8 @@ class LMDecoder(Decoder):
             LexiconFreeDecoderOptions,
         )
 
-        self.resources = _load(alphabet, _file_key(options.lm), _file_key(options.lexicon))
+        self.options = options
+        self.resources = _load(alphabet, file_key(options.lm), file_key(options.lexicon))
         vocab = self.resources.tokens.index_size()
         self.separator = self.resources.tokens.get_index(WORD_BOUNDARY)
         self.lexicon = options.lexicon is not None
@@ -370,20 +267,9 @@ class LMDecoder(Decoder):
         self._decoders[token_beam] = decoder
         return decoder
 
-    def stream(self) -> PrefixBeamStream:
-        """Partial results read by the prefix beam search without the LM (the ``beam`` decoder's beam,
-        this decoder's label floor and blank collapse): flashlight's search cannot be resumed. A stream's
-        final transcript is this decoder's, over the whole input, which may rewrite any of them: nothing
-        is settled before it (``agreed`` is empty)."""
-        o = self.options
-        return _Unsettled(
-            BeamOptions(token_beam=o.token_beam, token_min_logp=o.token_min_logp, blank_skip=o.blank_skip)
-        )
-
     def search(self, log_probs: Tensor, lengths: Tensor) -> list[list[Hypothesis]]:
-        """N-best label sequences (distinct, best first) with their total scores, per utterance."""
-        if self.options.blank_skip is not None:
-            log_probs, lengths = collapse_blank_frames(log_probs, lengths, self.options.blank_skip)
+        """N-best label sequences (distinct, best first) with their total scores, per utterance (after
+        the caller collapsed confident blank runs)."""
         # Labels tried per frame: flashlight takes a fixed number, so each utterance gets the number its
         # widest frame keeps above the floor (the others' are below the search's threshold anyway).
         widths = torch.full(lengths.shape, self.token_beam)

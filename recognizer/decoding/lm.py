@@ -1,0 +1,231 @@
+"""The ``lm`` decoder: CTC prefix beam search with an n-gram language model and/or a lexicon.
+
+Two modes, chosen by whether a lexicon is given:
+
+* **Lexicon + word LM**: hypotheses can only spell words of the lexicon; each completed word is scored
+  by the word n-gram LM, weighted by ``lm_weight``, plus ``word_score`` per word; an unfinished word
+  is scored by the best word it can still become (look-ahead). A spelling may leave the lexicon only
+  when ``unk_score`` is finite; it then pays ``unk_score`` once and is scored as the LM's ``<unk>``.
+  Without an LM the lexicon alone constrains the search.
+* **Lexicon-free + character LM**: any label sequence; every character is scored by a character n-gram
+  LM (``recognizer-lm --unit char``), which suits open vocabularies (handwriting); ``word_score`` is
+  added per word separator.
+
+The end of the utterance is scored (its last word completed, then ``</s>``). LM scores are log10, as
+in ARPA files and KenLM, so one ``lm_weight`` means the same in both engines:
+
+* ``compiled`` (ours, ``beam_kernel`` with the ``lm_tables`` scorer): the prefix beam search of the
+  ``beam`` decoder with the LM's state, word and look-ahead kept per prefix; reads ARPA files.
+* ``flashlight`` (``flashlight.py``): flashlight-text's C++ decoders with KenLM; also reads KenLM
+  binaries, which only KenLM can.
+
+``engine="auto"`` (the default) takes ``compiled`` for an ARPA file (or a lexicon alone) and
+``flashlight`` for a binary. The space of the model's alphabet is the word separator; LM files use
+``|`` for it (``recognizer-lm``'s character models and lexicons, flashlight's convention).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+import numpy as np
+from torch import Tensor
+
+from ..ctc import WORD_BOUNDARY
+from . import beam_kernel
+from .base import Decoder, Hypothesis, option, register
+from .beam import BEAM_SIZE_HELP, BeamOptions, PrefixBeamStream, _prefix_beam_search
+from .flashlight import file_key
+from .frames import collapse_blank_frames
+from .lm_tables import (
+    LexiconError,
+    NgramTables,
+    build_trie,
+    decoder_tokens,
+    empty_tables,
+    is_arpa,
+    lexicon_spellings,
+    make_scorer,
+    read_arpa,
+    read_lexicon,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LMDecoder", "LMOptions", "LexiconError", "read_lexicon"]
+
+#: hypotheses kept per frame by the ``lm`` decoder: it needs more room than the plain beam search
+DEFAULT_LM_BEAM_SIZE = 32
+DEFAULT_LM_WEIGHT = 1.0
+DEFAULT_WORD_SCORE = 0.0
+#: leaving the lexicon is never allowed by default
+DEFAULT_UNK_SCORE = float("-inf")
+#: nats below the frame's best at which a hypothesis is dropped
+DEFAULT_BEAM_THRESHOLD = 15.0
+Engine = Literal["auto", "compiled", "flashlight"]
+
+
+@dataclass(frozen=True)
+class LMOptions(BeamOptions):
+    """The prefix beam search's settings (with a wider default beam) and the LM's: see the module docstring."""
+
+    beam_size: int = option(DEFAULT_LM_BEAM_SIZE, BEAM_SIZE_HELP, flag="--beam")
+    lm: str | None = option(None, "n-gram LM (ARPA or KenLM binary): a word LM with --lexicon, a character LM without")
+    lexicon: str | None = option(
+        None, "lexicon file (recognizer-lm --lexicon); without it the LM decoder is lexicon-free"
+    )
+    lm_weight: float = option(DEFAULT_LM_WEIGHT, "weight of the LM's log10 score (tune with recognizer-tune)")
+    word_score: float = option(DEFAULT_WORD_SCORE, "insertion bonus per word (per word separator without a lexicon)")
+    unk_score: float = option(DEFAULT_UNK_SCORE, "with a lexicon: score of leaving it (default: never)")
+    beam_threshold: float = option(DEFAULT_BEAM_THRESHOLD, "lm: drop hypotheses this far below the best")
+    engine: Engine = option(
+        "auto", "lm: 'compiled' (ours; ARPA), 'flashlight' (flashlight-text + KenLM; also binaries), 'auto'"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lm is None and self.lexicon is None:
+            raise ValueError("decoder 'lm' needs an LM file (lm=...), a lexicon (lexicon=...), or both")
+        if not self.beam_threshold > 0:
+            raise ValueError(f"beam_threshold must be positive, got {self.beam_threshold}")
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """What the compiled engine loads once per (alphabet, LM file, lexicon file)."""
+
+    lm: NgramTables
+    label_words: np.ndarray  # the LM word of each label (character LMs)
+    trie: Any  # lm_tables.LexiconTrie | None
+
+
+@lru_cache(maxsize=4)
+def _load_tables(alphabet: str, lm: tuple[str, float] | None, lexicon: tuple[str, float] | None) -> _Tables:
+    tokens = decoder_tokens(alphabet)
+    tables = read_arpa(lm[0]) if lm else empty_tables()
+    label_words = np.array([tables.words.get(t, tables.unk) for t in tokens], dtype=np.int64)
+    label_words[0] = -1  # the blank is never scored
+    if lexicon is None:
+        if lm is None:
+            raise LexiconError("the LM decoder needs a language model, a lexicon, or both")
+        known = sum(t in tables.words for t in tokens[1:])
+        if known < len(alphabet) / 2:
+            raise LexiconError(
+                f"{lm[0]}: only {known} of the model's {len(alphabet)} characters are in this LM's "
+                f"vocabulary; without a lexicon the LM must be a character LM (recognizer-lm --unit char) "
+                f"in the model's case, or pass a lexicon to use a word LM"
+            )
+        return _Tables(tables, label_words, None)
+    spellings = lexicon_spellings(lexicon[0], tokens)
+    if lm is not None:
+        missing = [w for w in spellings if w not in tables.words]
+        if len(missing) == len(spellings):
+            raise LexiconError(f"{lm[0]}: none of the lexicon's words is in the LM; check their case")
+        if missing:
+            log.warning(
+                "%s: %d lexicon words are not in the LM (scored as <unk>), e.g. %s", lm[0], len(missing), missing[:5]
+            )
+    return _Tables(tables, label_words, build_trie(spellings, tables))
+
+
+class _Unsettled(PrefixBeamStream):
+    """A prefix beam search that reads ahead for a search that will decide differently: nothing it finds
+    is settled."""
+
+    def agreed(self) -> list[int]:
+        return []
+
+
+@register
+class LMDecoder(Decoder):
+    """``lm``: beam search with a lexicon and/or n-gram LM (see the module docstring), on the CPU.
+
+    Building it loads the LM and lexicon (cached by file and modification time, so decoders that
+    differ only in their weights share them): a missing or unusable file fails here.
+
+    Args:
+        options: the files and search settings; ``blank_skip`` collapses confident blank runs first.
+        alphabet: the tokenizer's alphabet (label ``i`` is ``alphabet[i - 1]``, 0 is the blank).
+    """
+
+    name = "lm"
+    summary = "beam search with --lm and/or --lexicon"
+    Options = LMOptions
+    implied_by = ("lm", "lexicon")
+    device = "cpu"
+    options: LMOptions
+
+    def __init__(self, options: LMOptions, alphabet: str | None = None) -> None:
+        if alphabet is None:
+            raise ValueError("decoder 'lm' needs the tokenizer's alphabet")
+        super().__init__(options, alphabet)
+        lm, lexicon = file_key(options.lm), file_key(options.lexicon)
+        self.engine = options.engine
+        if self.engine == "auto":
+            self.engine = "compiled" if lm is None or is_arpa(lm[0]) else "flashlight"
+        if self.engine == "flashlight":
+            from .flashlight import FlashlightSearch
+
+            self.flashlight: FlashlightSearch | None = FlashlightSearch(options, alphabet)
+            return
+        if lm is not None and not is_arpa(lm[0]):
+            raise LexiconError(
+                f"{lm[0]}: not an ARPA file (a KenLM binary?): the compiled engine reads ARPA; use engine flashlight"
+            )
+        self.flashlight = None
+        tables = _load_tables(alphabet, lm, lexicon)
+        self.scorer = make_scorer(
+            beam_kernel.LEXICON if tables.trie is not None else beam_kernel.CHARACTERS,
+            decoder_tokens(alphabet).index(WORD_BOUNDARY),
+            options.lm_weight,
+            options.word_score,
+            options.unk_score,
+            tables.lm,
+            tables.label_words,
+            tables.trie,
+        )
+
+    def _threshold(self) -> float:
+        """The compiled search's score pruning: ``beam_threshold``, or ``prune_threshold`` if tighter."""
+        o = self.options
+        return min(o.beam_threshold, math.inf if o.prune_threshold is None else o.prune_threshold)
+
+    def stream(self) -> PrefixBeamStream:
+        """The compiled engine's search, frame by frame (the LM scores partial results too); flashlight's
+        cannot be resumed, so with it partial results are read by the prefix beam search without the
+        LM and nothing is settled before the final transcript, which may rewrite any of them."""
+        o = self.options
+        if self.flashlight is None:
+            return PrefixBeamStream(dataclasses.replace(o, prune_threshold=self._threshold()), scorer=self.scorer)
+        return _Unsettled(
+            BeamOptions(token_beam=o.token_beam, token_min_logp=o.token_min_logp, blank_skip=o.blank_skip)
+        )
+
+    def search(self, log_probs: Tensor, lengths: Tensor) -> list[list[Hypothesis]]:
+        """N-best label sequences (distinct, best first) with their total scores, per utterance."""
+        o = self.options
+        if o.blank_skip is not None:
+            log_probs, lengths = collapse_blank_frames(log_probs, lengths, o.blank_skip)
+        if self.flashlight is not None:
+            return self.flashlight.search(log_probs, lengths)
+        if log_probs.shape[-1] != len(self.scorer[beam_kernel.LABEL_WORDS]):
+            raise ValueError(
+                f"log_probs have {log_probs.shape[-1]} classes, the decoder's alphabet "
+                f"{len(self.scorer[beam_kernel.LABEL_WORDS])} (with the blank)"
+            )
+        results, _ = _prefix_beam_search(
+            log_probs,
+            lengths,
+            o.beam_size,
+            o.nbest,
+            o.token_beam,
+            token_min_logp=o.token_min_logp,
+            prune_threshold=self._threshold(),
+            scorer=self.scorer,
+        )
+        return [hypotheses or [Hypothesis([], -math.inf)] for hypotheses in results]
