@@ -260,3 +260,40 @@ def test_a_label_floor_keeps_the_transcripts_and_narrows_each_utterances_search(
         assert (
             max(set(decoders) - {floored.flashlight.token_beam}) < every.flashlight.token_beam == TOKENIZER.vocab_size
         )
+
+
+@pytest.mark.parametrize("mode", ["lexicon", "characters"])
+def test_a_compiled_lm_stream_fed_in_pieces_keeps_the_offline_search(files, mode):
+    """The compiled engine's stream: frames in pieces -> the offline search's best transcript; what it
+    calls agreed only grows and begins every reading ahead (the LM rescores, never rewrites, a prefix)."""
+    paths = {"lm": str(files["words"]), "lexicon": str(files["lexicon"])} if mode == "lexicon" else {"lm": str(files["chars"])}
+    decoder = LMDecoder(LMOptions(**paths, beam_size=8), ALPHABET)
+    generator = torch.Generator().manual_seed(1)
+    for trial, sentence in enumerate(["THE CAT SAT", "A DOG SAT ON THE MAT", "THE CAT RAN"]):
+        log_probs = emissions(sentence, {1: ("A", 0.45), 4: ("D", 0.4)}, seed=trial)
+        (offline,) = decoder(log_probs[None], torch.tensor([log_probs.shape[0]]))
+        stream, agreed, start = decoder.stream(), [], 0
+        while start < log_probs.shape[0]:
+            size = int(torch.randint(1, 6, (1,), generator=generator))
+            stream.advance(log_probs[start : start + size])
+            start += size
+            assert stream.agreed()[: len(agreed)] == agreed
+            agreed = stream.agreed()
+            ahead = stream.copy()
+            ahead.finish()
+            assert ahead.best()[: len(agreed)] == agreed
+        stream.finish()
+        assert stream.best() == offline[0].labels, (mode, sentence)
+
+
+def test_an_unknown_word_path_spells_a_word_outside_the_lexicon(files, engine):
+    novel = emissions("THE RAT SAT")[None]  # RAT is no word of the lexicon; the acoustics are clear
+    lengths = torch.tensor([novel.shape[1]])
+    paths = {"lm": str(files["words"]), "lexicon": str(files["lexicon"]), "engine": engine}
+    closed = DecodingOptions("lm", **paths)
+    bounded = DecodingOptions("lm", **paths, unk_score=-3.0)
+    assert texts(decode(novel, lengths, closed, ALPHABET)[0])[0] != "THE RAT SAT"
+    assert texts(decode(novel, lengths, bounded, ALPHABET)[0])[0] == "THE RAT SAT"
+    # where the acoustics hesitate between a lexicon word and an unknown one, the penalty decides
+    unsure = emissions("THE CAT SAT", {4: ("R", 0.5)})[None]
+    assert texts(decode(unsure, lengths, bounded, ALPHABET)[0])[0] == "THE CAT SAT"

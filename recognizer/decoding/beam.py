@@ -39,6 +39,9 @@ DEFAULT_PRUNE_THRESHOLD: float | None = None
 #: hypotheses returned per utterance
 DEFAULT_NBEST = 1
 BEAM_SIZE_HELP = "hypotheses kept per frame"
+TOKEN_MIN_LOGP_HELP = (
+    "beam and lm: per frame, try only labels with at least this log-probability (always the best); None: all"
+)
 
 
 @dataclass
@@ -186,10 +189,7 @@ class BeamOptions:
 
     beam_size: int = option(DEFAULT_BEAM_SIZE, BEAM_SIZE_HELP, flag="--beam")
     token_beam: int | None = option(None, "labels tried per frame, most probable first (default: all)")
-    token_min_logp: float | None = option(
-        DEFAULT_TOKEN_MIN_LOGP,
-        "beam and lm: per frame, try only labels with at least this log-probability (always the best); None: all",
-    )
+    token_min_logp: float | None = option(DEFAULT_TOKEN_MIN_LOGP, TOKEN_MIN_LOGP_HELP)
     prune_threshold: float | None = option(
         DEFAULT_PRUNE_THRESHOLD, "beam: drop prefixes this many nats below a frame's best (None: keep beam_size)"
     )
