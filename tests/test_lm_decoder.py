@@ -266,7 +266,11 @@ def test_a_label_floor_keeps_the_transcripts_and_narrows_each_utterances_search(
 def test_a_compiled_lm_stream_fed_in_pieces_keeps_the_offline_search(files, mode):
     """The compiled engine's stream: frames in pieces -> the offline search's best transcript; what it
     calls agreed only grows and begins every reading ahead (the LM rescores, never rewrites, a prefix)."""
-    paths = {"lm": str(files["words"]), "lexicon": str(files["lexicon"])} if mode == "lexicon" else {"lm": str(files["chars"])}
+    paths = (
+        {"lm": str(files["words"]), "lexicon": str(files["lexicon"])}
+        if mode == "lexicon"
+        else {"lm": str(files["chars"])}
+    )
     decoder = LMDecoder(LMOptions(**paths, beam_size=8), ALPHABET)
     generator = torch.Generator().manual_seed(1)
     for trial, sentence in enumerate(["THE CAT SAT", "A DOG SAT ON THE MAT", "THE CAT RAN"]):
