@@ -31,7 +31,7 @@ import logging
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from torch import Tensor
@@ -44,6 +44,7 @@ from .flashlight import file_key
 from .frames import collapse_blank_frames
 from .lm_tables import (
     LexiconError,
+    LexiconTrie,
     NgramTables,
     build_trie,
     decoder_tokens,
@@ -106,7 +107,7 @@ class _Tables:
 
     lm: NgramTables
     label_words: np.ndarray  # the LM word of each label (character LMs)
-    trie: Any  # lm_tables.LexiconTrie | None
+    trie: LexiconTrie | None  # with a lexicon
 
 
 @lru_cache(maxsize=4)
