@@ -209,7 +209,12 @@ def models(shared_data, tmp_path_factory) -> dict[str, Any]:
     torch.manual_seed(0)  # the models' initial weights: the same run every time
     ink = Model({"alphabet": " abcdefghijklmnopqrstuvwxyz"}, InkFrontend().config(), SMALL)
     written = write_json_ink(folder / "word.json", Ink(strokes))
-    learn_by_heart(ink, [ink.frontend.load(written)], [WORD])
+    raw = ink.frontend.load(written)
+    # Normalized as training would: on raw pen features (two of them ~100x smaller than the others) the
+    # word was learned by heart on one CPU and not in 2,000 steps on another (AVX2).
+    features = ink.frontend.features(raw)
+    ink.encoder.normalizer.set_statistics(features.mean(0), features.std(0))
+    learn_by_heart(ink, [raw], [WORD])
 
     utterance = next(e for e in an4.read_split(shared_data("an4"), "train") if len(e["text"].split()) == 3)
     speech = Model({"alphabet": " ABCDEFGHIJKLMNOPQRSTUVWXYZ'"}, AudioFrontend().config(), SMALL)
