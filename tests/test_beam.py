@@ -351,15 +351,21 @@ def test_a_stream_fed_in_pieces_keeps_the_offline_search(blank_skip, beam_size, 
         log_probs = logits.log_softmax(-1)
         for decoder in (BeamDecoder(options), GreedyDecoder(GreedyOptions())):
             (offline,) = decoder(log_probs[None], torch.tensor([frames]))
-            stream, agreed, start = decoder.stream(), [], 0
-            while start < frames:
-                size = int(torch.randint(1, 12, (1,), generator=generator))
-                stream.advance(log_probs[start : start + size])
-                start += size
-                assert stream.agreed()[: len(agreed)] == agreed
-                agreed = stream.agreed()
-                ahead = stream.copy()
-                ahead.finish()
-                assert ahead.best()[: len(agreed)] == agreed
-            stream.finish()
-            assert stream.best() == offline[0].labels, (trial, decoder.name)
+            assert streamed(decoder, log_probs, generator, 12) == offline[0].labels, (trial, decoder.name)
+
+
+def streamed(decoder, log_probs, generator, max_piece: int) -> list[int]:
+    """``decoder.stream()`` fed ``log_probs`` in random pieces (1 to ``max_piece - 1`` frames): its best
+    labels at the end. What it calls agreed must only grow, and every reading ahead begin with it."""
+    stream, agreed, start = decoder.stream(), [], 0
+    while start < log_probs.shape[0]:
+        size = int(torch.randint(1, max_piece, (1,), generator=generator))
+        stream.advance(log_probs[start : start + size])
+        start += size
+        assert stream.agreed()[: len(agreed)] == agreed
+        agreed = stream.agreed()
+        ahead = stream.copy()
+        ahead.finish()
+        assert ahead.best()[: len(agreed)] == agreed
+    stream.finish()
+    return stream.best()

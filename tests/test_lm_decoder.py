@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_beam import streamed
 
 from recognizer import ngram as lm
 from recognizer.decoding import DecodingOptions, LexiconError, LMDecoder, LMOptions, decode, read_lexicon
@@ -276,18 +277,7 @@ def test_a_compiled_lm_stream_fed_in_pieces_keeps_the_offline_search(files, mode
     for trial, sentence in enumerate(["THE CAT SAT", "A DOG SAT ON THE MAT", "THE CAT RAN"]):
         log_probs = emissions(sentence, {1: ("A", 0.45), 4: ("D", 0.4)}, seed=trial)
         (offline,) = decoder(log_probs[None], torch.tensor([log_probs.shape[0]]))
-        stream, agreed, start = decoder.stream(), [], 0
-        while start < log_probs.shape[0]:
-            size = int(torch.randint(1, 6, (1,), generator=generator))
-            stream.advance(log_probs[start : start + size])
-            start += size
-            assert stream.agreed()[: len(agreed)] == agreed
-            agreed = stream.agreed()
-            ahead = stream.copy()
-            ahead.finish()
-            assert ahead.best()[: len(agreed)] == agreed
-        stream.finish()
-        assert stream.best() == offline[0].labels, (mode, sentence)
+        assert streamed(decoder, log_probs, generator, 6) == offline[0].labels, (mode, sentence)
 
 
 def test_an_unknown_word_path_spells_a_word_outside_the_lexicon(files):

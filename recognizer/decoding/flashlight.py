@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import groupby
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,7 +42,15 @@ from torch import Tensor
 from ..ctc import BLANK, UNK, WORD_BOUNDARY
 from .base import Hypothesis
 from .frames import floor_labels
-from .lm_tables import LexiconError, arpa_vocabulary, decoder_tokens, read_lexicon
+from .lm_tables import (
+    LexiconError,
+    arpa_vocabulary,
+    check_character_lm,
+    check_lexicon_in_lm,
+    decoder_tokens,
+    file_key,
+    lexicon_spellings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +76,6 @@ class _Resources:
     unk: int
 
 
-def file_key(path: str | os.PathLike | None) -> tuple[str, float] | None:
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    return str(path.resolve()), path.stat().st_mtime
-
-
 @lru_cache(maxsize=4)
 def _load(alphabet: str, lm: tuple[str, float] | None, lexicon: tuple[str, float] | None) -> _Resources:
     """Token dictionary, LM and (with a lexicon) word dictionary and trie; cached by file and mtime."""
@@ -87,65 +85,37 @@ def _load(alphabet: str, lm: tuple[str, float] | None, lexicon: tuple[str, float
     tokens = Dictionary(token_list)
     lm_path = lm[0] if lm else None
     if lexicon is not None:
-        return _load_lexicon(tokens, alphabet, lm_path, lexicon[0])
+        return _load_lexicon(tokens, token_list, lm_path, lexicon[0])
     if lm_path is None:
         raise LexiconError("the LM decoder needs a language model, a lexicon, or both")
     vocabulary = arpa_vocabulary(lm_path)
     if vocabulary is not None:
-        known = sum(c in vocabulary for c in token_list[1:])
-        if known < len(alphabet) / 2:
-            raise LexiconError(
-                f"{lm_path}: only {known} of the model's {len(alphabet)} characters are in this LM's "
-                f"vocabulary; without a lexicon the LM must be a character LM (recognizer-lm --unit char) "
-                f"in the model's case, or pass a lexicon to use a word LM"
-            )
+        check_character_lm(lm_path, vocabulary, token_list)
     # Lexicon-free, the LM scores tokens: its user dictionary is the token dictionary itself.
     return _Resources(tokens, None, _kenlm(lm_path, tokens), None, -1)
 
 
-def _load_lexicon(tokens: Any, alphabet: str, lm_path: str | None, lexicon: str) -> _Resources:
+def _load_lexicon(tokens: Any, token_list: list[str], lm_path: str | None, lexicon: str) -> _Resources:
     from flashlight.lib.text.decoder import SmearingMode, Trie, ZeroLM
     from flashlight.lib.text.dictionary import Dictionary
 
-    entries = read_lexicon(lexicon)
+    separator = tokens.get_index(WORD_BOUNDARY)
+    # flashlight's trie holds each spelling with its closing separator: a word ends where it is decoded
+    usable = {
+        word: [[*spelling, separator] for spelling in spellings]
+        for word, spellings in lexicon_spellings(lexicon, token_list).items()
+    }
     words = Dictionary()
-    usable: dict[str, list[list[int]]] = {}
-    unusable = []
-    for word, spellings in entries.items():
-        indices = [[tokens.get_index(t) for t in s] for s in spellings if all(tokens.contains(t) for t in s)]
-        if indices:
-            usable[word] = indices
-            words.add_entry(word)
-        else:
-            unusable.append(word)
-    if not usable:
-        raise LexiconError(
-            f"{lexicon}: no word is spelled with the model's characters {alphabet!r} "
-            f"(e.g. {unusable[:3]}); check the lexicon's case and its word separator ({WORD_BOUNDARY!r})"
-        )
-    if unusable:
-        log.warning(
-            "%s: %d of %d words use characters the model cannot output and are left out, e.g. %s",
-            lexicon,
-            len(unusable),
-            len(entries),
-            unusable[:5],
-        )
+    for word in usable:
+        words.add_entry(word)
     if not words.contains(UNK):
         words.add_entry(UNK)
     unk = words.get_index(UNK)
     words.set_default_index(unk)
-    vocabulary = arpa_vocabulary(lm_path) if lm_path else None
-    if vocabulary is not None:
-        missing = [w for w in usable if w not in vocabulary]
-        if len(missing) == len(usable):
-            raise LexiconError(f"{lm_path}: none of the lexicon's words is in the LM; check their case")
-        if missing:
-            log.warning(
-                "%s: %d lexicon words are not in the LM (scored as <unk>), e.g. %s", lm_path, len(missing), missing[:5]
-            )
+    if lm_path and (vocabulary := arpa_vocabulary(lm_path)) is not None:
+        check_lexicon_in_lm(lm_path, vocabulary, list(usable))
     language_model = _kenlm(lm_path, words) if lm_path else ZeroLM()
-    trie = Trie(tokens.index_size(), tokens.get_index(WORD_BOUNDARY))
+    trie = Trie(tokens.index_size(), separator)
     start = language_model.start(False)
     for word, indices in usable.items():
         index = words.get_index(word)

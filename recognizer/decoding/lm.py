@@ -40,15 +40,17 @@ from ..ctc import WORD_BOUNDARY
 from . import beam_kernel
 from .base import Decoder, Hypothesis, option, register
 from .beam import BEAM_SIZE_HELP, TOKEN_MIN_LOGP_HELP, BeamOptions, PrefixBeamStream, _prefix_beam_search
-from .flashlight import file_key
 from .frames import collapse_blank_frames
 from .lm_tables import (
     LexiconError,
     LexiconTrie,
     NgramTables,
     build_trie,
+    check_character_lm,
+    check_lexicon_in_lm,
     decoder_tokens,
     empty_tables,
+    file_key,
     is_arpa,
     lexicon_spellings,
     make_scorer,
@@ -119,23 +121,11 @@ def _load_tables(alphabet: str, lm: tuple[str, float] | None, lexicon: tuple[str
     if lexicon is None:
         if lm is None:
             raise LexiconError("the LM decoder needs a language model, a lexicon, or both")
-        known = sum(t in tables.words for t in tokens[1:])
-        if known < len(alphabet) / 2:
-            raise LexiconError(
-                f"{lm[0]}: only {known} of the model's {len(alphabet)} characters are in this LM's "
-                f"vocabulary; without a lexicon the LM must be a character LM (recognizer-lm --unit char) "
-                f"in the model's case, or pass a lexicon to use a word LM"
-            )
+        check_character_lm(lm[0], tables.words, tokens)
         return _Tables(tables, label_words, None)
     spellings = lexicon_spellings(lexicon[0], tokens)
     if lm is not None:
-        missing = [w for w in spellings if w not in tables.words]
-        if len(missing) == len(spellings):
-            raise LexiconError(f"{lm[0]}: none of the lexicon's words is in the LM; check their case")
-        if missing:
-            log.warning(
-                "%s: %d lexicon words are not in the LM (scored as <unk>), e.g. %s", lm[0], len(missing), missing[:5]
-            )
+        check_lexicon_in_lm(lm[0], tables.words, list(spellings))
     return _Tables(tables, label_words, build_trie(spellings, tables))
 
 

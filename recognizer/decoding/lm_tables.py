@@ -17,8 +17,9 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -75,6 +76,40 @@ def arpa_vocabulary(path: str | os.PathLike) -> set[str] | None:
                 if len(fields) >= 2:
                     words.add(fields[1])
     return words
+
+
+def file_key(path: str | os.PathLike | None) -> tuple[str, float] | None:
+    """A file's identity for caching what was loaded from it (resolved path and modification time)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return str(path.resolve()), path.stat().st_mtime
+
+
+def check_character_lm(path: str, vocabulary: Container[str], tokens: Sequence[str]) -> None:
+    """Without a lexicon the LM scores the model's characters (``tokens``: ``decoder_tokens``): most of
+    them must be in its vocabulary."""
+    known = sum(t in vocabulary for t in tokens[1:])
+    if known < (len(tokens) - 1) / 2:
+        raise LexiconError(
+            f"{path}: only {known} of the model's {len(tokens) - 1} characters are in this LM's "
+            f"vocabulary; without a lexicon the LM must be a character LM (recognizer-lm --unit char) "
+            f"in the model's case, or pass a lexicon to use a word LM"
+        )
+
+
+def check_lexicon_in_lm(path: str, vocabulary: Container[str], words: Collection[str]) -> None:
+    """A lexicon's words against a word LM's vocabulary: none of them is an error, some missing a warning
+    (they are scored as ``<unk>``)."""
+    missing = [w for w in words if w not in vocabulary]
+    if len(missing) == len(words):
+        raise LexiconError(f"{path}: none of the lexicon's words is in the LM; check their case")
+    if missing:
+        log.warning(
+            "%s: %d lexicon words are not in the LM (scored as <unk>), e.g. %s", path, len(missing), missing[:5]
+        )
 
 
 def decoder_tokens(alphabet: str) -> list[str]:
@@ -241,10 +276,6 @@ class LexiconTrie:
     child: np.ndarray  # int64 per entry
     word: np.ndarray  # int64 per node: the LM word ending there, -1: none
     lookahead: np.ndarray  # float64 per node: the best unigram log10 p of a word at or below it
-
-    @property
-    def words(self) -> int:
-        return int((self.word >= 0).sum())
 
 
 def build_trie(spellings: dict[str, list[list[int]]], lm: NgramTables) -> LexiconTrie:
