@@ -1,14 +1,18 @@
 """Batching by a length budget: items of similar length together, padded size (count x longest) bounded.
 
-Training (``data.LengthBudgetBatchSampler``) and transcription cut batches the same way, and every
-runtime of a trained model (PyTorch, ONNX) runs long inputs in the same overlapping segments
-(``forward_batches``). A leaf without torch or Lightning, so that transcription imports neither for it.
+Training (``data.LengthBudgetBatchSampler``) fills batches in a shuffled order up to the budget
+(``budget_batches``); inference sorts its inputs and cuts them where padding costs least
+(``length_batches``), and every runtime of a trained model (PyTorch, ONNX) runs long inputs in the
+same overlapping segments (``forward_batches``). A leaf without torch or Lightning, so that
+transcription imports neither for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence, Sized
 from typing import TypeVar
+
+import numpy as np
 
 #: feature frames per batch of inference (80 s of audio at a 10 ms hop): benchmarks/RESULTS.md, "Deployment"
 DEFAULT_MAX_FRAMES = 8_000
@@ -37,9 +41,39 @@ def budget_batches(
     return batches
 
 
-def length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
-    """Indices of ``lengths`` in batches of similar length within the budget (shortest first)."""
-    return budget_batches(sorted(range(len(lengths)), key=lengths.__getitem__), lengths, max_frames)
+#: what a batch's every step costs besides its items' own work, in items: a recurrent model runs the
+#: whole batch for as many steps as its longest input has, and each step has a fixed cost (the
+#: BLSTM through onnxruntime: ~0.5-1 item); it decides how far padding is traded for fewer batches
+#: (benchmarks/RESULTS.md, "Deployment": 20 % padding on AN4 dev100 before, 6 % with it)
+STEP_COST = 1.0
+#: the most items one inference batch takes: beyond it the step cost is below 1 % of a batch's work
+MAX_INFERENCE_BATCH = 128
+
+
+def length_batches(lengths: Sequence[int], max_frames: int, step_cost: float = STEP_COST) -> list[list[int]]:
+    """Indices of ``lengths`` in batches of similar length within the budget (shortest first).
+
+    A batch costs ``longest x (count + step_cost)``; the cuts of the sorted order are those of least
+    total cost (a dynamic program), so padding is spent only where it saves whole batches. An item
+    longer than the budget gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    sorted_lengths = np.array([lengths[i] for i in order], dtype=np.float64)
+    best = np.zeros(len(order) + 1)  # best[j]: the least cost of the first j items
+    first = np.zeros(len(order) + 1, dtype=np.int64)  # where the last batch of the first j items begins
+    for end in range(1, len(order) + 1):
+        longest = sorted_lengths[end - 1]
+        fits = int(max_frames // longest) if longest > 0 else end
+        begins = np.arange(max(0, end - max(1, min(fits, MAX_INFERENCE_BATCH))), end)
+        costs = best[begins] + longest * (end - begins + step_cost)
+        pick = int(np.argmin(costs))  # ties: the earliest begin, i.e. the larger batch
+        best[end], first[end] = costs[pick], begins[pick]
+    batches = []
+    end = len(order)
+    while end > 0:
+        batches.append(order[first[end] : end])
+        end = int(first[end])
+    return batches[::-1]
 
 
 #: an input longer than SEGMENT_FRAMES + 2 x SEGMENT_CONTEXT feature frames (70 s of audio) goes through

@@ -1,6 +1,8 @@
+import itertools
+
 import pytest
 
-from recognizer.batching import budget_batches
+from recognizer.batching import budget_batches, length_batches
 from recognizer.data import LengthBudgetBatchSampler
 from recognizer.decoding import greedy_decode, min_ctc_frames
 
@@ -11,6 +13,42 @@ def test_budget_batches_respect_the_budget():
     assert batches == [[0, 1, 2], [3, 4], [5]]  # the over-long item gets a batch of its own
     for batch in batches[:-1]:
         assert len(batch) * max(lengths[i] for i in batch) <= 100
+
+
+def _cost(batches, lengths, step_cost):
+    return sum(max(lengths[i] for i in batch) * (len(batch) + step_cost) for batch in batches)
+
+
+@pytest.mark.parametrize("step_cost", [0.0, 1.0, 4.0])
+def test_length_batches_cut_where_padding_costs_least(step_cost):
+    lengths = [(i * 37) % 100 + 1 for i in range(60)] + [500]
+    batches = length_batches(lengths, max_frames=400, step_cost=step_cost)
+    assert sorted(i for batch in batches for i in batch) == list(range(61))
+    assert batches[-1] == [60]  # longer than the budget: alone
+    longest = [max(lengths[i] for i in batch) for batch in batches]
+    assert longest == sorted(longest)  # shortest first
+    for batch in batches[:-1]:
+        assert len(batch) * max(lengths[i] for i in batch) <= 400
+    order = sorted(range(61), key=lengths.__getitem__)
+    greedy = budget_batches(order, lengths, max_frames=400)
+    assert _cost(batches, lengths, step_cost) <= _cost(greedy, lengths, step_cost)
+
+
+def test_length_batches_are_the_cheapest_cuts():
+    lengths = [3, 9, 4, 10, 1, 5, 8]
+    order = sorted(range(7), key=lengths.__getitem__)
+    every = []  # every way to cut the sorted order into consecutive batches within the budget
+    for cuts in itertools.product([False, True], repeat=6):
+        batches, start = [], 0
+        for end, cut in enumerate([*cuts, True], start=1):
+            if cut:
+                batches.append(order[start:end])
+                start = end
+        if all(len(b) * max(lengths[i] for i in b) <= 30 for b in batches):
+            every.append(_cost(batches, lengths, 1.0))
+    assert _cost(length_batches(lengths, 30, 1.0), lengths, 1.0) == min(every)
+    assert length_batches([], 30) == []
+    assert length_batches([0, 0, 2], 30) == [[0, 1], [2]]  # empty inputs cost nothing apart
 
 
 def _sampler(**kwargs):
