@@ -5,7 +5,8 @@
 The model runs once; every (LM weight, word score) pair of the grid then decodes the same
 log-probabilities. Prints the WER of each pair, then the best pair as options for
 ``recognizer-transcribe``. With a lexicon, ``--unk-scores never -10 -5`` adds the score of spelling a
-word outside it as a third axis. Tune on a dev split only: never on the test split you report.
+word outside it as a third axis, and with a ``--char-lm`` beside it ``--char-lm-weights 0.25 0.5 1``
+that LM's weight as a fourth. Tune on a dev split only: never on the test split you report.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Trial:
     wer: float
     cer: float
     unk_score: float | None = None  # None: not searched (the decoder's own setting)
+    char_lm_weight: float | None = None  # None: not searched
 
 
 def error_rates(
@@ -62,17 +64,23 @@ def grid_search(
     word_scores: Sequence[float] = DEFAULT_WORD_SCORES,
     report: Callable[[Trial], object] | None = None,
     unk_scores: Sequence[float] | None = None,
+    char_lm_weights: Sequence[float] | None = None,
 ) -> list[Trial]:
-    """Every (LM weight, word score[, unknown-word score]) setting, in grid order; ``report`` is called
-    with each trial. ``unk_scores`` None leaves the decoder's own ``unk_score``."""
+    """Every (LM weight, word score[, unknown-word score][, character LM weight]) setting, in grid order;
+    ``report`` is called with each trial. An axis left None keeps the decoder's own setting."""
     trials = []
     unk_axis: Sequence[float | None] = unk_scores or [None]
-    for lm_weight, word_score, unk_score in itertools.product(lm_weights, word_scores, unk_axis):
+    char_axis: Sequence[float | None] = char_lm_weights or [None]
+    for lm_weight, word_score, unk_score, char_lm_weight in itertools.product(
+        lm_weights, word_scores, unk_axis, char_axis
+    ):
         searched = {"lm_weight": lm_weight, "word_score": word_score}
         if unk_score is not None:
             searched["unk_score"] = unk_score
+        if char_lm_weight is not None:
+            searched["char_lm_weight"] = char_lm_weight
         rates = error_rates(recognizer, log_probs, references, options.replace(**searched))
-        trial = Trial(lm_weight, word_score, *rates, unk_score=unk_score)
+        trial = Trial(lm_weight, word_score, *rates, unk_score=unk_score, char_lm_weight=char_lm_weight)
         trials.append(trial)
         if report is not None:
             report(trial)
@@ -80,8 +88,8 @@ def grid_search(
 
 
 def best_trial(trials: Sequence[Trial]) -> Trial:
-    """Lowest WER; ties go to lower CER, then the smaller LM weight and bonus and the lower unknown-word
-    score (the milder setting)."""
+    """Lowest WER; ties go to lower CER, then the smaller LM weight and bonus, the lower unknown-word
+    score and the smaller character LM weight (the milder setting)."""
     return min(
         trials,
         key=lambda t: (
@@ -90,6 +98,7 @@ def best_trial(trials: Sequence[Trial]) -> Trial:
             t.lm_weight,
             abs(t.word_score),
             -math.inf if t.unk_score is None else t.unk_score,
+            0.0 if t.char_lm_weight is None else t.char_lm_weight,
         ),
     )
 
@@ -106,7 +115,8 @@ def unk_score_value(text: str) -> float:
 
 def _format(trial: Trial) -> str:
     unk = "" if trial.unk_score is None else "\t" + (NEVER if trial.unk_score == -math.inf else f"{trial.unk_score:g}")
-    return f"{trial.lm_weight:g}\t{trial.word_score:g}{unk}\t{trial.wer:.2%}\t{trial.cer:.2%}"
+    chars = "" if trial.char_lm_weight is None else f"\t{trial.char_lm_weight:g}"
+    return f"{trial.lm_weight:g}\t{trial.word_score:g}{unk}{chars}\t{trial.wer:.2%}\t{trial.cer:.2%}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="U",
         help=f"with --lexicon: also search the score of a word outside it ({NEVER!r}: not allowed, the default)",
+    )
+    parser.add_argument(
+        "--char-lm-weights", type=float, nargs="+", metavar="C", help="with --char-lm: also search its weight"
     )
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="feature frames per batch")
@@ -143,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.unk_scores and getattr(options.settings, "lexicon", None) is None:
             parser.error("--unk-scores needs --lexicon: without a lexicon every word is spelled freely")
+        if args.char_lm_weights and getattr(options.settings, "char_lm", None) is None:
+            parser.error("--char-lm-weights needs --char-lm (and --lexicon)")
         recognizer = load(args.checkpoint, args.device)
         build_decoder(options, recognizer.tokenizer.alphabet)  # a bad LM or lexicon fails before the model runs
         entries = read_manifest(args.manifest, path_key=recognizer.frontend.path_key, required=("text",))
@@ -152,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         references = [recognizer.tokenizer.normalize(entry["text"]) for entry in entries]
         greedy_wer, greedy_cer = error_rates(recognizer, log_probs, references, DecodingOptions())
         print(f"{len(entries)} utterances; greedy WER {greedy_wer:.2%} CER {greedy_cer:.2%}", file=sys.stderr)
-        print("lm_weight\tword_score\t" + ("unk_score\t" if args.unk_scores else "") + "WER\tCER")
+        columns = ["lm_weight", "word_score"] + ["unk_score"] * bool(args.unk_scores)
+        columns += ["char_lm_weight"] * bool(args.char_lm_weights)
+        print("\t".join([*columns, "WER", "CER"]))
         trials = grid_search(
             recognizer,
             log_probs,
@@ -162,12 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.word_scores,
             report=lambda t: print(_format(t), flush=True),
             unk_scores=args.unk_scores,
+            char_lm_weights=args.char_lm_weights,
         )
     except (OSError, ValueError) as error:
         print(f"recognizer-tune: error: {error}", file=sys.stderr)
         return 1
     best = best_trial(trials)
     unk = "" if best.unk_score is None else f" --unk-score={best.unk_score:g}"
+    if best.char_lm_weight is not None:
+        unk += f" --char-lm-weight {best.char_lm_weight:g}"
     print(
         f"best: --lm-weight {best.lm_weight:g} --word-score {best.word_score:g}{unk}  WER {best.wer:.2%} CER {best.cer:.2%} "
         f"(greedy WER {greedy_wer:.2%}; {len(trials)} settings in {time.perf_counter() - start:.1f} s)"

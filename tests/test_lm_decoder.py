@@ -11,7 +11,16 @@ import torch
 from test_beam import streamed
 
 from recognizer import ngram as lm
-from recognizer.decoding import DecodingOptions, LexiconError, LMDecoder, LMOptions, decode, read_lexicon
+from recognizer.decoding import (
+    DecodingOptions,
+    LexiconError,
+    LMDecoder,
+    LMOptions,
+    beam_kernel,
+    decode,
+    lm_tables,
+    read_lexicon,
+)
 from recognizer.decoding.lm_tables import decoder_tokens
 from recognizer.tokenizer import Tokenizer
 
@@ -140,8 +149,7 @@ def test_settings_change_without_reloading(files, engine):
     if engine == "flashlight":
         assert first.flashlight.resources is second.flashlight.resources  # the LM and trie are loaded once
     else:
-        from recognizer.decoding import beam_kernel as k
-
+        k = beam_kernel
         assert all(first.scorer[i] is second.scorer[i] for i in (k.KEYS, k.PROBS, k.TRIE_CHILD))  # the same tables
 
 
@@ -164,7 +172,6 @@ def test_compiled_lm_scores_equal_kenlms(tmp_path, unit, order):
     from flashlight.lib.text.decoder.kenlm import KenLM
     from flashlight.lib.text.dictionary import Dictionary
 
-    from recognizer.decoding import beam_kernel
     from recognizer.decoding.lm_tables import make_scorer, read_arpa
 
     path = tmp_path / f"{unit}{order}.arpa"
@@ -263,15 +270,20 @@ def test_a_label_floor_keeps_the_transcripts_and_narrows_each_utterances_search(
         )
 
 
-@pytest.mark.parametrize("mode", ["lexicon", "characters"])
+@pytest.mark.parametrize("mode", ["lexicon", "characters", "lexicon and characters"])
 def test_a_compiled_lm_stream_fed_in_pieces_keeps_the_offline_search(files, mode):
     """The compiled engine's stream: frames in pieces -> the offline search's best transcript; what it
     calls agreed only grows and begins every reading ahead (the LM rescores, never rewrites, a prefix)."""
-    paths = (
-        {"lm": str(files["words"]), "lexicon": str(files["lexicon"])}
-        if mode == "lexicon"
-        else {"lm": str(files["chars"])}
-    )
+    paths: dict = {
+        "lexicon": {"lm": str(files["words"]), "lexicon": str(files["lexicon"])},
+        "characters": {"lm": str(files["chars"])},
+        "lexicon and characters": {
+            "lm": str(files["words"]),
+            "lexicon": str(files["lexicon"]),
+            "char_lm": str(files["chars"]),
+            "unk_score": -5.0,
+        },
+    }[mode]
     decoder = LMDecoder(LMOptions(**paths, beam_size=8), ALPHABET)
     generator = torch.Generator().manual_seed(1)
     for trial, sentence in enumerate(["THE CAT SAT", "A DOG SAT ON THE MAT", "THE CAT RAN"]):
@@ -293,3 +305,58 @@ def test_an_unknown_word_path_spells_a_word_outside_the_lexicon(files):
     # where the acoustics hesitate between a lexicon word and an unknown one, the penalty decides
     unsure = emissions("THE CAT SAT", {4: ("R", 0.5)})[None]
     assert texts(decode(unsure, lengths, bounded, ALPHABET)[0])[0] == "THE CAT SAT"
+
+
+def test_a_character_lm_beside_the_word_lm_adds_its_weighted_score_to_every_hypothesis(files):
+    """With ``char_lm`` each hypothesis scores its characters (the separator as ``|``) and ``</s>`` by the
+    character LM too, weighted: the n-best lists' scores differ by exactly that; weight 0 changes nothing."""
+    log_probs = emissions("THE CAT SAT", {2: ("C", 0.4), 6: ("R", 0.3)})[None]
+    lengths = torch.tensor([log_probs.shape[1]])
+    words = {"lm": str(files["words"]), "lexicon": str(files["lexicon"]), "unk_score": -4.0, "nbest": 6}
+    # a beam that prunes nothing here: each prefix's acoustic score is then the same with either scorer
+    common = {"beam_size": 512, "beam_threshold": 1000.0, "token_min_logp": None}
+    alone = LMDecoder(LMOptions(**words, **common), ALPHABET)(log_probs, lengths)[0]
+    zero = LMDecoder(LMOptions(**words, **common, char_lm=str(files["chars"]), char_lm_weight=0.0), ALPHABET)
+    assert [(h.labels, h.score) for h in zero(log_probs, lengths)[0]] == [(h.labels, h.score) for h in alone]
+
+    weight = 0.7
+    both = LMDecoder(LMOptions(**words, **common, char_lm=str(files["chars"]), char_lm_weight=weight), ALPHABET)
+    scorer = LMDecoder(LMOptions(lm=str(files["chars"])), ALPHABET).scorer  # the character LM alone
+    tables = lm_tables.read_arpa(files["chars"])
+
+    def char_log10(text: str) -> float:
+        state, total = int(scorer[beam_kernel.LM_INTS][beam_kernel.START]), 0.0
+        for token in [*text.replace(" ", "|"), "</s>"]:
+            logp, state = beam_kernel.lm_logp(scorer, state, tables.words.get(token, tables.unk))
+            total += logp
+        return total
+
+    before = {TOKENIZER.decode(h.labels): h.score for h in alone}
+    after = {TOKENIZER.decode(h.labels): h.score for h in both(log_probs, lengths)[0]}
+    shared = before.keys() & after.keys()
+    assert len(shared) >= 3
+    for text in shared:
+        assert after[text] - before[text] == pytest.approx(weight * char_log10(text), abs=1e-6), text
+
+
+def test_a_character_lm_spells_the_words_outside_the_lexicon(files):
+    """An unknown word is spelled by the acoustics alone without ``char_lm``, by the character LM too with
+    it: "DON" and "SON" are both outside the lexicon; the LM's texts begin a word with "DO", never "SO"."""
+    log_probs = emissions("THE DON SAT", {4: ("S", 0.55)})[None]
+    lengths = torch.tensor([log_probs.shape[1]])
+    words = {"lm": str(files["words"]), "lexicon": str(files["lexicon"]), "unk_score": -1.0}
+    assert texts(decode(log_probs, lengths, DecodingOptions("lm", **words), ALPHABET)[0]) == ["THE SON SAT"]
+    spelled = DecodingOptions("lm", **words, char_lm=str(files["chars"]), char_lm_weight=0.5)
+    assert texts(decode(log_probs, lengths, spelled, ALPHABET)[0]) == ["THE DON SAT"]
+
+
+def test_a_character_lm_beside_a_lexicon_is_checked(files):
+    lexicon = {"lexicon": str(files["lexicon"])}
+    with pytest.raises(ValueError, match="without a lexicon, pass it as lm"):
+        LMOptions(lm=str(files["words"]), char_lm=str(files["chars"]))
+    with pytest.raises(ValueError, match="compiled engine"):
+        LMOptions(**lexicon, char_lm=str(files["chars"]), engine="flashlight")
+    with pytest.raises(LexiconError, match="character LM"):
+        LMDecoder(LMOptions(**lexicon, char_lm=str(files["words"])), ALPHABET)
+    with pytest.raises(FileNotFoundError, match="missing.arpa"):
+        LMDecoder(LMOptions(**lexicon, char_lm=str(files["chars"].parent / "missing.arpa")), ALPHABET)

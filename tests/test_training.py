@@ -297,6 +297,21 @@ def test_tune_searches_the_unknown_word_score(trained, tiny_speech, language_mod
     assert run.returncode == 2 and "--unk-scores needs --lexicon" in run.stderr
 
 
+def test_tune_searches_the_character_lm_weight(trained, tiny_speech, language_model):
+    _, best = trained
+    tune = [BIN / "recognizer-tune", "--checkpoint", best, "--manifest", tiny_speech["dev"]]
+    files = ["--lm", language_model["words"], "--lexicon", language_model["lexicon"]]
+    grid = ["--lm-weights", "1", "--word-scores", "0", "--unk-scores", "-5", "--char-lm-weights", "0", "0.5"]
+    run = subprocess.run([*tune, *files, "--char-lm", language_model["chars"], *grid], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "lm_weight\tword_score\tunk_score\tchar_lm_weight\tWER\tCER"
+    assert [row.split("\t")[3] for row in lines[1:-1]] == ["0", "0.5"]
+    assert "--char-lm-weight " in lines[-1]
+    run = subprocess.run([*tune, *files, *grid], capture_output=True, text=True)
+    assert run.returncode == 2 and "--char-lm-weights needs --char-lm" in run.stderr
+
+
 def test_validate_decodes_with_the_configured_lm(trained, tiny_speech, language_model, tmp_path):
     cli, best = trained
     options = [

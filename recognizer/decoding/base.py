@@ -76,6 +76,7 @@ RESERVED = (
     "lm_weights",
     "word_scores",
     "unk_scores",
+    "char_lm_weights",
     "help",
     "decoder",
     "settings",

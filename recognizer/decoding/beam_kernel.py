@@ -22,7 +22,10 @@ The scorer (``scorer``, a tuple built by ``recognizer.decoding.lm_tables``) is o
 * ``LEXICON``: words spelled by a lexicon trie, each completed word (at the word separator, or at the
   end) scored by a word n-gram LM and ``word_score``; while a word is unfinished the best LM score of
   the words it can still become stands in for it (look-ahead). A spelling that leaves the lexicon costs
-  ``unk_score`` once (``-inf``: never) and is scored as the LM's ``<unk>``.
+  ``unk_score`` once (``-inf``: never) and is scored as the LM's ``<unk>``. Optionally a character
+  n-gram LM scores every label too (weighted by ``char_weight``), so that an unknown word is spelled by
+  it rather than by the acoustics alone: the two LMs' contexts share ``state`` (word state x the
+  character LM's number of states + character state).
 * ``CHARACTERS``: every label scored by a character n-gram LM (lexicon-free), ``word_score`` per word
   separator.
 
@@ -54,10 +57,14 @@ ROOT, OUTSIDE = 0, -1
 #: the scorer tuple's fields, by position (numba takes tuples, not objects, into cached code)
 MODE, SEPARATOR, WEIGHTS, KEYS, PROBS, NEXT, BACKOFF, SUFFIX, LM_INTS, LABEL_WORDS = range(10)
 TRIE_START, TRIE_LABEL, TRIE_CHILD, TRIE_WORD, TRIE_LOOKAHEAD = range(10, 15)
-#: ``WEIGHTS`` holds lm_weight, word_score, unk_score and the LM's log10 p(<unk>) at these positions
-LM_WEIGHT, WORD_SCORE, UNK_SCORE, UNK_LOGP = range(4)
-#: ``LM_INTS`` holds the LM's vocabulary size, its start state (after <s>), </s> and <unk>
-VOCAB, START, EOS, UNK = range(4)
+#: the character LM beside a lexicon's word LM: its tables as the LM's above, and each label's character
+CHAR_KEYS, CHAR_PROBS, CHAR_NEXT, CHAR_BACKOFF, CHAR_SUFFIX, CHAR_INTS, CHAR_LABEL_WORDS = range(15, 22)
+#: ``WEIGHTS`` holds lm_weight, word_score, unk_score, the LM's log10 p(<unk>), the character LM's weight
+#: and its log10 p(<unk>) at these positions
+LM_WEIGHT, WORD_SCORE, UNK_SCORE, UNK_LOGP, CHAR_WEIGHT, CHAR_UNK_LOGP = range(6)
+#: ``LM_INTS`` and ``CHAR_INTS`` hold the LM's vocabulary size, the search's start state (after <s>;
+#: both LMs' in ``LM_INTS``), </s>, <unk> and (``CHAR_INTS``) its number of states
+VOCAB, START, EOS, UNK, STATES = range(5)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -73,24 +80,41 @@ def _plus(a: float, b: float, viterbi: bool) -> float:
 
 
 @njit(cache=True, nogil=True)
-def lm_logp(scorer, state: int, word: int):
+def _ngram_logp(keys, probs, next_state, backoff, suffix, vocab: int, unk_logp: float, state: int, word: int):
     """log10 p(word | the context ``state``) by the ARPA back-off rule, and the context after it.
 
-    An n-gram is found by binary search for ``state x VOCAB + word`` among the sorted ``KEYS``; a context
-    without it pays its ``BACKOFF`` and tries its ``SUFFIX`` (the context one word shorter), down to the
+    An n-gram is found by binary search for ``state x vocab + word`` among the sorted ``keys``; a context
+    without it pays its ``backoff`` and tries its ``suffix`` (the context one word shorter), down to the
     empty context (state 0), where a word the LM lacks scores as ``<unk>``."""
-    keys = scorer[KEYS]
-    vocab = np.uint64(scorer[LM_INTS][VOCAB])
+    size = np.uint64(vocab)
     total = 0.0
     while True:
-        key = np.uint64(state) * vocab + np.uint64(word)
+        key = np.uint64(state) * size + np.uint64(word)
         i = np.searchsorted(keys, key)
         if i < keys.shape[0] and keys[i] == key:
-            return total + scorer[PROBS][i], scorer[NEXT][i]
+            return total + probs[i], next_state[i]
         if state == 0:
-            return total + scorer[WEIGHTS][UNK_LOGP], 0
-        total += scorer[BACKOFF][state]
-        state = scorer[SUFFIX][state]
+            return total + unk_logp, 0
+        total += backoff[state]
+        state = suffix[state]
+
+
+@njit(cache=True, nogil=True)
+def lm_logp(scorer, state: int, word: int):
+    """The scorer's LM (word or character): log10 p(word | ``state``) and the state after it."""
+    return _ngram_logp(
+        scorer[KEYS], scorer[PROBS], scorer[NEXT], scorer[BACKOFF], scorer[SUFFIX],
+        scorer[LM_INTS][VOCAB], scorer[WEIGHTS][UNK_LOGP], state, word,
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def char_logp(scorer, state: int, char: int):
+    """The character LM beside a word LM: log10 p(char | ``state``) and the state after it."""
+    return _ngram_logp(
+        scorer[CHAR_KEYS], scorer[CHAR_PROBS], scorer[CHAR_NEXT], scorer[CHAR_BACKOFF], scorer[CHAR_SUFFIX],
+        scorer[CHAR_INTS][VOCAB], scorer[WEIGHTS][CHAR_UNK_LOGP], state, char,
+    )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -130,7 +154,21 @@ def extend_score(scorer, state: int, node: int, last: int, length: int, c: int):
     if mode == CHARACTERS:
         logp, after = lm_logp(scorer, state, scorer[LABEL_WORDS][c])
         return True, weights[LM_WEIGHT] * logp + (weights[WORD_SCORE] if c == separator else 0.0), after, ROOT
-    if c == separator:
+    states = scorer[CHAR_INTS][STATES]
+    word_state, char_state = state // states, state % states
+    spelled = 0.0
+    if weights[CHAR_WEIGHT] != 0.0:
+        logp, char_state = char_logp(scorer, char_state, scorer[CHAR_LABEL_WORDS][c])
+        spelled = weights[CHAR_WEIGHT] * logp
+    allowed, change, word_state, child = _extend_word(scorer, word_state, node, c)
+    return allowed, change + spelled, word_state * states + char_state, child
+
+
+@njit(cache=True, nogil=True)
+def _extend_word(scorer, state: int, node: int, c: int):
+    """``extend_score`` of a lexicon's word LM alone (``state``: its context)."""
+    weights = scorer[WEIGHTS]
+    if c == scorer[SEPARATOR]:
         allowed, change, after = _complete_word(scorer, state, node)
         return allowed, change, after, ROOT
     if node == OUTSIDE:
@@ -154,12 +192,19 @@ def end_score(scorer, state: int, node: int, last: int) -> float:
         return 0.0
     if last == scorer[SEPARATOR]:
         return NEG_INF
+    weights = scorer[WEIGHTS]
     change = 0.0
-    if mode == LEXICON and node != ROOT:
-        allowed, change, state = _complete_word(scorer, state, node)
-        if not allowed:
-            return NEG_INF
-    return change + scorer[WEIGHTS][LM_WEIGHT] * lm_logp(scorer, state, scorer[LM_INTS][EOS])[0]
+    if mode == LEXICON:
+        states = scorer[CHAR_INTS][STATES]
+        char_state, state = state % states, state // states
+        if weights[CHAR_WEIGHT] != 0.0:
+            change = weights[CHAR_WEIGHT] * char_logp(scorer, char_state, scorer[CHAR_INTS][EOS])[0]
+        if node != ROOT:
+            allowed, completed, state = _complete_word(scorer, state, node)
+            if not allowed:
+                return NEG_INF
+            change += completed
+    return change + weights[LM_WEIGHT] * lm_logp(scorer, state, scorer[LM_INTS][EOS])[0]
 
 
 @njit(cache=True, nogil=True)

@@ -6,7 +6,9 @@ Two modes, chosen by whether a lexicon is given:
   by the word n-gram LM, weighted by ``lm_weight``, plus ``word_score`` per word; an unfinished word
   is scored by the best word it can still become (look-ahead). A spelling may leave the lexicon only
   when ``unk_score`` is finite; it then pays ``unk_score`` once and is scored as the LM's ``<unk>``.
-  Without an LM the lexicon alone constrains the search.
+  Without an LM the lexicon alone constrains the search. A character LM (``char_lm``) may score every
+  character beside the word LM, weighted by ``char_lm_weight``: words outside the lexicon are then
+  spelled by it (the word and character LMs of the best handwriting recognizers); compiled engine only.
 * **Lexicon-free + character LM**: any label sequence; every character is scored by a character n-gram
   LM (``recognizer-lm --unit char``), which suits open vocabularies (handwriting); ``word_score`` is
   added per word separator.
@@ -90,6 +92,10 @@ class LMOptions(BeamOptions):
     lm_weight: float = option(DEFAULT_LM_WEIGHT, "weight of the LM's log10 score (tune with recognizer-tune)")
     word_score: float = option(DEFAULT_WORD_SCORE, "insertion bonus per word (per word separator without a lexicon)")
     unk_score: float = option(DEFAULT_UNK_SCORE, "with a lexicon: score of leaving it (default: never)")
+    char_lm: str | None = option(
+        None, "with a lexicon: a character LM (ARPA) that also scores every character, e.g. of unknown words"
+    )
+    char_lm_weight: float = option(DEFAULT_LM_WEIGHT, "weight of the --char-lm's log10 score")
     beam_threshold: float = option(DEFAULT_BEAM_THRESHOLD, "lm: drop hypotheses this far below the best")
     engine: Engine = option(
         "auto", "lm: 'compiled' (ours; ARPA), 'flashlight' (flashlight-text + KenLM; also binaries), 'auto'"
@@ -101,6 +107,10 @@ class LMOptions(BeamOptions):
             raise ValueError("decoder 'lm' needs an LM file (lm=...), a lexicon (lexicon=...), or both")
         if not self.beam_threshold > 0:
             raise ValueError(f"beam_threshold must be positive, got {self.beam_threshold}")
+        if self.char_lm is not None and self.lexicon is None:
+            raise ValueError("char_lm scores characters beside a lexicon's word LM: without a lexicon, pass it as lm")
+        if self.char_lm is not None and self.engine == "flashlight":
+            raise ValueError("char_lm needs the compiled engine (engine 'compiled' or 'auto')")
 
 
 @dataclass(frozen=True)
@@ -110,23 +120,37 @@ class _Tables:
     lm: NgramTables
     label_words: np.ndarray  # the LM word of each label (character LMs)
     trie: LexiconTrie | None  # with a lexicon
+    char_lm: NgramTables | None = None  # beside a lexicon's word LM
+    char_label_words: np.ndarray | None = None
+
+
+def _character_lm(path: str, tokens: list[str]) -> tuple[NgramTables, np.ndarray]:
+    """A character LM, checked against the model's characters, and each label's character in it."""
+    tables = read_arpa(path)
+    check_character_lm(path, tables.words, tokens)
+    label_words = np.array([tables.words.get(t, tables.unk) for t in tokens], dtype=np.int64)
+    label_words[0] = -1  # the blank is never scored
+    return tables, label_words
 
 
 @lru_cache(maxsize=4)
-def _load_tables(alphabet: str, lm: tuple[str, float] | None, lexicon: tuple[str, float] | None) -> _Tables:
+def _load_tables(
+    alphabet: str,
+    lm: tuple[str, float] | None,
+    lexicon: tuple[str, float] | None,
+    char_lm: tuple[str, float] | None = None,
+) -> _Tables:
     tokens = decoder_tokens(alphabet)
-    tables = read_arpa(lm[0]) if lm else empty_tables()
-    label_words = np.array([tables.words.get(t, tables.unk) for t in tokens], dtype=np.int64)
-    label_words[0] = -1  # the blank is never scored
     if lexicon is None:
         if lm is None:
             raise LexiconError("the LM decoder needs a language model, a lexicon, or both")
-        check_character_lm(lm[0], tables.words, tokens)
-        return _Tables(tables, label_words, None)
+        return _Tables(*_character_lm(lm[0], tokens), None)
+    tables = read_arpa(lm[0]) if lm else empty_tables()
     spellings = lexicon_spellings(lexicon[0], tokens)
     if lm is not None:
         check_lexicon_in_lm(lm[0], tables.words, list(spellings))
-    return _Tables(tables, label_words, build_trie(spellings, tables))
+    chars = _character_lm(char_lm[0], tokens) if char_lm else (None, None)
+    return _Tables(tables, np.zeros(len(tokens), dtype=np.int64), build_trie(spellings, tables), *chars)
 
 
 class _Unsettled(PrefixBeamStream):
@@ -160,21 +184,23 @@ class LMDecoder(Decoder):
         if alphabet is None:
             raise ValueError("decoder 'lm' needs the tokenizer's alphabet")
         super().__init__(options, alphabet)
-        lm, lexicon = file_key(options.lm), file_key(options.lexicon)
+        lm, lexicon, char_lm = file_key(options.lm), file_key(options.lexicon), file_key(options.char_lm)
         self.engine = options.engine
         if self.engine == "auto":
-            self.engine = "compiled" if lm is None or is_arpa(lm[0]) else "flashlight"
+            self.engine = "compiled" if lm is None or is_arpa(lm[0]) or char_lm else "flashlight"
         if self.engine == "flashlight":
             from .flashlight import FlashlightSearch
 
             self.flashlight: FlashlightSearch | None = FlashlightSearch(options, alphabet)
             return
-        if lm is not None and not is_arpa(lm[0]):
-            raise LexiconError(
-                f"{lm[0]}: not an ARPA file (a KenLM binary?): the compiled engine reads ARPA; use engine flashlight"
-            )
+        for file in (lm, char_lm):
+            if file is not None and not is_arpa(file[0]):
+                raise LexiconError(
+                    f"{file[0]}: not an ARPA file (a KenLM binary?): the compiled engine reads ARPA; "
+                    "use engine flashlight"
+                )
         self.flashlight = None
-        tables = _load_tables(alphabet, lm, lexicon)
+        tables = _load_tables(alphabet, lm, lexicon, char_lm)
         self.scorer = make_scorer(
             beam_kernel.LEXICON if tables.trie is not None else beam_kernel.CHARACTERS,
             decoder_tokens(alphabet).index(WORD_BOUNDARY),
@@ -184,6 +210,9 @@ class LMDecoder(Decoder):
             tables.lm,
             tables.label_words,
             tables.trie,
+            tables.char_lm,
+            tables.char_label_words,
+            options.char_lm_weight,
         )
 
     def _threshold(self) -> float:

@@ -89,14 +89,14 @@ def file_key(path: str | os.PathLike | None) -> tuple[str, float] | None:
 
 
 def check_character_lm(path: str, vocabulary: Container[str], tokens: Sequence[str]) -> None:
-    """Without a lexicon the LM scores the model's characters (``tokens``: ``decoder_tokens``): most of
-    them must be in its vocabulary."""
+    """A character LM (without a lexicon, or as ``char_lm`` beside one) scores the model's characters
+    (``tokens``: ``decoder_tokens``): most of them must be in its vocabulary."""
     known = sum(t in vocabulary for t in tokens[1:])
     if known < (len(tokens) - 1) / 2:
         raise LexiconError(
             f"{path}: only {known} of the model's {len(tokens) - 1} characters are in this LM's "
-            f"vocabulary; without a lexicon the LM must be a character LM (recognizer-lm --unit char) "
-            f"in the model's case, or pass a lexicon to use a word LM"
+            f"vocabulary; a character LM (recognizer-lm --unit char) in the model's case is needed here "
+            f"(a word LM goes with a lexicon)"
         )
 
 
@@ -357,22 +357,36 @@ def make_scorer(
     lm: NgramTables,
     label_words: np.ndarray,
     trie: LexiconTrie | None,
+    char_lm: NgramTables | None = None,
+    char_label_words: np.ndarray | None = None,
+    char_weight: float = 0.0,
 ) -> tuple:
     """The tuple ``beam_kernel`` reads (its field order: ``beam_kernel.MODE`` ...), every field in the one
-    type the kernels are compiled for."""
+    type the kernels are compiled for. ``char_lm`` (with ``char_label_words``, each label's character in
+    it) scores every label beside a lexicon's word LM, weighted by ``char_weight``."""
     from . import beam_kernel as k
 
-    fields: list = [None] * 15
+    if char_lm is None or char_label_words is None:
+        char_lm, char_label_words, char_weight = empty_tables(), np.zeros(0, dtype=np.int64), 0.0
+    char_states = len(char_lm.backoff)
+    fields: list = [None] * 22
     fields[k.MODE] = int(mode)
     fields[k.SEPARATOR] = int(separator)
-    fields[k.WEIGHTS] = np.array([lm_weight, word_score, unk_score, lm.unk_logp], dtype=np.float64)
-    fields[k.KEYS] = np.ascontiguousarray(lm.keys, dtype=np.uint64)
-    fields[k.PROBS] = np.ascontiguousarray(lm.probs, dtype=np.float64)
-    fields[k.NEXT] = np.ascontiguousarray(lm.next_state, dtype=np.int64)
-    fields[k.BACKOFF] = np.ascontiguousarray(lm.backoff, dtype=np.float64)
-    fields[k.SUFFIX] = np.ascontiguousarray(lm.suffix, dtype=np.int64)
-    fields[k.LM_INTS] = np.array([len(lm.words), lm.start, lm.eos, lm.unk], dtype=np.int64)
+    fields[k.WEIGHTS] = np.array(
+        [lm_weight, word_score, unk_score, lm.unk_logp, char_weight, char_lm.unk_logp], dtype=np.float64
+    )
+    fields[k.KEYS], fields[k.PROBS], fields[k.NEXT], fields[k.BACKOFF], fields[k.SUFFIX] = _arrays(lm)
+    # the search starts in both LMs' state after <s> (the character LM's: 0 states apart, as it has one)
+    start = lm.start * char_states + char_lm.start
+    fields[k.LM_INTS] = np.array([len(lm.words), start, lm.eos, lm.unk, len(lm.backoff)], dtype=np.int64)
     fields[k.LABEL_WORDS] = np.ascontiguousarray(label_words, dtype=np.int64)
+    char_fields = (k.CHAR_KEYS, k.CHAR_PROBS, k.CHAR_NEXT, k.CHAR_BACKOFF, k.CHAR_SUFFIX)
+    for field, array in zip(char_fields, _arrays(char_lm)):
+        fields[field] = array
+    fields[k.CHAR_INTS] = np.array(
+        [len(char_lm.words), char_lm.start, char_lm.eos, char_lm.unk, char_states], dtype=np.int64
+    )
+    fields[k.CHAR_LABEL_WORDS] = np.ascontiguousarray(char_label_words, dtype=np.int64)
     trie = trie or LexiconTrie(
         start=np.zeros(2, dtype=np.int64),
         label=np.zeros(0, dtype=np.int64),
@@ -386,6 +400,17 @@ def make_scorer(
     fields[k.TRIE_WORD] = np.ascontiguousarray(trie.word, dtype=np.int64)
     fields[k.TRIE_LOOKAHEAD] = np.ascontiguousarray(trie.lookahead, dtype=np.float64)
     return tuple(fields)
+
+
+def _arrays(lm: NgramTables) -> tuple[np.ndarray, ...]:
+    """An LM's keys, probabilities, next states, back-offs and suffixes, in the kernels' types."""
+    return (
+        np.ascontiguousarray(lm.keys, dtype=np.uint64),
+        np.ascontiguousarray(lm.probs, dtype=np.float64),
+        np.ascontiguousarray(lm.next_state, dtype=np.int64),
+        np.ascontiguousarray(lm.backoff, dtype=np.float64),
+        np.ascontiguousarray(lm.suffix, dtype=np.int64),
+    )
 
 
 def no_scorer() -> tuple:
