@@ -43,11 +43,13 @@ def budget_batches(
 
 #: what a batch's every step costs besides its items' own work, in items: a recurrent model runs the
 #: whole batch for as many steps as its longest input has, and each step has a fixed cost (the
-#: BLSTM through onnxruntime: ~0.5-1 item); it decides how far padding is traded for fewer batches
-#: (benchmarks/RESULTS.md, "Deployment": 20 % padding on AN4 dev100 before, 6 % with it)
+#: BLSTM through onnxruntime on a CPU: ~0.5-1 item); it decides how far padding is traded for fewer
+#: batches (benchmarks/RESULTS.md, "Deployment": 20 % padding on AN4 dev100 before, 6 % with it)
 STEP_COST = 1.0
-#: the most items one inference batch takes: beyond it the step cost is below 1 % of a batch's work
-MAX_INFERENCE_BATCH = 128
+#: on a GPU a step's cost hardly grows with the batch: fewest batches first, then least padding
+GPU_STEP_COST = 1e6
+#: the most items one inference batch takes (as many as are read at once, ``transcripts.DEFAULT_CHUNK``)
+MAX_INFERENCE_BATCH = 256
 
 
 def length_batches(lengths: Sequence[int], max_frames: int, step_cost: float = STEP_COST) -> list[list[int]]:
@@ -93,6 +95,7 @@ def forward_batches(
     max_frames: int,
     rows_per_frame: int = 1,
     stride: int = 1,
+    step_cost: float = STEP_COST,
 ) -> Iterator[tuple[list[int], list[Rows]]]:
     """A model's outputs for ``inputs`` (each (rows, ...): a waveform's samples or feature frames),
     batch by batch: ``(indices, outputs)``. The same rule for every runtime and array type:
@@ -104,16 +107,18 @@ def forward_batches(
       of context on both sides, whose outputs within the context are dropped and the rest ``join``-ed.
       Segments start on output frames (``stride`` feature frames each), so the result has the frames
       of one pass.
+
+    ``step_cost`` is ``length_batches``' (``GPU_STEP_COST`` for a model on a GPU).
     """
     budget = max_frames * rows_per_frame
     limit = (SEGMENT_FRAMES + 2 * SEGMENT_CONTEXT) * rows_per_frame
     whole = [i for i, rows in enumerate(inputs) if len(rows) <= limit]
-    for batch in length_batches([len(inputs[i]) for i in whole], budget):
+    for batch in length_batches([len(inputs[i]) for i in whole], budget, step_cost):
         indices = [whole[i] for i in batch]
         yield indices, forward([inputs[i] for i in indices])
     for i, rows in enumerate(inputs):
         if len(rows) > limit:
-            yield [i], [_segmented(rows, forward, join, budget, rows_per_frame, stride)]
+            yield [i], [_segmented(rows, forward, join, budget, rows_per_frame, stride, step_cost)]
 
 
 def _segmented(
@@ -123,6 +128,7 @@ def _segmented(
     budget: int,
     rows_per_frame: int,
     stride: int,
+    step_cost: float,
 ) -> Rows:
     """One long input's outputs, computed in overlapping segments (``forward_batches``)."""
     step = rows_per_frame * stride  # rows of the model's input per output frame
@@ -134,7 +140,7 @@ def _segmented(
         begin, end = max(0, start - context), min(total, start + core + context)
         segments.append((begin, end, (start - begin) // step, core // step if start + core < total else None))
     outputs: list[Rows | None] = [None] * len(segments)
-    for batch in length_batches([end - begin for begin, end, _, _ in segments], budget):
+    for batch in length_batches([end - begin for begin, end, _, _ in segments], budget, step_cost):
         pieces = [rows[segments[i][0] : segments[i][1]] for i in batch]  # type: ignore[index]
         for i, output in zip(batch, forward(pieces)):
             first, kept = segments[i][2], segments[i][3]

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from .artifacts import ONNX_SUFFIX
-from .batching import DEFAULT_MAX_FRAMES, forward_batches, length_batches
+from .batching import DEFAULT_MAX_FRAMES, GPU_STEP_COST, STEP_COST, budget_batches, forward_batches
 from .decoding import (
     DEFAULT_DECODER,
     Decoder,
@@ -264,8 +264,9 @@ class Recognizer:
                     features.append(feature)
                     boundaries.append(bounds)
             # the budget counts feature frames; an exported speech graph takes samples
+            step_cost = STEP_COST if self.device.type == "cpu" else GPU_STEP_COST
             for batch, outputs in forward_batches(
-                features, self._forward, torch.cat, max_frames, self.model.rows_per_frame, self.stride
+                features, self._forward, torch.cat, max_frames, self.model.rows_per_frame, self.stride, step_cost
             ):
                 yield [_Part(*keys[p], output, boundaries[p]) for p, output in zip(batch, outputs)]
                 finished = 0  # inputs whose last part went through the model now
@@ -309,7 +310,9 @@ class Recognizer:
         alternatives = getattr(built.options, "nbest", 1)  # n-best lists are given when more than one is asked for
         unit = self.frame_duration
         transcripts: list[Transcript | None] = [None] * len(log_probs)
-        for batch in length_batches([e.shape[0] for e in log_probs], max_frames):
+        # the searches run one utterance at a time: batches only bound the padded copy's memory
+        frames = [e.shape[0] for e in log_probs]
+        for batch in budget_batches(sorted(range(len(frames)), key=frames.__getitem__), frames, max_frames):
             padded, lengths = _pad([log_probs[i] for i in batch])
             on_model = padded.to(self.device) if built.device is None or timestamps else padded
             hypotheses = built(on_model if built.device is None else padded, lengths)

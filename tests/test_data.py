@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from recognizer.batching import budget_batches, length_batches
+from recognizer.batching import GPU_STEP_COST, budget_batches, length_batches
 from recognizer.data import LengthBudgetBatchSampler
 from recognizer.decoding import greedy_decode, min_ctc_frames
 
@@ -19,7 +19,7 @@ def _cost(batches, lengths, step_cost):
     return sum(max(lengths[i] for i in batch) * (len(batch) + step_cost) for batch in batches)
 
 
-@pytest.mark.parametrize("step_cost", [0.0, 1.0, 4.0])
+@pytest.mark.parametrize("step_cost", [0.0, 1.0, 4.0, GPU_STEP_COST])
 def test_length_batches_cut_where_padding_costs_least(step_cost):
     lengths = [(i * 37) % 100 + 1 for i in range(60)] + [500]
     batches = length_batches(lengths, max_frames=400, step_cost=step_cost)
@@ -32,6 +32,8 @@ def test_length_batches_cut_where_padding_costs_least(step_cost):
     order = sorted(range(61), key=lengths.__getitem__)
     greedy = budget_batches(order, lengths, max_frames=400)
     assert _cost(batches, lengths, step_cost) <= _cost(greedy, lengths, step_cost)
+    if step_cost == GPU_STEP_COST:  # a GPU's batches: no more of them than the greedy cut's
+        assert len(batches) <= len(greedy)
 
 
 def test_length_batches_are_the_cheapest_cuts():

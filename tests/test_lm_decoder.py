@@ -356,6 +356,8 @@ def test_a_character_lm_beside_a_lexicon_is_checked(files):
         LMOptions(lm=str(files["words"]), char_lm=str(files["chars"]))
     with pytest.raises(ValueError, match="compiled engine"):
         LMOptions(**lexicon, char_lm=str(files["chars"]), engine="flashlight")
+    with pytest.raises(ValueError, match="char_lm_weight must be a finite number"):
+        LMOptions(**lexicon, char_lm=str(files["chars"]), char_lm_weight=float("nan"))
     with pytest.raises(LexiconError, match="character LM"):
         LMDecoder(LMOptions(**lexicon, char_lm=str(files["words"])), ALPHABET)
     with pytest.raises(FileNotFoundError, match="missing.arpa"):

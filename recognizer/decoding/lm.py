@@ -111,6 +111,8 @@ class LMOptions(BeamOptions):
             raise ValueError("char_lm scores characters beside a lexicon's word LM: without a lexicon, pass it as lm")
         if self.char_lm is not None and self.engine == "flashlight":
             raise ValueError("char_lm needs the compiled engine (engine 'compiled' or 'auto')")
+        if not math.isfinite(self.char_lm_weight):
+            raise ValueError(f"char_lm_weight must be a finite number, got {self.char_lm_weight}")
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,8 @@ def _load_tables(
 ) -> _Tables:
     tokens = decoder_tokens(alphabet)
     if lexicon is None:
+        if char_lm is not None:  # LMOptions says so first
+            raise LexiconError("a character LM beside the word LM needs a lexicon")
         if lm is None:
             raise LexiconError("the LM decoder needs a language model, a lexicon, or both")
         return _Tables(*_character_lm(lm[0], tokens), None)
@@ -195,9 +199,9 @@ class LMDecoder(Decoder):
             return
         for file in (lm, char_lm):
             if file is not None and not is_arpa(file[0]):
+                instead = "convert it to ARPA for char_lm" if char_lm else "use engine flashlight"
                 raise LexiconError(
-                    f"{file[0]}: not an ARPA file (a KenLM binary?): the compiled engine reads ARPA; "
-                    "use engine flashlight"
+                    f"{file[0]}: not an ARPA file (a KenLM binary?): the compiled engine reads ARPA; {instead}"
                 )
         self.flashlight = None
         tables = _load_tables(alphabet, lm, lexicon, char_lm)

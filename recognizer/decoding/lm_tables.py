@@ -369,6 +369,11 @@ def make_scorer(
     if char_lm is None or char_label_words is None:
         char_lm, char_label_words, char_weight = empty_tables(), np.zeros(0, dtype=np.int64), 0.0
     char_states = len(char_lm.backoff)
+    if len(lm.backoff) * char_states >= 2**63:  # the two LMs' states share one int64 per prefix
+        raise LexiconError(
+            f"a word LM of {len(lm.backoff)} contexts and a character LM of {char_states} cannot be searched "
+            "together (too many pairs of contexts): prune one of them"
+        )
     fields: list = [None] * 22
     fields[k.MODE] = int(mode)
     fields[k.SEPARATOR] = int(separator)
