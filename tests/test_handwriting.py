@@ -3,6 +3,7 @@
 import dataclasses
 import inspect
 import json
+import pickle
 import shutil
 import subprocess
 from pathlib import Path
@@ -92,6 +93,31 @@ def test_inkml_line_ids_select_a_sample(tmp_path):
     first = frontend.load_entry({"ink_filepath": str(path), "line_id": "g1"})
     second = frontend.load_entry({"ink_filepath": str(path), "line_id": "g2"})
     assert (first.text, second.text) == ("hi", "yo")
+
+
+def test_an_ink_load_entry_kept_is_not_normalized_again(tmp_path):
+    """recognizer-tune reads manifest entries with load_entry and hands the inks to log_probs, which
+    loads each input: the ink must reach the model as transcription reads the file, normalized once."""
+    rng = np.random.default_rng(0)
+    ink = Ink(
+        [
+            np.c_[np.cumsum(rng.normal(3, 1, (30, 2)), axis=0) * [1, 0.2] + [0, 40 * k], np.arange(30.0)]
+            for k in range(2)
+        ]
+    )
+    path = write_json_ink(tmp_path / "line.json", ink)
+    frontend = InkFrontend()
+    kept = frontend.load_entry({"ink_filepath": str(path)})
+    assert frontend.load(kept) is kept
+    read = frontend.load(str(path))
+    assert all(np.array_equal(a, b) for a, b in zip(read.strokes, kept.strokes))
+    again = F.normalize(kept, slant=frontend.slant, baseline=frontend.baseline)  # what load did before
+    assert not all(np.allclose(a, b) for a, b in zip(again.strokes, kept.strokes))
+    copy = dataclasses.replace(kept)  # an ink it did not keep is normalized as any other
+    assert frontend.load(copy) is not copy
+    restored = pickle.loads(pickle.dumps(frontend))  # DataLoader workers: the kept inks are known there too
+    (inside,) = restored._normalized.values()
+    assert restored.load(inside) is inside
 
 
 @pytest.mark.slow

@@ -76,6 +76,8 @@ class InkFrontend(Frontend):
     _frames: dict[tuple[str, str | None], int] = field(init=False, repr=False, compare=False)
     # The curves of the inks in _normalized, by id() (an Ink is not hashable): fitted once, augmented per epoch.
     _curves: dict[int, tuple[Ink, Curves]] = field(init=False, repr=False, compare=False)
+    # The inks in _normalized, by id(): load() takes them as they are (normalizing twice would move them).
+    _kept: dict[int, Ink] = field(init=False, repr=False, compare=False)
 
     # Written out rather than generated: the first argument is ``features`` (the name configs and
     # checkpoints use), which as a field would hide the ``features()`` method.
@@ -126,7 +128,7 @@ class InkFrontend(Frontend):
             "max_error": float(max_error),
             "fit_version": int(fit_version),
         }
-        for name, value in {**settings, "_normalized": {}, "_frames": {}, "_curves": {}}.items():
+        for name, value in {**settings, "_normalized": {}, "_frames": {}, "_curves": {}, "_kept": {}}.items():
             object.__setattr__(self, name, value)  # the dataclass is frozen
 
     @property
@@ -139,7 +141,9 @@ class InkFrontend(Frontend):
 
     def load(self, source: Any, line_id: str | None = None) -> Ink:
         """An ink file (``.xml`` IAM-OnDB, ``.inkml``, ``.json``), ``page.inkml#<sample id>``, or an
-        ``Ink``; returns it normalized."""
+        ``Ink``; returns it normalized (an ink ``load_entry`` returned is normalized already: as it is)."""
+        if isinstance(source, Ink) and self._kept.get(id(source)) is source:
+            return source
         return self._normalize(self._read(source, line_id))
 
     def _read(self, source: Any, line_id: str | None = None) -> Ink:
@@ -173,6 +177,7 @@ class InkFrontend(Frontend):
         key = (entry[self.path_key], entry.get("line_id"))
         if key not in self._normalized:
             ink = self._normalized[key] = self.load(*key)
+            self._kept[id(ink)] = ink
             if self.representation == "bezier":
                 self._curves[id(ink)] = (ink, fit_ink(ink, self.max_error))
         return self._normalized[key]
@@ -182,6 +187,7 @@ class InkFrontend(Frontend):
         id() of the copied inks, which pickling keeps together with their curves."""
         self.__dict__.update(state)
         self.__dict__["_curves"] = {id(ink): (ink, curves) for ink, curves in state["_curves"].values()}
+        self.__dict__["_kept"] = {id(ink): ink for ink in state["_normalized"].values()}
 
     def curves(self, ink: Ink) -> Curves:
         """The Bézier curves of a normalized ink (fitted once for the inks ``load_entry`` keeps)."""
