@@ -185,11 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recognizer-tune: error: {error}", file=sys.stderr)
         return 1
     best = best_trial(trials)
-    unk = "" if best.unk_score is None else f" --unk-score={best.unk_score:g}"
+    extra = "" if best.unk_score is None else f" --unk-score={best.unk_score:g}"
     if best.char_lm_weight is not None:
-        unk += f" --char-lm-weight {best.char_lm_weight:g}"
+        extra += f" --char-lm-weight {best.char_lm_weight:g}"
     print(
-        f"best: --lm-weight {best.lm_weight:g} --word-score {best.word_score:g}{unk}  WER {best.wer:.2%} CER {best.cer:.2%} "
+        f"best: --lm-weight {best.lm_weight:g} --word-score {best.word_score:g}{extra}  WER {best.wer:.2%} CER {best.cer:.2%} "
         f"(greedy WER {greedy_wer:.2%}; {len(trials)} settings in {time.perf_counter() - start:.1f} s)"
     )
     return 0

@@ -63,7 +63,7 @@ CHAR_KEYS, CHAR_PROBS, CHAR_NEXT, CHAR_BACKOFF, CHAR_SUFFIX, CHAR_INTS, CHAR_LAB
 #: and its log10 p(<unk>) at these positions
 LM_WEIGHT, WORD_SCORE, UNK_SCORE, UNK_LOGP, CHAR_WEIGHT, CHAR_UNK_LOGP = range(6)
 #: ``LM_INTS`` and ``CHAR_INTS`` hold the LM's vocabulary size, the search's start state (after <s>;
-#: both LMs' in ``LM_INTS``), </s>, <unk> and (``CHAR_INTS``) its number of states
+#: both LMs' in ``LM_INTS``), </s>, <unk> and (``CHAR_INTS`` only) the character LM's number of states
 VOCAB, START, EOS, UNK, STATES = range(5)
 
 

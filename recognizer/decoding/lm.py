@@ -143,9 +143,7 @@ def _load_tables(
     char_lm: tuple[str, float] | None = None,
 ) -> _Tables:
     tokens = decoder_tokens(alphabet)
-    if lexicon is None:
-        if char_lm is not None:  # LMOptions says so first
-            raise LexiconError("a character LM beside the word LM needs a lexicon")
+    if lexicon is None:  # LMOptions allows no char_lm here
         if lm is None:
             raise LexiconError("the LM decoder needs a language model, a lexicon, or both")
         return _Tables(*_character_lm(lm[0], tokens), None)

@@ -383,11 +383,12 @@ def make_scorer(
     fields[k.KEYS], fields[k.PROBS], fields[k.NEXT], fields[k.BACKOFF], fields[k.SUFFIX] = _arrays(lm)
     # the search starts in both LMs' state after <s> (the character LM's: 0 states apart, as it has one)
     start = lm.start * char_states + char_lm.start
-    fields[k.LM_INTS] = np.array([len(lm.words), start, lm.eos, lm.unk, len(lm.backoff)], dtype=np.int64)
+    fields[k.LM_INTS] = np.array([len(lm.words), start, lm.eos, lm.unk], dtype=np.int64)
     fields[k.LABEL_WORDS] = np.ascontiguousarray(label_words, dtype=np.int64)
-    char_fields = (k.CHAR_KEYS, k.CHAR_PROBS, k.CHAR_NEXT, k.CHAR_BACKOFF, k.CHAR_SUFFIX)
-    for field, array in zip(char_fields, _arrays(char_lm)):
-        fields[field] = array
+    chars = _arrays(char_lm)
+    fields[k.CHAR_KEYS], fields[k.CHAR_PROBS], fields[k.CHAR_NEXT], fields[k.CHAR_BACKOFF], fields[k.CHAR_SUFFIX] = (
+        chars
+    )
     fields[k.CHAR_INTS] = np.array(
         [len(char_lm.words), char_lm.start, char_lm.eos, char_lm.unk, char_states], dtype=np.int64
     )
