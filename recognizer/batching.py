@@ -10,6 +10,7 @@ transcription imports neither for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence, Sized
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import numpy as np
@@ -50,6 +51,11 @@ STEP_COST = 1.0
 GPU_STEP_COST = 1e6
 #: the most items one inference batch takes (as many as are read at once, ``transcripts.DEFAULT_CHUNK``)
 MAX_INFERENCE_BATCH = 256
+
+
+def batch_cost(lengths: Sequence[int], step_cost: float = STEP_COST) -> float:
+    """What one batch of items of these lengths costs to run: ``longest x (count + step_cost)``."""
+    return max(lengths) * (len(lengths) + step_cost)
 
 
 def length_batches(lengths: Sequence[int], max_frames: int, step_cost: float = STEP_COST) -> list[list[int]]:
@@ -96,6 +102,7 @@ def forward_batches(
     rows_per_frame: int = 1,
     stride: int = 1,
     step_cost: float = STEP_COST,
+    workers: int = 1,
 ) -> Iterator[tuple[list[int], list[Rows]]]:
     """A model's outputs for ``inputs`` (each (rows, ...): a waveform's samples or feature frames),
     batch by batch: ``(indices, outputs)``. The same rule for every runtime and array type:
@@ -108,17 +115,51 @@ def forward_batches(
       Segments start on output frames (``stride`` feature frames each), so the result has the frames
       of one pass.
 
-    ``step_cost`` is ``length_batches``' (``GPU_STEP_COST`` for a model on a GPU).
+    ``step_cost`` is ``length_batches``' (``GPU_STEP_COST`` for a model on a GPU). ``workers`` > 1 runs
+    that many batches at once on threads (a ``forward`` that releases the GIL and uses one core per
+    call: onnxruntime with one intra-op thread); batches then come in the order they finish.
     """
     budget = max_frames * rows_per_frame
     limit = (SEGMENT_FRAMES + 2 * SEGMENT_CONTEXT) * rows_per_frame
     whole = [i for i, rows in enumerate(inputs) if len(rows) <= limit]
-    for batch in length_batches([len(inputs[i]) for i in whole], budget, step_cost):
-        indices = [whole[i] for i in batch]
-        yield indices, forward([inputs[i] for i in indices])
+    lengths = [len(inputs[i]) for i in whole]
+    batches = [[whole[i] for i in batch] for batch in length_batches(lengths, budget, step_cost)]
+    costs = [batch_cost([len(inputs[i]) for i in batch], step_cost) for batch in batches]
+    yield from concurrently(lambda b: forward([inputs[i] for i in b]), batches, costs, workers)
     for i, rows in enumerate(inputs):
         if len(rows) > limit:
-            yield [i], [_segmented(rows, forward, join, budget, rows_per_frame, stride, step_cost)]
+            yield [i], [_segmented(rows, forward, join, budget, rows_per_frame, stride, step_cost, workers)]
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def concurrently(
+    function: Callable[[Item], Result], items: Sequence[Item], costs: Sequence[float], workers: int
+) -> Iterator[tuple[Item, Result]]:
+    """``(item, function(item))`` for every item, ``workers`` at a time on threads, dearest first (the
+    longest batches first, so that no core idles at the end while another finishes a long one), in the
+    order they finish; one worker: in the given order, on the calling thread."""
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield item, function(item)
+        return
+    queue = sorted(range(len(items)), key=lambda i: -costs[i])
+    executor = ThreadPoolExecutor(min(workers, len(items)))
+    running: dict[Future[Result], Item] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < workers:  # no more in flight than workers: outputs wait for no one
+                item = items[queue.pop(0)]
+                running[executor.submit(function, item)] = item
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield running.pop(future), future.result()
+    finally:  # also when the caller stops early or a batch fails: no batch left running
+        for future in running:
+            future.cancel()
+        executor.shutdown(wait=True)
 
 
 def _segmented(
@@ -129,6 +170,7 @@ def _segmented(
     rows_per_frame: int,
     stride: int,
     step_cost: float,
+    workers: int = 1,
 ) -> Rows:
     """One long input's outputs, computed in overlapping segments (``forward_batches``)."""
     step = rows_per_frame * stride  # rows of the model's input per output frame
@@ -140,9 +182,14 @@ def _segmented(
         begin, end = max(0, start - context), min(total, start + core + context)
         segments.append((begin, end, (start - begin) // step, core // step if start + core < total else None))
     outputs: list[Rows | None] = [None] * len(segments)
-    for batch in length_batches([end - begin for begin, end, _, _ in segments], budget, step_cost):
-        pieces = [rows[segments[i][0] : segments[i][1]] for i in batch]  # type: ignore[index]
-        for i, output in zip(batch, forward(pieces)):
+    batches = length_batches([end - begin for begin, end, _, _ in segments], budget, step_cost)
+    costs = [batch_cost([segments[i][1] - segments[i][0] for i in batch], step_cost) for batch in batches]
+
+    def run(batch: list[int]) -> list[Rows]:
+        return forward([rows[segments[i][0] : segments[i][1]] for i in batch])  # type: ignore[index]
+
+    for batch, batch_outputs in concurrently(run, batches, costs, workers):
+        for i, output in zip(batch, batch_outputs):
             first, kept = segments[i][2], segments[i][3]
             outputs[i] = output[first : None if kept is None else first + kept]  # type: ignore[index]
     return join(outputs)  # type: ignore[arg-type]  # all set

@@ -22,7 +22,7 @@ from .onnx_runtime import OnnxSession
 
 class OnnxModel(OnnxSession):
     """An ONNX file written by ``recognizer export`` with its front-end and decoding settings rebuilt;
-    ``threads``: onnxruntime's intra-op threads (None: its default, one per physical core)."""
+    ``threads``: how many batches run at once, one thread each (``OnnxSession``)."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         super().__init__(path, threads)

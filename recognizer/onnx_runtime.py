@@ -3,8 +3,8 @@
 ``OnnxSession`` opens a file written by ``recognizer export`` and reads its settings (the model's
 alphabet and what its graph takes); ``recognizer.onnx_model.OnnxModel`` builds on it to serve every
 decoder, timestamps and ink through ``recognizer.load``. ``OnnxTranscriber`` transcribes audio with a
-speech model (its graph holds the front-end) and greedy decoding, importing only onnxruntime, numpy,
-soundfile and tqdm besides the standard library, so a server or a short-lived process starts in a
+speech model (its graph holds the front-end) and greedy decoding, importing only onnxruntime, numpy
+and soundfile besides the standard library, so a server or a short-lived process starts in a
 fraction of a second::
 
     from recognizer.onnx_runtime import OnnxTranscriber
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
-from tqdm import tqdm
 
 from .artifacts import (
     FEATURES,
@@ -50,6 +49,8 @@ from .transcripts import (
     check_on_error,
     check_source,
     on_error_of,
+    progress_bar,
+    show_progress,
     source_name,
     torch_free_parser,
     write_all,
@@ -57,9 +58,22 @@ from .transcripts import (
 from .waveform import AUDIO_SUFFIXES, check_window, read_input
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which a container or ``taskset`` narrows)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class OnnxSession:
-    """An ONNX file written by ``recognizer export``, open in onnxruntime, with its settings checked;
-    ``threads``: onnxruntime's intra-op threads (None: its default, one per physical core)."""
+    """An ONNX file written by ``recognizer export``, open in onnxruntime, with its settings checked.
+
+    Each run of the graph uses one thread, and ``threads`` batches (None: one per CPU this process may
+    use) run at once (``batching.forward_batches``' workers): a recurrent graph takes a small matrix
+    product per time step, which one core does about as fast as two (15 against 14 ms for one AN4
+    utterance), while batches on separate cores scale fully (benchmarks/RESULTS.md, "Deployment").
+    """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         import onnxruntime
@@ -67,9 +81,12 @@ class OnnxSession:
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"{self.path}: no such model file")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}")
+        #: how many batches run at once, each on one thread
+        self.workers = threads or available_cpus()
         options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
         try:
             self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime's InvalidProtobuf, Fail, ...: a truncated or foreign file
@@ -178,9 +195,7 @@ class OnnxTranscriber:
         ``on_error="skip"`` gives an unusable input a ``Transcript`` whose ``error`` says why."""
         check_on_error(on_error)
         inputs, chunk = as_list(inputs), max(1, chunk)
-        with tqdm(
-            total=len(inputs), desc="transcribing", unit="input", disable=not progress, file=sys.stderr, leave=False
-        ) as bar:
+        with progress_bar(len(inputs), progress) as bar:
             for start in range(0, len(inputs), chunk):
                 indices, waveforms = [], []
                 for index in range(start, min(start + chunk, len(inputs))):
@@ -199,6 +214,7 @@ class OnnxTranscriber:
                     max_frames,
                     self.model.rows_per_frame,
                     self.model.stride,
+                    workers=self.model.workers,
                 ):
                     for position, output in zip(batch, outputs):
                         ((labels, score),) = best_path(output[None], [len(output)])
@@ -229,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = transcriber.transcribe_iter(
         inputs,
         max_frames=args.max_frames,
-        progress=len(inputs) > 1,
+        progress=show_progress(inputs),
         on_error=on_error_of(args),
     )
     return write_all(results, output, len(inputs))

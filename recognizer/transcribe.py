@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .artifacts import ONNX_SUFFIX
 from .batching import DEFAULT_MAX_FRAMES, GPU_STEP_COST, STEP_COST, budget_batches, forward_batches
@@ -36,6 +35,7 @@ from .model import Model
 from .transcripts import (
     DEFAULT_CHUNK,
     OnError,
+    Progress,
     ResultWriter,
     Transcript,
     add_io_arguments,
@@ -43,6 +43,8 @@ from .transcripts import (
     check_on_error,
     check_source,
     on_error_of,
+    progress_bar,
+    show_progress,
     source_name,
     write_all,
 )
@@ -230,9 +232,7 @@ class Recognizer:
         log-probabilities: features chunk by chunk, batched by length within a chunk; with
         ``on_error="skip"`` an unusable input comes as its exception."""
         check_on_error(on_error)
-        with tqdm(
-            total=len(inputs), desc="transcribing", unit="input", disable=not progress, file=sys.stderr, leave=False
-        ) as bar:
+        with progress_bar(len(inputs), progress) as bar:
             yield from self._chunks(inputs, max_frames, on_error, chunk, bar, split, timestamps)
 
     def _chunks(
@@ -241,7 +241,7 @@ class Recognizer:
         max_frames: int,
         on_error: OnError,
         chunk: int,
-        bar: tqdm,
+        bar: Progress,
         split: bool,
         timestamps: bool,
     ) -> Iterator[list[_Part]]:
@@ -265,8 +265,16 @@ class Recognizer:
                     boundaries.append(bounds)
             # the budget counts feature frames; an exported speech graph takes samples
             step_cost = STEP_COST if self.device.type == "cpu" else GPU_STEP_COST
+            workers = 1 if isinstance(self.model, torch.nn.Module) else self.model.workers  # torch has its own threads
             for batch, outputs in forward_batches(
-                features, self._forward, torch.cat, max_frames, self.model.rows_per_frame, self.stride, step_cost
+                features,
+                self._forward,
+                torch.cat,
+                max_frames,
+                self.model.rows_per_frame,
+                self.stride,
+                step_cost,
+                workers,
             ):
                 yield [_Part(*keys[p], output, boundaries[p]) for p, output in zip(batch, outputs)]
                 finished = 0  # inputs whose last part went through the model now
@@ -458,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options,
         timestamps=args.timestamps,
         max_frames=args.max_frames,
-        progress=len(inputs) > 1,
+        progress=show_progress(inputs),
         on_error=on_error_of(args),
         split_lines=not args.no_split_lines,
     )

@@ -10,12 +10,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn
-
-from tqdm import tqdm
+from typing import Any, Literal, NoReturn, Protocol
 
 from .artifacts import ONNX_SUFFIX, one_line
 from .batching import DEFAULT_MAX_FRAMES
@@ -25,6 +24,45 @@ DEFAULT_CHUNK = 256  # inputs whose features are held in memory at once
 OnError = Literal["raise", "skip"]
 #: the decoder of the torch-free runtime (``recognizer.decoding``'s ``greedy``, the default)
 GREEDY = "greedy"
+
+
+class Progress(Protocol):
+    def update(self, n: int = 1) -> object: ...
+
+
+class _Hidden:
+    """The progress of a bar that is not drawn."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+@contextmanager
+def progress_bar(total: int, shown: bool) -> Iterator[Progress]:
+    """tqdm's bar over ``total`` inputs on stderr when ``shown``, else one that draws nothing; tqdm is
+    imported only to draw (it takes 40 ms, a tenth of a torch-free run's start-up)."""
+    if not shown:
+        yield _Hidden()
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="transcribing", unit="input", file=sys.stderr, leave=False) as bar:
+        yield bar
+
+
+def show_progress(inputs: Sequence[Any]) -> bool:
+    """Whether ``recognizer-transcribe`` draws a progress bar: several inputs, and stderr a terminal
+    (a log file or a pipe would get every redraw)."""
+    return len(inputs) > 1 and sys.stderr.isatty()
+
+
+def warn(message: str) -> None:
+    """One line on stderr, above a progress bar if one is drawn."""
+    tqdm = sys.modules.get("tqdm")  # imported only where a bar is drawn (``progress_bar``)
+    if tqdm is None:
+        print(message, file=sys.stderr, flush=True)
+    else:
+        tqdm.tqdm.write(message, file=sys.stderr)
 
 
 @dataclass
@@ -147,7 +185,7 @@ class ResultWriter:
 
     def write(self, transcript: Transcript) -> None:
         if transcript.error is not None:
-            tqdm.write(f"recognizer-transcribe: {transcript.error}", file=sys.stderr)  # above the progress bar
+            warn(f"recognizer-transcribe: {transcript.error}")
         if self._file is None:
             if transcript.error is None:  # one row per text line: an ink of several lines gives several
                 print(

@@ -1,8 +1,12 @@
 import itertools
+import threading
+import time
 
+import numpy as np
 import pytest
 
-from recognizer.batching import GPU_STEP_COST, budget_batches, length_batches
+from recognizer import batching
+from recognizer.batching import GPU_STEP_COST, budget_batches, concurrently, forward_batches, length_batches
 from recognizer.data import LengthBudgetBatchSampler
 from recognizer.decoding import greedy_decode, min_ctc_frames
 
@@ -51,6 +55,71 @@ def test_length_batches_are_the_cheapest_cuts():
     assert _cost(length_batches(lengths, 30, 1.0), lengths, 1.0) == min(every)
     assert length_batches([], 30) == []
     assert length_batches([0, 0, 2], 30) == [[0, 1], [2]]  # empty inputs cost nothing apart
+
+
+def test_concurrently_runs_every_item_once_dearest_first_and_at_most_workers_at_a_time():
+    lock, running, most, started = threading.Lock(), [0], [0], []
+
+    def work(item):
+        with lock:
+            started.append(item)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01 * (item % 3))
+        with lock:
+            running[0] -= 1
+        return item * item
+
+    items = list(range(12))
+    costs = [(i * 7) % 12 for i in items]
+    found = list(concurrently(work, items, costs, workers=3))
+    assert sorted(found) == [(i, i * i) for i in items]
+    assert most[0] == 3
+    assert started[:3] == sorted(items, key=lambda i: -costs[i])[:3]  # the dearest go first
+    assert list(concurrently(work, items, costs, workers=1)) == [(i, i * i) for i in items]  # in order, here
+
+
+def test_concurrently_passes_a_failure_on_and_leaves_nothing_running():
+    done = []
+
+    def work(item):
+        time.sleep(0.02)
+        if item == 2:
+            raise ValueError("batch 2")
+        done.append(item)
+        return item
+
+    with pytest.raises(ValueError, match="batch 2"):
+        list(concurrently(work, list(range(20)), [0] * 20, workers=2))
+    settled = len(done)
+    time.sleep(0.1)
+    assert len(done) == settled < 20  # no batch went on after the failure
+    before = threading.active_count()
+    results = concurrently(work, [0, 1, 3, 4], [0] * 4, workers=2)
+    next(results)
+    results.close()  # a caller that stops early
+    assert threading.active_count() <= before
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_forward_batches_on_threads_give_the_outputs_of_one(workers, monkeypatch):
+    """Batches on several threads, and a long input's segments, give each input the same outputs."""
+    monkeypatch.setattr(batching, "SEGMENT_FRAMES", 40)
+    monkeypatch.setattr(batching, "SEGMENT_CONTEXT", 10)
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(n, 2)) for n in [5, 30, 17, 12, 200, 8, 25, 3]]
+
+    def forward(rows):  # a "model" with no context: every second row, doubled
+        time.sleep(0.002 * (len(rows[0]) % 3))  # batches finish out of order
+        return [2 * r[1::2] for r in rows]
+
+    found = {}
+    for batch, outputs in forward_batches(inputs, forward, np.concatenate, 40, stride=2, workers=workers):
+        for i, output in zip(batch, outputs):
+            found[i] = output
+    assert sorted(found) == list(range(len(inputs)))
+    for i, rows in enumerate(inputs):  # the long one (200 rows) too: its segments joined in order
+        assert np.array_equal(found[i], 2 * rows[1::2])
 
 
 def _sampler(**kwargs):

@@ -343,6 +343,20 @@ def test_torch_free_transcriber_gives_the_onnx_models_transcripts_without_import
     assert ours.text == theirs.text
 
 
+def test_onnx_batches_on_several_threads_give_the_transcripts_of_one(speech, an4_files):
+    from recognizer.onnx_runtime import OnnxTranscriber
+
+    inputs = an4_files * 3
+    one = OnnxTranscriber(speech["int8"], threads=1).transcribe(inputs, max_frames=300)
+    assert OnnxTranscriber(speech["int8"]).model.workers >= 1
+    for threads in (2, 3):
+        found = OnnxTranscriber(speech["int8"], threads=threads).transcribe(inputs, max_frames=300)
+        assert [(t.source, t.text) for t in found] == [(t.source, t.text) for t in one]
+        assert np.allclose([t.score for t in found], [t.score for t in one], atol=1e-5)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        OnnxTranscriber(speech["int8"], threads=0)
+
+
 def test_transcribe_command_runs_onnx_speech_models_without_torch_and_falls_back_otherwise(speech, an4_files, tmp_path):
     from conftest import write_wav
 
@@ -438,3 +452,21 @@ def test_a_model_file_is_no_checkpoint_for_lightning(speech, tiny_speech, tmp_pa
     )
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith(f"recognizer: error: {speech['pt']}: a model file")
+
+
+def test_a_progress_bar_is_drawn_only_on_a_terminal(monkeypatch, capsys):
+    from recognizer.transcripts import progress_bar, show_progress, warn
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert not show_progress(["a.wav", "b.wav"])  # a log file or a pipe
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert show_progress(["a.wav", "b.wav"]) and not show_progress(["a.wav"])
+    with progress_bar(2, False) as bar:
+        bar.update(2)
+        warn("a.wav: empty")
+    assert capsys.readouterr().err == "a.wav: empty\n"
+    with progress_bar(2, True) as bar:
+        bar.update(1)
+        warn("b.wav: empty")
+    err = capsys.readouterr().err
+    assert "transcribing" in err and "b.wav: empty" in err
