@@ -149,6 +149,8 @@ class RecognizerCLI(LightningCLI):
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         config = self.config[subcommand]
         if checkpoint is not None:
+            # the checkpoint's weights replace any starting point (and its file need not exist any more)
+            config["model.init_from"] = None
             for warning in hold_to_checkpoint(
                 config, configured_model, checkpoint["hyper_parameters"], ckpt_path, subcommand == "fit"
             ):

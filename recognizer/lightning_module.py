@@ -28,6 +28,7 @@ from .ctc import BLANK
 from .data import Batch
 from .decoding import DecodingOptions, decode
 from .encoders import Encoder, EncoderFactory
+from .initialization import initialize_from
 from .model import build_parts, load_module
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ class CTCModule(pl.LightningModule):
             (``recognizer.decoding.DecodingOptions.to_dict``, as checkpoints store it): greedy by
             default; ``beam``, or ``lm`` with an LM file and/or a lexicon, or any registered decoder.
             A ``DecodingOptions`` is accepted too.
+        init_from: a trained model (checkpoint or model file) whose encoder weights this one starts
+            from: fine-tuning, or training on one corpus after another (``recognizer.initialization``:
+            output rows matched label by label, feature statistics from this run's data). Not stored
+            in the checkpoint, which holds the weights themselves.
     """
 
     encoder: Encoder
@@ -67,15 +72,18 @@ class CTCModule(pl.LightningModule):
         warmup_steps: int = 300,
         min_lr_ratio: float = 0.02,
         decoding: dict[str, Any] | None = None,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["init_from"])
         # A dict as configs and checkpoints (old ones too) give it; a DecodingOptions is accepted as well.
         self.decoding = DecodingOptions.from_config(decoding)
         self.hparams["decoding"] = self.decoding.to_dict()  # plain values: checkpoints load with weights_only
         # the same parts as recognizer.Model, so a checkpoint and a model file give one model
         self.tokenizer, self.frontend, self.encoder, encoder_settings = build_parts(tokenizer, frontend, encoder)
         self.hparams["encoder"] = encoder_settings  # plain values, every setting spelled out
+        if init_from is not None:
+            rank_zero_info(initialize_from(init_from, self.encoder, self.tokenizer, self.frontend))
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}_{name}": metric()

@@ -634,3 +634,117 @@ def test_intermediate_ctc_trains_and_logs_its_loss(tiny_speech, tmp_path):
     assert "encoder.intermediate_output.weight" in stored["state_dict"]
     entries = read_manifest(tiny_speech["test"], path_key="audio_filepath")[:2]
     assert all(t.error is None for t in recognizer.load(best).transcribe([e["audio_filepath"] for e in entries]))
+
+
+def _module_like(best, **changes):
+    """A CTCModule with the settings of checkpoint ``best``, some changed."""
+    from recognizer.lightning_module import CTCModule
+
+    settings = torch.load(best, weights_only=True)["hyper_parameters"]
+    settings = {k: v for k, v in settings.items() if k in ("tokenizer", "frontend", "encoder")}
+    for key, value in changes.items():
+        part, _, name = key.partition(".")
+        if name:
+            settings[part] = {**settings[part], name: value}
+        else:
+            settings[part] = value
+    return CTCModule(**settings)
+
+
+def test_init_from_takes_every_weight_but_the_feature_statistics(trained, tmp_path):
+    from recognizer.initialization import initialize_from
+    from recognizer.model import Model
+
+    _, best = trained
+    source = Model.load(best).encoder.state_dict()
+    module = _module_like(best)
+    fresh = {k: v.clone() for k, v in module.encoder.state_dict().items()}
+    line = initialize_from(best, module.encoder, module.tokenizer, module.frontend)
+    assert "output labels" in line and "new:" not in line
+    for name, value in module.encoder.state_dict().items():
+        if name.startswith("normalizer."):  # this run's own data sets them at fit start
+            assert torch.equal(value, fresh[name]) and not bool(module.encoder.normalizer.initialized)
+        else:
+            assert torch.equal(value, source[name]), name
+    # a model file is as good a starting point as the checkpoint
+    model_file = Model.load(best).save(tmp_path / "model.pt")
+    again = _module_like(best)
+    initialize_from(model_file, again.encoder, again.tokenizer, again.frontend)
+    assert torch.equal(again.encoder.output.weight, module.encoder.output.weight)
+
+
+def test_init_from_matches_output_rows_label_by_label(trained):
+    from recognizer.model import Model
+
+    _, best = trained
+    source = Model.load(best)
+    theirs = source.tokenizer
+    assert theirs.alphabet == theirs.alphabet.lower()  # the demo corpus is lower case
+    # another alphabet: upper case (matched across case), one character fewer and two new
+    dropped = theirs.alphabet[-1]
+    alphabet = "".join(sorted(set(theirs.alphabet.upper()) - {dropped.upper()} | {"#", "@"}))
+    module = _module_like(best, **{"tokenizer.alphabet": alphabet, "tokenizer.case": "upper"}, init_from=str(best))
+    ours = module.tokenizer
+    weight, stored = module.encoder.output.weight, source.encoder.output.weight
+    assert weight.shape[0] == len(alphabet) + 1 != stored.shape[0]
+    assert torch.equal(weight[0], stored[0])  # the blank
+    for i, char in enumerate(alphabet, start=1):
+        if char in "#@":
+            assert not any(torch.equal(weight[i], row) for row in stored)  # a fresh row
+        else:
+            j = theirs.tokens.index(char.lower())
+            assert torch.equal(weight[i], stored[j]) and torch.equal(
+                module.encoder.output.bias[i], source.encoder.output.bias[j]
+            )
+    assert ours.alphabet == alphabet
+
+
+def test_init_from_refuses_another_encoder_naming_the_file_and_weight(trained, tmp_path):
+    from recognizer.artifacts import CheckpointError
+
+    _, best = trained
+    start = tmp_path / "model.ckpt"
+    shutil.copy(best, start)
+    settings = torch.load(best, weights_only=True)["hyper_parameters"]["encoder"]
+
+    def encoder(**changes):
+        return {**settings, "init_args": {**settings["init_args"], **changes}}
+
+    wider = r"model\.ckpt: its rnn\.forward_layers\.0\.weight_ih_l0 is \(128, 240\), this run's \(192, 240\)"
+    with pytest.raises(CheckpointError, match=wider):
+        _module_like(best, encoder=encoder(hidden_size=48), init_from=str(start))
+    with pytest.raises(CheckpointError, match=r"model\.ckpt: has no rnn\.forward_layers\.2"):
+        _module_like(best, encoder=encoder(num_layers=3), init_from=str(start))
+    with pytest.raises(CheckpointError, match="its encoder is a BLSTMEncoder, this run's a LSTMEncoder"):
+        _module_like(best, encoder={**settings, "class_path": "recognizer.encoders.LSTMEncoder"}, init_from=str(start))
+    with pytest.raises(CheckpointError, match="missing.ckpt"):
+        _module_like(best, init_from=str(tmp_path / "missing.ckpt"))
+    ink = {"modality": "ink", "class_path": "recognizer.ink.frontend.InkFrontend"}
+    with pytest.raises(CheckpointError, match="model.ckpt: its front-end reads audio, this run's ink"):
+        _module_like(best, frontend=ink, init_from=str(start))
+
+
+def test_fit_from_a_trained_model_gives_a_checkpoint_that_stands_alone(trained, tiny_speech, tmp_path, caplog):
+    import recognizer
+
+    _, best = trained
+    start = tmp_path / "start.ckpt"
+    shutil.copy(best, start)
+    with caplog.at_level(logging.INFO):
+        cli = run_cli(["fit", *tiny_args(tiny_speech, tmp_path / "fit", "--model.init_from", str(start))])
+    assert f"initialized from {start}" in caplog.text
+    scratch = run_cli(["fit", *tiny_args(tiny_speech, tmp_path / "scratch")])
+    assert logged(cli, "train_loss")[0] < 0.8 * logged(scratch, "train_loss")[0]  # it starts where training left off
+    fine_tuned = Path(cli.trainer.checkpoint_callback.best_model_path)
+    assert "init_from" not in torch.load(fine_tuned, weights_only=True)["hyper_parameters"]
+    start.unlink()  # the starting point is not needed any more: not to load, validate or resume
+    entries = read_manifest(tiny_speech["test"], path_key="audio_filepath")[:2]
+    assert recognizer.load(fine_tuned).transcribe([e["audio_filepath"] for e in entries])[0].error is None
+    run_cli(
+        [
+            "validate",
+            *tiny_args(tiny_speech, tmp_path / "val", "--model.init_from", str(start)),
+            "--ckpt_path",
+            str(fine_tuned),
+        ]
+    )

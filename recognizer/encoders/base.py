@@ -57,6 +57,9 @@ class Encoder(nn.Module):
     auxiliary_weight: float = 0.0
     #: whether ``recognizer export`` can trace it into an ONNX graph that follows every input length
     onnx_exportable: bool = True
+    #: submodules whose outputs are the labels (one row per label): ``model.init_from`` matches their
+    #: rows label by label when the alphabets differ (``recognizer.initialization``)
+    label_layers: tuple[str, ...] = ()
 
     def __init__(self, input_dim: int, vocab_size: int) -> None:
         super().__init__()

@@ -43,6 +43,7 @@ class RecurrentEncoder(Encoder):
     """
 
     training_only = (*Encoder.training_only, "intermediate_weight")
+    label_layers = ("output", "intermediate_output")
 
     def __init__(
         self,
