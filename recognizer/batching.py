@@ -86,8 +86,9 @@ def length_batches(lengths: Sequence[int], max_frames: int, step_cost: float = S
 
 #: an input longer than SEGMENT_FRAMES + 2 x SEGMENT_CONTEXT feature frames (70 s of audio) goes through
 #: the model in segments of SEGMENT_FRAMES (a minute), each read with SEGMENT_CONTEXT frames (5 s) of its
-#: neighbours on both sides whose outputs are dropped: memory stays flat for an hour of audio, and the
-#: bidirectional layers see context around every kept frame (accuracy against one pass: benchmarks/RESULTS.md)
+#: neighbours on both sides whose outputs are dropped: memory stays flat for an hour of audio (a segment
+#: per worker in flight, ``forward_batches``), and the bidirectional layers see context around every
+#: kept frame (accuracy against one pass: benchmarks/RESULTS.md)
 SEGMENT_FRAMES = 6000
 SEGMENT_CONTEXT = 500
 

@@ -148,9 +148,9 @@ class RecognizerCLI(LightningCLI):
             hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k != "_instantiator"}
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         config = self.config[subcommand]
-        if checkpoint is not None:
-            # the checkpoint's weights replace any starting point (and its file need not exist any more)
+        if ckpt_path:  # its weights replace any starting point, whose file need not exist any more
             config["model.init_from"] = None
+        if checkpoint is not None:
             for warning in hold_to_checkpoint(
                 config, configured_model, checkpoint["hyper_parameters"], ckpt_path, subcommand == "fit"
             ):

@@ -55,10 +55,15 @@ def initialize_from(path: str | os.PathLike, encoder: Encoder, tokenizer: Tokeni
             f"{path}: its encoder is a {type(source.encoder).__name__}, this run's a {type(encoder).__name__}"
         )
     theirs = source.encoder.state_dict()
+    state = encoder.state_dict()
+    unused = [name for name in theirs if name not in state and not name.startswith(OWN_WEIGHTS)]
+    if unused:  # a deeper encoder, or one with an auxiliary head: its weights would be dropped
+        raise CheckpointError(
+            f"{path}: its {unused[0]} has no place in this run's encoder (the encoders' settings differ)"
+        )
     sources = label_sources(tokenizer, source.tokenizer)
     rows_ours = torch.tensor(list(sources))
     rows_theirs = torch.tensor(list(sources.values()))
-    state = encoder.state_dict()
     taken = 0
     for name, value in state.items():
         if name.startswith(OWN_WEIGHTS):
@@ -73,7 +78,7 @@ def initialize_from(path: str | os.PathLike, encoder: Encoder, tokenizer: Tokeni
                 "(the encoders' settings or the features differ)"
             )
         if labelled:
-            value[rows_ours] = stored[rows_theirs].to(value.dtype)
+            value[rows_ours.to(value.device)] = stored[rows_theirs].to(value)
         else:
             value.copy_(stored)
         taken += 1

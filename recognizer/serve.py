@@ -15,7 +15,8 @@
 
 It binds to 127.0.0.1 unless told otherwise: it runs models on whatever it is sent. LM decoding is
 not offered to requests (its files would be paths on the server). Each model transcribes one request
-at a time (PyTorch uses every core for one); requests wait their turn in arrival order.
+at a time (PyTorch uses every core for one; an ONNX model one core per batch, and a long input's
+segments side by side); requests wait their turn in arrival order.
 """
 
 from __future__ import annotations

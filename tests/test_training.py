@@ -715,6 +715,13 @@ def test_init_from_refuses_another_encoder_naming_the_file_and_weight(trained, t
         _module_like(best, encoder=encoder(hidden_size=48), init_from=str(start))
     with pytest.raises(CheckpointError, match=r"model\.ckpt: has no rnn\.forward_layers\.2"):
         _module_like(best, encoder=encoder(num_layers=3), init_from=str(start))
+    shallower = r"model\.ckpt: its rnn\.forward_layers\.1\.weight_ih_l0 has no place in this run's encoder"
+    with pytest.raises(CheckpointError, match=shallower):  # not a silent partial load
+        _module_like(best, encoder=encoder(num_layers=1), init_from=str(start))
+    with pytest.raises(
+        CheckpointError, match=r"its intermediate_output\.weight has no place|has no intermediate_output"
+    ):
+        _module_like(best, encoder=encoder(intermediate_ctc=1), init_from=str(start))
     with pytest.raises(CheckpointError, match="its encoder is a BLSTMEncoder, this run's a LSTMEncoder"):
         _module_like(best, encoder={**settings, "class_path": "recognizer.encoders.LSTMEncoder"}, init_from=str(start))
     with pytest.raises(CheckpointError, match="missing.ckpt"):
