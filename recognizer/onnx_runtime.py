@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -57,13 +58,36 @@ from .transcripts import (
 )
 from .waveform import AUDIO_SUFFIXES, check_window, read_input
 
+#: where a container's CPU quota is set: cgroup v2 (``cpu.max``: "quota period" or "max period"), v1
+CPU_QUOTA_FILES = (Path("/sys/fs/cgroup/cpu.max"), Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"))
+
+
+def cpu_quota(files: Sequence[Path] = CPU_QUOTA_FILES) -> float | None:
+    """The CPUs a container's quota allows (e.g. 2.0 for ``docker run --cpus 2``), or None if unset."""
+    for path in files:
+        try:
+            fields = path.read_text().split()
+            if path.name == "cpu.max":
+                quota, period = fields[0], fields[1]
+            else:  # cgroup v1: the period is in the file beside it
+                quota, period = fields[0], (path.parent / "cpu.cfs_period_us").read_text().split()[0]
+            if quota in ("max", "-1"):
+                return None
+            return int(quota) / int(period)
+        except (OSError, ValueError, IndexError, ZeroDivisionError):
+            continue
+    return None
+
 
 def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask, which a container or ``taskset`` narrows)."""
+    """The CPUs this process may use: its affinity mask (which ``taskset`` narrows), within its
+    container's CPU quota (which the mask does not show)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cpu_quota()
+    return max(1, min(cpus, math.ceil(quota)) if quota is not None else cpus)
 
 
 class OnnxSession:

@@ -9,6 +9,7 @@ benchmarks/export.py measures on trained models.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -472,3 +473,28 @@ def test_a_progress_bar_is_drawn_only_on_a_terminal(monkeypatch, capsys):
         warn("a.wav: empty")
     assert capsys.readouterr().err == "a.wav: empty\n"
     assert "tqdm" not in sys.modules
+
+
+def test_cpus_are_those_of_the_container_quota(tmp_path, monkeypatch):
+    from recognizer import onnx_runtime
+    from recognizer.onnx_runtime import available_cpus, cpu_quota
+
+    v2 = tmp_path / "v2" / "cpu.max"
+    v2.parent.mkdir()
+    v2.write_text("150000 100000\n")
+    assert cpu_quota([v2]) == 1.5
+    v2.write_text("max 100000\n")
+    assert cpu_quota([v2]) is None
+    v1 = tmp_path / "v1" / "cpu.cfs_quota_us"
+    v1.parent.mkdir()
+    v1.write_text("200000\n")
+    (v1.parent / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota([tmp_path / "absent", v1]) == 2.0
+    v1.write_text("-1\n")
+    assert cpu_quota([v1]) is None
+    v2.write_text("garbage")
+    assert cpu_quota([v2]) is None
+    monkeypatch.setattr(onnx_runtime, "cpu_quota", lambda: 0.5)
+    assert available_cpus() == 1  # half a CPU: still one worker
+    monkeypatch.setattr(onnx_runtime, "cpu_quota", lambda: 1000.0)
+    assert available_cpus() == len(os.sched_getaffinity(0))  # the quota does not add CPUs
