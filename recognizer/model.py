@@ -96,6 +96,8 @@ class Model(nn.Module):
 
     #: what ``forward``'s time axis counts per feature frame (an exported speech graph counts samples)
     rows_per_frame = 1
+    #: batches run at once (``batching.forward_batches``): one, as torch spreads each over its own threads
+    workers = 1
 
     @property
     def stride(self) -> int:

@@ -265,7 +265,6 @@ class Recognizer:
                     boundaries.append(bounds)
             # the budget counts feature frames; an exported speech graph takes samples
             step_cost = STEP_COST if self.device.type == "cpu" else GPU_STEP_COST
-            workers = 1 if isinstance(self.model, torch.nn.Module) else self.model.workers  # torch has its own threads
             for batch, outputs in forward_batches(
                 features,
                 self._forward,
@@ -274,7 +273,7 @@ class Recognizer:
                 self.model.rows_per_frame,
                 self.stride,
                 step_cost,
-                workers,
+                self.model.workers,
             ):
                 yield [_Part(*keys[p], output, boundaries[p]) for p, output in zip(batch, outputs)]
                 finished = 0  # inputs whose last part went through the model now
