@@ -39,7 +39,7 @@ def main() -> None:
 
     candidates = {
         "packed": packed,
-        "per-direction (ours)": lambda: ours(x, lengths),
+        "per-direction (ours)": lambda: ours(x, lengths)[0],
         "padded (inexact)": lambda: fused(x)[0],
     }
     medians = {}

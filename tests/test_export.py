@@ -178,7 +178,15 @@ def test_onnx_ink_graph_takes_features_and_matches_pytorch(iam_files, tmp_path):
     alphabet = " !\"#&'()*+,-./0123456789:;?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz"
     encoder = {
         "class_path": "recognizer.encoders.BLSTMEncoder",
-        "init_args": {"hidden_size": 48, "num_layers": 2, "stack": 2, "stride": 2},
+        # the speech graphs run the plain BLSTM; this one the options of a deep stack
+        "init_args": {
+            "hidden_size": 48,
+            "num_layers": 2,
+            "stack": 2,
+            "stride": 2,
+            "residual": True,
+            "layer_norm": True,
+        },
     }
     model = untrained(frontend, inks, alphabet, encoder)
     path = export_onnx(model, tmp_path / "ink.onnx")

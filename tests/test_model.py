@@ -11,18 +11,19 @@ import torch
 
 from recognizer.checkpoint import read_checkpoint
 from recognizer.encoders import BLSTMEncoder, Encoder, LCBLSTMEncoder, LSTMEncoder, build_encoder, encoder_config
-from recognizer.encoders.layers import padding_mask, reverse_padded, stack_frames
+from recognizer.encoders.layers import BLSTM, padding_mask, reverse_padded, stack_frames
 from recognizer.lightning_module import cpu_runs_bfloat16_lstm
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENCODERS = [
     partial(BLSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3),
+    partial(BLSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3, residual=True, layer_norm=True),
     partial(LSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3),
     partial(
         LCBLSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3, chunk_size=8, right_context=3
     ),
 ]
-ENCODER_IDS = ["blstm", "lstm", "lcblstm"]
+ENCODER_IDS = ["blstm", "blstm-residual-norm", "lstm", "lcblstm"]
 
 
 def test_stack_frames_covers_every_frame():
@@ -238,7 +239,8 @@ def test_checkpoint_of_the_first_format_reads_as_today():
         "class_path": "recognizer.encoders.BLSTMEncoder",
         "init_args": {
             **{"hidden_size": 32, "num_layers": 2, "stack": 3, "stride": 3, "dropout": 0.1},
-            **{"intermediate_ctc": 0, "intermediate_weight": 0.3},  # settings added later: their defaults
+            # settings added later: their defaults
+            **{"intermediate_ctc": 0, "intermediate_weight": 0.3, "residual": False, "layer_norm": False},
         },
     }
     assert not {"hidden_size", "num_layers", "stack", "stride", "dropout"} & set(hparams)
@@ -296,3 +298,24 @@ def test_checkpoint_with_unusable_encoder_settings_is_a_one_line_error(tmp_path,
         load(path, device="cpu")
     assert str(path) in str(error.value) and "\n" not in str(error.value)
     assert "antigravity" not in sys.modules  # a checkpoint never makes us import a module
+
+
+def test_residual_layers_pass_their_input_through_and_layer_norm_normalizes_the_output():
+    torch.manual_seed(0)
+    stack = BLSTM(6, 4, num_layers=3, residual=True, layer_norm=True).eval()
+    x, lengths = torch.randn(2, 7, 6), torch.tensor([7, 5])
+    first = BLSTM(6, 4, num_layers=1).eval()
+    first.load_state_dict({k: v for k, v in stack.state_dict().items() if k.split(".")[1] == "0"}, strict=False)
+    with torch.no_grad():
+        for lstm in [*stack.forward_layers[1:], *stack.backward_layers[1:]]:
+            for weight in lstm.parameters():
+                weight.zero_()  # an LSTM with no weights outputs zeros: each residual layer is then the identity
+        for norm in stack.norms:
+            norm.weight.fill_(1.0), norm.bias.zero_()
+        output, _ = stack(x, lengths)
+        expected = torch.nn.functional.layer_norm(first(x, lengths)[0], (8,))
+    torch.testing.assert_close(output, expected, atol=1e-5, rtol=1e-5)
+    plain = BLSTM(6, 4, num_layers=3)
+    assert set(stack.state_dict()) - set(plain.state_dict()) == {
+        f"norms.{i}.{w}" for i in range(3) for w in ("weight", "bias")
+    }

@@ -529,7 +529,11 @@ def test_print_config():
         cwd=REPO,
     )
     assert run.returncode == 0, run.stderr
-    assert "hidden_size: 320" in run.stdout and "recognizer.audio.AudioFrontend" in run.stdout
+    assert (
+        "hidden_size: 256" in run.stdout
+        and "layer_norm: true" in run.stdout
+        and "recognizer.audio.AudioFrontend" in run.stdout
+    )
 
 
 def test_ddp_on_cpu(tiny_speech, tmp_path):

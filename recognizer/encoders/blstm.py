@@ -5,15 +5,44 @@ from __future__ import annotations
 from torch import nn
 
 from .layers import BLSTM
-from .recurrent import RecurrentEncoder
+from .recurrent import DROPOUT, HIDDEN_SIZE, INTERMEDIATE_WEIGHT, NUM_LAYERS, STACK, STRIDE, RecurrentEncoder
 
 
 class BLSTMEncoder(RecurrentEncoder):
     """Normalization -> frame stacking -> bidirectional LSTM stack -> linear -> log-softmax.
 
     An utterance gets the same outputs alone and in a padded batch (``recognizer.encoders.layers.BLSTM``).
-    Settings: see ``RecurrentEncoder`` (``hidden_size`` is per direction).
+    Settings: see ``RecurrentEncoder`` (``hidden_size`` is per direction), and ``residual`` and
+    ``layer_norm`` of ``BLSTM``.
     """
 
+    def __init__(
+        self,
+        input_dim: int,
+        vocab_size: int,
+        hidden_size: int = HIDDEN_SIZE,
+        num_layers: int = NUM_LAYERS,
+        stack: int = STACK,
+        stride: int = STRIDE,
+        dropout: float = DROPOUT,
+        intermediate_ctc: int = 0,
+        intermediate_weight: float = INTERMEDIATE_WEIGHT,
+        residual: bool = False,
+        layer_norm: bool = False,
+    ) -> None:
+        self.residual, self.layer_norm = residual, layer_norm  # read by _recurrent, which the base calls
+        super().__init__(
+            input_dim,
+            vocab_size,
+            hidden_size,
+            num_layers,
+            stack,
+            stride,
+            dropout,
+            intermediate_ctc,
+            intermediate_weight,
+        )
+
     def _recurrent(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> tuple[nn.Module, int]:
-        return BLSTM(input_size, hidden_size, num_layers, dropout), 2 * hidden_size
+        stack = BLSTM(input_size, hidden_size, num_layers, dropout, self.residual, self.layer_norm)
+        return stack, 2 * hidden_size

@@ -55,29 +55,53 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 class BLSTM(nn.Module):
     """Stacked bidirectional LSTM over padded batches whose outputs on real frames do not depend
-    on the padding (see the module docstring). Dropout is applied between layers."""
+    on the padding (see the module docstring). Dropout is applied between layers.
+
+    Two options ease the gradient's way through a deep stack (off by default, as in the first models):
+    ``layer_norm`` normalizes each layer's input from the second layer on, and the stack's output, per
+    frame (so padding stays exact); ``residual`` adds each of those layers' input to its output
+    (pre-norm residual, as in Transformers and ESPnet's RNN encoders with ``residual``)."""
 
     taps = True  # can return an intermediate layer's output (intermediate CTC)
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float = 0.0,
+        residual: bool = False,
+        layer_norm: bool = False,
+    ) -> None:
         super().__init__()
         sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
         self.forward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
         self.backward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
         self.dropout = nn.Dropout(dropout)
+        self.residual = residual
+        # one norm per layer input from layer 2 on, and one for the output; the first layer's input is
+        # the normalized features already
+        self.norms = nn.ModuleList(nn.LayerNorm(2 * hidden_size) for _ in sizes) if layer_norm else None
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, tap: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(batch, T, input_size), (batch,) -> (batch, T, 2 * hidden_size), and the output of layer
         ``tap`` (1-based; None for 0); padded frames are junk."""
         tapped = None
         for layer, (forward, backward) in enumerate(zip(self.forward_layers, self.backward_layers)):
+            inputs = x
             if layer:
                 x = self.dropout(x)
+                if self.norms is not None:
+                    x = self.norms[layer - 1](x)
             ahead, _ = forward(x)
             behind, _ = backward(reverse_padded(x, lengths))
             x = torch.cat([ahead, reverse_padded(behind, lengths)], dim=-1)
+            if layer and self.residual:
+                x = x + inputs
             if layer + 1 == tap:
                 tapped = x
+        if self.norms is not None:
+            x = self.norms[-1](x)
         return x, tapped
 
 
