@@ -13,6 +13,8 @@ it, not a silent partial load.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -44,9 +46,25 @@ def label_sources(ours: Tokenizer, theirs: Tokenizer) -> dict[int, int]:
     return sources
 
 
-def initialize_from(path: str | os.PathLike, encoder: Encoder, tokenizer: Tokenizer, frontend: Frontend) -> str:
+def differing_setting(theirs: Mapping[str, Any], ours: Mapping[str, Any], training_only: tuple[str, ...]) -> str:
+    """The first encoder setting (``init_args``) that shapes what the weights compute and differs, as
+    ``"name is X, this run's Y"``; "" when none does. Training-only settings (dropout) may differ."""
+    for name, value in ours.items():
+        if name not in training_only and name in theirs and theirs[name] != value:
+            return f"{name} is {theirs[name]!r}, this run's {value!r}"
+    return ""
+
+
+def initialize_from(
+    path: str | os.PathLike,
+    encoder: Encoder,
+    tokenizer: Tokenizer,
+    frontend: Frontend,
+    encoder_settings: Mapping[str, Any] | None = None,
+) -> str:
     """Copy the weights of the model at ``path`` into ``encoder`` (see the module docstring); returns
-    one line saying what was taken. A ``CheckpointError`` names the file and what does not fit."""
+    one line saying what was taken. ``encoder_settings`` (``encoder_config`` of the run's encoder) are
+    compared with the source's too. A ``CheckpointError`` names the file and what does not fit."""
     source = Model.load(path)
     if source.frontend.modality != frontend.modality:
         raise CheckpointError(f"{path}: its front-end reads {source.frontend.modality}, this run's {frontend.modality}")
@@ -82,6 +100,12 @@ def initialize_from(path: str | os.PathLike, encoder: Encoder, tokenizer: Tokeni
         else:
             value.copy_(stored)
         taken += 1
+    # after the weights, whose errors name them: this catches the settings that have no weights of their
+    # own (e.g. residual), which would otherwise change what the copied weights compute, silently
+    ours = (encoder_settings or {}).get("init_args", {})
+    mismatch = differing_setting(source.settings["encoder"]["init_args"], ours, encoder.training_only)
+    if mismatch:
+        raise CheckpointError(f"{path}: its encoder's {mismatch}")
     encoder.load_state_dict(state)
     fresh = [char for i, char in enumerate(tokenizer.tokens) if i not in sources]
     return (

@@ -83,7 +83,7 @@ class CTCModule(pl.LightningModule):
         self.tokenizer, self.frontend, self.encoder, encoder_settings = build_parts(tokenizer, frontend, encoder)
         self.hparams["encoder"] = encoder_settings  # plain values, every setting spelled out
         if init_from is not None:
-            rank_zero_info(initialize_from(init_from, self.encoder, self.tokenizer, self.frontend))
+            rank_zero_info(initialize_from(init_from, self.encoder, self.tokenizer, self.frontend, encoder_settings))
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}_{name}": metric()

@@ -300,21 +300,30 @@ def test_checkpoint_with_unusable_encoder_settings_is_a_one_line_error(tmp_path,
     assert "antigravity" not in sys.modules  # a checkpoint never makes us import a module
 
 
-def test_residual_layers_pass_their_input_through_and_layer_norm_normalizes_the_output():
+def test_residual_and_layer_norm_compute_the_pre_norm_residual_stack():
+    """Each layer from the second: input + BLSTM(LayerNorm_i(input)); then a last LayerNorm. Checked
+    against that formula written out (full-length inputs: the backward direction is a plain flip),
+    with random norm gains and biases so that every norm, and which one is used where, matters."""
     torch.manual_seed(0)
     stack = BLSTM(6, 4, num_layers=3, residual=True, layer_norm=True).eval()
-    x, lengths = torch.randn(2, 7, 6), torch.tensor([7, 5])
-    first = BLSTM(6, 4, num_layers=1).eval()
-    first.load_state_dict({k: v for k, v in stack.state_dict().items() if k.split(".")[1] == "0"}, strict=False)
     with torch.no_grad():
-        for lstm in [*stack.forward_layers[1:], *stack.backward_layers[1:]]:
-            for weight in lstm.parameters():
-                weight.zero_()  # an LSTM with no weights outputs zeros: each residual layer is then the identity
         for norm in stack.norms:
-            norm.weight.fill_(1.0), norm.bias.zero_()
-        output, _ = stack(x, lengths)
-        expected = torch.nn.functional.layer_norm(first(x, lengths)[0], (8,))
+            norm.weight.uniform_(0.5, 2.0), norm.bias.normal_()
+    x = torch.randn(2, 7, 6)
+
+    def bidirectional(layer, inputs):
+        ahead, _ = stack.forward_layers[layer](inputs)
+        behind, _ = stack.backward_layers[layer](inputs.flip(1))
+        return torch.cat([ahead, behind.flip(1)], dim=-1)
+
+    with torch.no_grad():
+        expected = bidirectional(0, x)
+        for layer in (1, 2):
+            expected = expected + bidirectional(layer, stack.norms[layer - 1](expected))
+        expected = stack.norms[2](expected)
+        output, tapped = stack(x, torch.tensor([7, 7]), tap=2)
     torch.testing.assert_close(output, expected, atol=1e-5, rtol=1e-5)
+    assert tapped is not None and tapped.shape == output.shape
     plain = BLSTM(6, 4, num_layers=3)
     assert set(stack.state_dict()) - set(plain.state_dict()) == {
         f"norms.{i}.{w}" for i in range(3) for w in ("weight", "bias")

@@ -726,8 +726,13 @@ def test_init_from_refuses_another_encoder_naming_the_file_and_weight(trained, t
         CheckpointError, match=r"its intermediate_output\.weight has no place|has no intermediate_output"
     ):
         _module_like(best, encoder=encoder(intermediate_ctc=1), init_from=str(start))
+    with pytest.raises(CheckpointError, match="model.ckpt: its encoder's residual is False, this run's True"):
+        _module_like(best, encoder=encoder(residual=True), init_from=str(start))  # same weights, other sums
+    _module_like(best, encoder=encoder(dropout=0.1), init_from=str(start))  # training-only settings may differ
     with pytest.raises(CheckpointError, match="its encoder is a BLSTMEncoder, this run's a LSTMEncoder"):
-        _module_like(best, encoder={**settings, "class_path": "recognizer.encoders.LSTMEncoder"}, init_from=str(start))
+        lstm_settings = {k: v for k, v in settings["init_args"].items() if k not in ("residual", "layer_norm")}
+        lstm = {"class_path": "recognizer.encoders.LSTMEncoder", "init_args": lstm_settings}
+        _module_like(best, encoder=lstm, init_from=str(start))
     with pytest.raises(CheckpointError, match="missing.ckpt"):
         _module_like(best, init_from=str(tmp_path / "missing.ckpt"))
     ink = {"modality": "ink", "class_path": "recognizer.ink.frontend.InkFrontend"}

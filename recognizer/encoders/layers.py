@@ -60,7 +60,10 @@ class BLSTM(nn.Module):
     Two options ease the gradient's way through a deep stack (off by default, as in the first models):
     ``layer_norm`` normalizes each layer's input from the second layer on, and the stack's output, per
     frame (so padding stays exact); ``residual`` adds each of those layers' input to its output
-    (pre-norm residual, as in Transformers and ESPnet's RNN encoders with ``residual``)."""
+    (pre-norm residual, as in Transformers). Dropout comes before the norm, as the AN4 recipe was
+    measured with it: the norm rescales what dropout left, so a layer's input is about sqrt(1 - p) as
+    large in training as in inference (dropout after the norm would avoid that: untried). An
+    intermediate layer's output (``tap``) is the residual sum, before the last norm."""
 
     taps = True  # can return an intermediate layer's output (intermediate CTC)
 
