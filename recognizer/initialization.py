@@ -60,7 +60,7 @@ def initialize_from(
     encoder: Encoder,
     tokenizer: Tokenizer,
     frontend: Frontend,
-    encoder_settings: Mapping[str, Any] | None = None,
+    encoder_settings: Mapping[str, Any],
 ) -> str:
     """Copy the weights of the model at ``path`` into ``encoder`` (see the module docstring); returns
     one line saying what was taken. ``encoder_settings`` (``encoder_config`` of the run's encoder) are
@@ -102,8 +102,8 @@ def initialize_from(
         taken += 1
     # after the weights, whose errors name them: this catches the settings that have no weights of their
     # own (e.g. residual), which would otherwise change what the copied weights compute, silently
-    ours = (encoder_settings or {}).get("init_args", {})
-    mismatch = differing_setting(source.settings["encoder"]["init_args"], ours, encoder.training_only)
+    theirs_settings, ours = source.settings["encoder"]["init_args"], encoder_settings["init_args"]
+    mismatch = differing_setting(theirs_settings, ours, encoder.training_only)
     if mismatch:
         raise CheckpointError(f"{path}: its encoder's {mismatch}")
     encoder.load_state_dict(state)

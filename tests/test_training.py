@@ -663,7 +663,7 @@ def test_init_from_takes_every_weight_but_the_feature_statistics(trained, tmp_pa
     source = Model.load(best).encoder.state_dict()
     module = _module_like(best)
     fresh = {k: v.clone() for k, v in module.encoder.state_dict().items()}
-    line = initialize_from(best, module.encoder, module.tokenizer, module.frontend)
+    line = initialize_from(best, module.encoder, module.tokenizer, module.frontend, module.hparams["encoder"])
     assert "output labels" in line and "new:" not in line
     for name, value in module.encoder.state_dict().items():
         if name.startswith("normalizer."):  # this run's own data sets them at fit start
@@ -673,7 +673,7 @@ def test_init_from_takes_every_weight_but_the_feature_statistics(trained, tmp_pa
     # a model file is as good a starting point as the checkpoint
     model_file = Model.load(best).save(tmp_path / "model.pt")
     again = _module_like(best)
-    initialize_from(model_file, again.encoder, again.tokenizer, again.frontend)
+    initialize_from(model_file, again.encoder, again.tokenizer, again.frontend, again.hparams["encoder"])
     assert torch.equal(again.encoder.output.weight, module.encoder.output.weight)
 
 
@@ -729,9 +729,9 @@ def test_init_from_refuses_another_encoder_naming_the_file_and_weight(trained, t
     with pytest.raises(CheckpointError, match="model.ckpt: its encoder's residual is False, this run's True"):
         _module_like(best, encoder=encoder(residual=True), init_from=str(start))  # same weights, other sums
     _module_like(best, encoder=encoder(dropout=0.1), init_from=str(start))  # training-only settings may differ
+    lstm_settings = {k: v for k, v in settings["init_args"].items() if k not in ("residual", "layer_norm")}
+    lstm = {"class_path": "recognizer.encoders.LSTMEncoder", "init_args": lstm_settings}
     with pytest.raises(CheckpointError, match="its encoder is a BLSTMEncoder, this run's a LSTMEncoder"):
-        lstm_settings = {k: v for k, v in settings["init_args"].items() if k not in ("residual", "layer_norm")}
-        lstm = {"class_path": "recognizer.encoders.LSTMEncoder", "init_args": lstm_settings}
         _module_like(best, encoder=lstm, init_from=str(start))
     with pytest.raises(CheckpointError, match="missing.ckpt"):
         _module_like(best, init_from=str(tmp_path / "missing.ckpt"))
