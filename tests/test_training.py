@@ -521,19 +521,26 @@ def test_character_outside_alphabet_fails_at_setup(tiny_speech, tmp_path):
         data.setup("fit")
 
 
-def test_print_config():
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ("speech/an4.yaml", ["hidden_size: 256", "layer_norm: true", "recognizer.audio.AudioFrontend"]),
+        (
+            "handwriting/iam_ondb.yaml",
+            ["hidden_size: 192", "residual: true", "top_k: 3", "recognizer.ink.frontend.InkFrontend"],
+        ),
+    ],
+)
+def test_print_config(config, expected):
+    """The shipped recipes resolve through the CLI with their settings."""
     run = subprocess.run(
-        [BIN / "recognizer", "fit", "--config", str(REPO / "configs/speech/an4.yaml"), "--print_config"],
+        [BIN / "recognizer", "fit", "--config", str(REPO / "configs" / config), "--print_config"],
         capture_output=True,
         text=True,
         cwd=REPO,
     )
     assert run.returncode == 0, run.stderr
-    assert (
-        "hidden_size: 256" in run.stdout
-        and "layer_norm: true" in run.stdout
-        and "recognizer.audio.AudioFrontend" in run.stdout
-    )
+    assert [line for line in expected if line not in run.stdout] == []
 
 
 def test_ddp_on_cpu(tiny_speech, tmp_path):
