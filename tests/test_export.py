@@ -292,7 +292,8 @@ def test_export_and_transcribe_commands(speech, an4_files, tmp_path):
     )
     assert transcribed.returncode == 0, transcribed.stderr
     expected = recognizer.load(speech["pt"], "cpu").transcribe(an4_files[:2])
-    assert transcribed.stdout.splitlines() == [f"{f}\t{t.text}" for f, t in zip(an4_files[:2], expected)]
+    # lines come in the order their batches finish (README, "Transcribing"), which ONNX's worker threads vary
+    assert sorted(transcribed.stdout.splitlines()) == sorted(f"{f}\t{t.text}" for f, t in zip(an4_files[:2], expected))
     refused = subprocess.run(
         [BIN / "recognizer", "export", str(speech["pt"]), "--out", str(tmp_path / "m.pt"), "--int8"],
         capture_output=True,
