@@ -241,6 +241,7 @@ def test_checkpoint_of_the_first_format_reads_as_today():
             **{"hidden_size": 32, "num_layers": 2, "stack": 3, "stride": 3, "dropout": 0.1},
             # settings added later: their defaults
             **{"intermediate_ctc": 0, "intermediate_weight": 0.3, "residual": False, "layer_norm": False},
+            "weight_drop": 0.0,
         },
     }
     assert not {"hidden_size", "num_layers", "stack", "stride", "dropout"} & set(hparams)
@@ -328,3 +329,27 @@ def test_residual_and_layer_norm_compute_the_pre_norm_residual_stack():
     assert set(stack.state_dict()) - set(plain.state_dict()) == {
         f"norms.{i}.{w}" for i in range(3) for w in ("weight", "bias")
     }
+
+
+def test_weight_drop_masks_recurrent_weights_in_training_only():
+    """DropConnect on the hidden-to-hidden weights: in training a fraction p of them gets no gradient
+    (the mask holds for the whole batch and every time step); in evaluation the stack computes exactly
+    what the same weights compute without the option."""
+    torch.manual_seed(0)
+    stack = BLSTM(6, 16, num_layers=2, weight_drop=0.5)
+    plain = BLSTM(6, 16, num_layers=2)
+    plain.load_state_dict(stack.state_dict())  # no parameter of its own
+    x, lengths = torch.randn(3, 9, 6), torch.tensor([9, 5, 2])
+    stack.eval(), plain.eval()
+    torch.testing.assert_close(stack(x, lengths)[0], plain(x, lengths)[0], rtol=0, atol=0)
+
+    stack.train()
+    output, _ = stack(x, lengths)
+    assert not torch.allclose(output, plain(x, lengths)[0])
+    output.pow(2).sum().backward()
+    for lstm in (*stack.forward_layers, *stack.backward_layers):
+        dropped = (lstm.weight_hh_l0.grad == 0).float().mean().item()
+        assert 0.4 < dropped < 0.6, dropped  # about p; a whole-batch mask, so exactly zero where dropped
+        assert (lstm.weight_ih_l0.grad != 0).float().mean() > 0.99  # input weights are not dropped
+    with pytest.raises(ValueError, match="weight_drop must be in"):
+        BLSTM(6, 16, num_layers=2, weight_drop=1.0)

@@ -13,8 +13,10 @@ class BLSTMEncoder(RecurrentEncoder):
 
     An utterance gets the same outputs alone and in a padded batch (``recognizer.encoders.layers.BLSTM``).
     Settings: see ``RecurrentEncoder`` (``hidden_size`` is per direction), and ``residual`` and
-    ``layer_norm`` of ``BLSTM``.
+    ``layer_norm`` and ``weight_drop`` of ``BLSTM``.
     """
+
+    training_only = (*RecurrentEncoder.training_only, "weight_drop")
 
     def __init__(
         self,
@@ -29,8 +31,10 @@ class BLSTMEncoder(RecurrentEncoder):
         intermediate_weight: float = INTERMEDIATE_WEIGHT,
         residual: bool = False,
         layer_norm: bool = False,
+        weight_drop: float = 0.0,
     ) -> None:
-        self.residual, self.layer_norm = residual, layer_norm  # read by _recurrent, which the base calls
+        # read by _recurrent, which the base calls
+        self.residual, self.layer_norm, self.weight_drop = residual, layer_norm, weight_drop
         super().__init__(
             input_dim,
             vocab_size,
@@ -44,5 +48,5 @@ class BLSTMEncoder(RecurrentEncoder):
         )
 
     def _recurrent(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> tuple[nn.Module, int]:
-        stack = BLSTM(input_size, hidden_size, num_layers, dropout, self.residual, self.layer_norm)
+        stack = BLSTM(input_size, hidden_size, num_layers, dropout, self.residual, self.layer_norm, self.weight_drop)
         return stack, 2 * hidden_size

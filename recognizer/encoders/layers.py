@@ -63,7 +63,13 @@ class BLSTM(nn.Module):
     (pre-norm residual, as in Transformers). Dropout comes before the norm, as the AN4 recipe was
     measured with it: the norm rescales what dropout left, so a layer's input is about sqrt(1 - p) as
     large in training as in inference (dropout after the norm would avoid that: untried). An
-    intermediate layer's output (``tap``) is the residual sum, before the last norm."""
+    intermediate layer's output (``tap``) is the residual sum, before the last norm.
+
+    ``weight_drop`` p regularizes the recurrence itself (DropConnect on the hidden-to-hidden weights, as
+    in Merity et al., "Regularizing and optimizing LSTM language models", ICLR 2018): in training, every
+    layer and direction runs each batch with its own random p of those weights zeroed (the rest scaled
+    by 1 / (1 - p)), the same mask at every time step, so the step-to-step state cannot rely on any
+    single connection. Inference uses the full weights: the option changes no trained model's outputs."""
 
     taps = True  # can return an intermediate layer's output (intermediate CTC)
 
@@ -75,13 +81,17 @@ class BLSTM(nn.Module):
         dropout: float = 0.0,
         residual: bool = False,
         layer_norm: bool = False,
+        weight_drop: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0 <= weight_drop < 1:
+            raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop}")
         sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
         self.forward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
         self.backward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
         self.dropout = nn.Dropout(dropout)
         self.residual = residual
+        self.weight_drop = weight_drop
         # one norm per layer input from layer 2 on, and one for the output; the first layer's input is
         # the normalized features already
         self.norms = nn.ModuleList(nn.LayerNorm(2 * hidden_size) for _ in sizes) if layer_norm else None
@@ -96,8 +106,8 @@ class BLSTM(nn.Module):
                 x = self.dropout(x)
                 if self.norms is not None:
                     x = self.norms[layer - 1](x)
-            ahead, _ = forward(x)
-            behind, _ = backward(reverse_padded(x, lengths))
+            ahead = self._lstm(forward, x)
+            behind = self._lstm(backward, reverse_padded(x, lengths))
             x = torch.cat([ahead, reverse_padded(behind, lengths)], dim=-1)
             if layer and self.residual:
                 x = x + inputs
@@ -106,6 +116,15 @@ class BLSTM(nn.Module):
         if self.norms is not None:
             x = self.norms[-1](x)
         return x, tapped
+
+    def _lstm(self, lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+        """One direction's outputs; in training with ``weight_drop``, through a dropped-out copy of its
+        recurrent weights (the parameters themselves stay whole and get the gradient)."""
+        if not (self.training and self.weight_drop):
+            return lstm(x)[0]
+        weights = dict(lstm.named_parameters())
+        weights["weight_hh_l0"] = F.dropout(weights["weight_hh_l0"], self.weight_drop)
+        return torch.func.functional_call(lstm, weights, (x,))[0]
 
 
 class FeatureNormalizer(nn.Module):
