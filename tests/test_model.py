@@ -241,7 +241,7 @@ def test_checkpoint_of_the_first_format_reads_as_today():
             **{"hidden_size": 32, "num_layers": 2, "stack": 3, "stride": 3, "dropout": 0.1},
             # settings added later: their defaults
             **{"intermediate_ctc": 0, "intermediate_weight": 0.3, "residual": False, "layer_norm": False},
-            "weight_drop": 0.0,
+            **{"weight_drop": 0.0, "dropout_after_norm": False},
         },
     }
     assert not {"hidden_size", "num_layers", "stack", "stride", "dropout"} & set(hparams)
@@ -353,3 +353,21 @@ def test_weight_drop_masks_recurrent_weights_in_training_only():
         assert (lstm.weight_ih_l0.grad != 0).float().mean() > 0.99  # input weights are not dropped
     with pytest.raises(ValueError, match="weight_drop must be in"):
         BLSTM(6, 16, num_layers=2, weight_drop=1.0)
+
+
+def test_dropout_after_norm_drops_the_normalized_input_and_changes_no_inference():
+    torch.manual_seed(0)
+    after = BLSTM(6, 8, num_layers=3, dropout=0.5, residual=True, layer_norm=True, dropout_after_norm=True)
+    before = BLSTM(6, 8, num_layers=3, dropout=0.5, residual=True, layer_norm=True)
+    before.load_state_dict(after.state_dict())
+    x, lengths = torch.randn(3, 9, 6), torch.tensor([9, 5, 2])
+    torch.testing.assert_close(after.eval()(x, lengths)[0], before.eval()(x, lengths)[0], rtol=0, atol=0)
+
+    hidden = torch.randn(4, 9, 16)
+    dropped = after.train()._layer_input(hidden, 2)
+    kept = dropped != 0
+    assert 0.3 < kept.float().mean() < 0.7  # zeros where dropout struck: it came last
+    torch.testing.assert_close(dropped[kept], (after.norms[1](hidden) / 0.5)[kept])
+    assert (before.train()._layer_input(hidden, 2) != 0).all()  # the norm after dropout fills the zeros
+    with pytest.raises(ValueError, match="dropout_after_norm needs layer_norm"):
+        BLSTM(6, 8, num_layers=2, dropout_after_norm=True)

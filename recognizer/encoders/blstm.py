@@ -13,10 +13,10 @@ class BLSTMEncoder(RecurrentEncoder):
 
     An utterance gets the same outputs alone and in a padded batch (``recognizer.encoders.layers.BLSTM``).
     Settings: see ``RecurrentEncoder`` (``hidden_size`` is per direction), and ``residual`` and
-    ``layer_norm`` and ``weight_drop`` of ``BLSTM``.
+    ``layer_norm``, ``weight_drop`` and ``dropout_after_norm`` of ``BLSTM``.
     """
 
-    training_only = (*RecurrentEncoder.training_only, "weight_drop")
+    training_only = (*RecurrentEncoder.training_only, "weight_drop", "dropout_after_norm")
 
     def __init__(
         self,
@@ -32,9 +32,11 @@ class BLSTMEncoder(RecurrentEncoder):
         residual: bool = False,
         layer_norm: bool = False,
         weight_drop: float = 0.0,
+        dropout_after_norm: bool = False,
     ) -> None:
         # read by _recurrent, which the base calls
-        self.residual, self.layer_norm, self.weight_drop = residual, layer_norm, weight_drop
+        self.residual, self.layer_norm = residual, layer_norm
+        self.weight_drop, self.dropout_after_norm = weight_drop, dropout_after_norm
         super().__init__(
             input_dim,
             vocab_size,
@@ -48,5 +50,14 @@ class BLSTMEncoder(RecurrentEncoder):
         )
 
     def _recurrent(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> tuple[nn.Module, int]:
-        stack = BLSTM(input_size, hidden_size, num_layers, dropout, self.residual, self.layer_norm, self.weight_drop)
+        stack = BLSTM(
+            input_size,
+            hidden_size,
+            num_layers,
+            dropout,
+            self.residual,
+            self.layer_norm,
+            self.weight_drop,
+            self.dropout_after_norm,
+        )
         return stack, 2 * hidden_size

@@ -60,9 +60,10 @@ class BLSTM(nn.Module):
     Two options ease the gradient's way through a deep stack (off by default, as in the first models):
     ``layer_norm`` normalizes each layer's input from the second layer on, and the stack's output, per
     frame (so padding stays exact); ``residual`` adds each of those layers' input to its output
-    (pre-norm residual, as in Transformers). Dropout comes before the norm, as the AN4 recipe was
-    measured with it: the norm rescales what dropout left, so a layer's input is about sqrt(1 - p) as
-    large in training as in inference (dropout after the norm would avoid that: untried). An
+    (pre-norm residual, as in Transformers). Dropout comes before the norm by default, as the AN4 recipe
+    was measured with it: the norm rescales what dropout left, so a layer's input is about sqrt(1 - p) as
+    large in training as in inference; ``dropout_after_norm`` drops out the normalized input instead,
+    which keeps training and inference at one scale. Either way inference computes the same. An
     intermediate layer's output (``tap``) is the residual sum, before the last norm.
 
     ``weight_drop`` p regularizes the recurrence itself (DropConnect on the hidden-to-hidden weights, as
@@ -82,16 +83,20 @@ class BLSTM(nn.Module):
         residual: bool = False,
         layer_norm: bool = False,
         weight_drop: float = 0.0,
+        dropout_after_norm: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= weight_drop < 1:
             raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop}")
+        if dropout_after_norm and not layer_norm:
+            raise ValueError("dropout_after_norm needs layer_norm: without it there is no norm to come after")
         sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
         self.forward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
         self.backward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
         self.dropout = nn.Dropout(dropout)
         self.residual = residual
         self.weight_drop = weight_drop
+        self.dropout_after_norm = dropout_after_norm
         # one norm per layer input from layer 2 on, and one for the output; the first layer's input is
         # the normalized features already
         self.norms = nn.ModuleList(nn.LayerNorm(2 * hidden_size) for _ in sizes) if layer_norm else None
@@ -103,9 +108,7 @@ class BLSTM(nn.Module):
         for layer, (forward, backward) in enumerate(zip(self.forward_layers, self.backward_layers)):
             inputs = x
             if layer:
-                x = self.dropout(x)
-                if self.norms is not None:
-                    x = self.norms[layer - 1](x)
+                x = self._layer_input(x, layer)
             ahead = self._lstm(forward, x)
             behind = self._lstm(backward, reverse_padded(x, lengths))
             x = torch.cat([ahead, reverse_padded(behind, lengths)], dim=-1)
@@ -116,6 +119,13 @@ class BLSTM(nn.Module):
         if self.norms is not None:
             x = self.norms[-1](x)
         return x, tapped
+
+    def _layer_input(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """What layer ``layer`` (0-based, from 1) reads: the previous output, dropped out and normalized."""
+        if self.norms is None:
+            return self.dropout(x)
+        norm = self.norms[layer - 1]
+        return self.dropout(norm(x)) if self.dropout_after_norm else norm(self.dropout(x))
 
     def _lstm(self, lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
         """One direction's outputs; in training with ``weight_drop``, through a dropped-out copy of its
