@@ -127,12 +127,12 @@ class BLSTM(nn.Module):
         norm = self.norms[layer - 1]
         return self.dropout(norm(x)) if self.dropout_after_norm else norm(self.dropout(x))
 
-    def _lstm(self, lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+    def _lstm(self, lstm: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """One direction's outputs; in training with ``weight_drop``, through a dropped-out copy of its
         recurrent weights (the parameters themselves stay whole and get the gradient)."""
         if not (self.training and self.weight_drop):
             return lstm(x)[0]
-        weights = dict(lstm.named_parameters())
+        weights: dict[str, torch.Tensor] = dict(lstm.named_parameters())
         weights["weight_hh_l0"] = F.dropout(weights["weight_hh_l0"], self.weight_drop)
         return torch.func.functional_call(lstm, weights, (x,))[0]
 
