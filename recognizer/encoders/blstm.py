@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import nn
 
 from .layers import BLSTM
@@ -34,9 +36,14 @@ class BLSTMEncoder(RecurrentEncoder):
         weight_drop: float = 0.0,
         dropout_after_norm: bool = False,
     ) -> None:
-        # read by _recurrent, which the base calls
-        self.residual, self.layer_norm = residual, layer_norm
-        self.weight_drop, self.dropout_after_norm = weight_drop, dropout_after_norm
+        # BLSTM with its own options, for _recurrent, which the base calls
+        self._make_stack = partial(
+            BLSTM,
+            residual=residual,
+            layer_norm=layer_norm,
+            weight_drop=weight_drop,
+            dropout_after_norm=dropout_after_norm,
+        )
         super().__init__(
             input_dim,
             vocab_size,
@@ -50,14 +57,5 @@ class BLSTMEncoder(RecurrentEncoder):
         )
 
     def _recurrent(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> tuple[nn.Module, int]:
-        stack = BLSTM(
-            input_size,
-            hidden_size,
-            num_layers,
-            dropout,
-            self.residual,
-            self.layer_norm,
-            self.weight_drop,
-            self.dropout_after_norm,
-        )
+        stack = self._make_stack(input_size, hidden_size, num_layers, dropout)
         return stack, 2 * hidden_size

@@ -121,7 +121,8 @@ class BLSTM(nn.Module):
         return x, tapped
 
     def _layer_input(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """What layer ``layer`` (0-based; called from the second on) reads: the previous output, dropped out and normalized."""
+        """What layer ``layer`` (0-based; called from the second on) reads: the previous output,
+        dropped out and normalized."""
         if self.norms is None:
             return self.dropout(x)
         norm = self.norms[layer - 1]
