@@ -232,6 +232,27 @@ def test_an_encoder_defined_anywhere_is_built_from_its_class_path():
     assert log_probs.shape == (2, 5, 5) and lengths.tolist() == [5, 3]
 
 
+class WideBLSTMEncoder(BLSTMEncoder):
+    """A variant that adds one setting and passes the rest on: its settings are its base's and its own."""
+
+    def __init__(self, input_dim: int, vocab_size: int, *, widen: int = 2, hidden_size: int = 8, **kwargs) -> None:
+        self.widen = widen
+        super().__init__(input_dim, vocab_size, hidden_size=hidden_size * widen, **kwargs)
+
+
+def test_settings_passed_on_with_kwargs_are_the_base_classes_in_its_order():
+    config = encoder_config({"class_path": f"{__name__}.WideBLSTMEncoder", "init_args": {"num_layers": 2}})
+    names = list(config["init_args"])
+    assert names[: names.index("dropout_after_norm") + 1] == list(encoder_config(BLSTMEncoder)["init_args"])
+    assert names[-1] == "widen"
+    assert config["init_args"]["hidden_size"] == 8  # the subclass's default replaces the base's 320
+    assert config["init_args"]["num_layers"] == 2 and config["init_args"]["residual"] is False
+    encoder = build_encoder(config, 4, 5)
+    assert encoder.rnn.forward_layers[0].hidden_size == 16 and len(encoder.rnn.forward_layers) == 2
+    with pytest.raises(ValueError, match="no setting hidden; its settings: hidden_size, num_layers"):
+        encoder_config({"class_path": f"{__name__}.WideBLSTMEncoder", "init_args": {"hidden": 8}})
+
+
 def test_checkpoint_of_the_first_format_reads_as_today():
     checkpoint = read_checkpoint(FIXTURES / "speech-v0.ckpt")
     hparams = checkpoint["hyper_parameters"]

@@ -94,13 +94,22 @@ def encoder_class(class_path: object) -> type[Encoder]:
 
 
 def settings(cls: type[Encoder]) -> dict[str, Any]:
-    """An encoder class's settings and their defaults (its ``__init__`` parameters but the data's)."""
-    parameters = inspect.signature(cls.__init__).parameters
-    return {
-        name: None if p.default is p.empty else p.default
-        for name, p in parameters.items()
-        if name != "self" and name not in DATA_ARGUMENTS and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
+    """An encoder class's settings and their defaults: its ``__init__`` parameters but the data's and,
+    where it passes ``**kwargs`` on (``super().__init__(input_dim, vocab_size, **kwargs)``), its base
+    class's settings, which come first."""
+    chain = []
+    for klass in cls.__mro__:
+        if (init := vars(klass).get("__init__")) is not None:
+            parameters = inspect.signature(init).parameters
+            chain.append(parameters)
+            if klass is Encoder or all(p.kind is not p.VAR_KEYWORD for p in parameters.values()):
+                break
+    found: dict[str, Any] = {}
+    for parameters in reversed(chain):  # a subclass's default replaces its base's
+        for name, p in parameters.items():
+            if name != "self" and name not in DATA_ARGUMENTS and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                found[name] = None if p.default is p.empty else p.default
+    return found
 
 
 def encoder_config(encoder: EncoderFactory | Mapping[str, Any] | None) -> dict[str, Any]:

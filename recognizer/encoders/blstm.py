@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from torch import nn
 
 from .layers import BLSTM
-from .recurrent import DROPOUT, HIDDEN_SIZE, INTERMEDIATE_WEIGHT, NUM_LAYERS, STACK, STRIDE, RecurrentEncoder
+from .recurrent import RecurrentEncoder
 
 
 class BLSTMEncoder(RecurrentEncoder):
@@ -24,17 +25,12 @@ class BLSTMEncoder(RecurrentEncoder):
         self,
         input_dim: int,
         vocab_size: int,
-        hidden_size: int = HIDDEN_SIZE,
-        num_layers: int = NUM_LAYERS,
-        stack: int = STACK,
-        stride: int = STRIDE,
-        dropout: float = DROPOUT,
-        intermediate_ctc: int = 0,
-        intermediate_weight: float = INTERMEDIATE_WEIGHT,
+        *,
         residual: bool = False,
         layer_norm: bool = False,
         weight_drop: float = 0.0,
         dropout_after_norm: bool = False,
+        **kwargs: Any,
     ) -> None:
         # BLSTM with its own options, for _recurrent, which the base calls
         self._make_stack = partial(
@@ -44,17 +40,7 @@ class BLSTMEncoder(RecurrentEncoder):
             weight_drop=weight_drop,
             dropout_after_norm=dropout_after_norm,
         )
-        super().__init__(
-            input_dim,
-            vocab_size,
-            hidden_size,
-            num_layers,
-            stack,
-            stride,
-            dropout,
-            intermediate_ctc,
-            intermediate_weight,
-        )
+        super().__init__(input_dim, vocab_size, **kwargs)
 
     def _recurrent(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> tuple[nn.Module, int]:
         stack = self._make_stack(input_size, hidden_size, num_layers, dropout)

@@ -19,12 +19,14 @@ utterance's windows end at its own last frame.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .layers import reverse_padded
-from .recurrent import DROPOUT, HIDDEN_SIZE, INTERMEDIATE_WEIGHT, NUM_LAYERS, STACK, STRIDE, RecurrentEncoder
+from .recurrent import RecurrentEncoder
 
 #: frames per chunk and look-ahead per chunk, in output frames (30 ms each at the default stride 3):
 #: 600 ms chunks, 300 ms look-ahead
@@ -145,28 +147,13 @@ class LCBLSTMEncoder(RecurrentEncoder):
         self,
         input_dim: int,
         vocab_size: int,
-        hidden_size: int = HIDDEN_SIZE,
-        num_layers: int = NUM_LAYERS,
-        stack: int = STACK,
-        stride: int = STRIDE,
-        dropout: float = DROPOUT,
-        intermediate_ctc: int = 0,
-        intermediate_weight: float = INTERMEDIATE_WEIGHT,
+        *,
         chunk_size: int = CHUNK_SIZE,
         right_context: int = RIGHT_CONTEXT,
+        **kwargs: Any,
     ) -> None:
         self.chunk_size, self.right_context = chunk_size, right_context  # read by _recurrent
-        super().__init__(
-            input_dim,
-            vocab_size,
-            hidden_size,
-            num_layers,
-            stack,
-            stride,
-            dropout,
-            intermediate_ctc,
-            intermediate_weight,
-        )
+        super().__init__(input_dim, vocab_size, **kwargs)
 
     def _recurrent(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> tuple[nn.Module, int]:
         return LCBLSTM(
