@@ -178,7 +178,7 @@ def test_onnx_ink_graph_takes_features_and_matches_pytorch(iam_files, tmp_path):
     alphabet = " !\"#&'()*+,-./0123456789:;?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz"
     encoder = {
         "class_path": "recognizer.encoders.BLSTMEncoder",
-        # the speech graphs run the plain BLSTM; this one the options of a deep stack
+        # the speech graphs run the plain BLSTM; this one the options of a deep stack and convolutions
         "init_args": {
             "hidden_size": 48,
             "num_layers": 2,
@@ -186,6 +186,8 @@ def test_onnx_ink_graph_takes_features_and_matches_pytorch(iam_files, tmp_path):
             "stride": 2,
             "residual": True,
             "layer_norm": True,
+            "conv_layers": 2,
+            "conv_channels": 32,
         },
     }
     model = untrained(frontend, inks, alphabet, encoder)

@@ -18,12 +18,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ENCODERS = [
     partial(BLSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3),
     partial(BLSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3, residual=True, layer_norm=True),
+    partial(
+        BLSTMEncoder, hidden_size=32, num_layers=2, stack=3, stride=3, conv_layers=2, conv_channels=24, conv_kernel=5
+    ),
     partial(LSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3),
     partial(
         LCBLSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3, chunk_size=8, right_context=3
     ),
 ]
-ENCODER_IDS = ["blstm", "blstm-residual-norm", "lstm", "lcblstm"]
+ENCODER_IDS = ["blstm", "blstm-residual-norm", "blstm-conv", "lstm", "lcblstm"]
 
 
 def test_stack_frames_covers_every_frame():
@@ -120,6 +123,34 @@ def test_intermediate_ctc_output_is_trained_but_not_transcribed():
 def test_bad_intermediate_ctc_settings_are_one_line_errors(make, message):
     with pytest.raises(ValueError, match=message):
         make(8, 5)
+
+
+def test_time_convolution_reads_its_kernel_around_each_frame_and_feeds_the_blstm():
+    encoder = BLSTMEncoder(4, 5, hidden_size=6, num_layers=1, stack=2, stride=2, conv_layers=2, conv_kernel=3).eval()
+    convolution = encoder.rnn.convolution
+    assert [c.in_channels for c in convolution.convs] == [8, 256] and encoder.rnn.recurrent.forward_layers[
+        0
+    ].input_size == 256
+    x = torch.randn(1, 9, 8)
+    changed = x.clone()
+    changed[:, 8] += 1.0  # two layers of width 3 see two frames either side: frames 0-5 cannot change
+    before, after = convolution(x, torch.tensor([9])), convolution(changed, torch.tensor([9]))
+    torch.testing.assert_close(before[:, :6], after[:, :6])
+    assert not torch.allclose(before[:, 6:], after[:, 6:])
+    assert (convolution(x, torch.tensor([4]))[:, 4:] == 0).all()  # padded frames come out zero
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"conv_layers": -1}, "conv_layers must be >= 0"),
+        ({"conv_layers": 1, "conv_kernel": 4}, "an odd kernel"),
+        ({"conv_layers": 1, "conv_channels": 0}, "channels >= 1"),
+    ],
+)
+def test_bad_convolution_settings_are_one_line_errors(settings, message):
+    with pytest.raises(ValueError, match=message):
+        BLSTMEncoder(8, 5, **settings)
 
 
 def test_cpu_bfloat16_support_is_reported(monkeypatch, caplog):
@@ -242,9 +273,8 @@ class WideBLSTMEncoder(BLSTMEncoder):
 
 def test_settings_passed_on_with_kwargs_are_the_base_classes_in_its_order():
     config = encoder_config({"class_path": f"{__name__}.WideBLSTMEncoder", "init_args": {"num_layers": 2}})
-    names = list(config["init_args"])
-    assert names[: names.index("dropout_after_norm") + 1] == list(encoder_config(BLSTMEncoder)["init_args"])
-    assert names[-1] == "widen"
+    names, base = list(config["init_args"]), list(encoder_config(BLSTMEncoder)["init_args"])
+    assert names == [*base, "widen"]
     assert config["init_args"]["hidden_size"] == 8  # the subclass's default replaces the base's 320
     assert config["init_args"]["num_layers"] == 2 and config["init_args"]["residual"] is False
     encoder = build_encoder(config, 4, 5)

@@ -7,16 +7,27 @@ from typing import Any
 
 from torch import nn
 
-from .layers import BLSTM
+from .layers import BLSTM, ConvolvedStack, TimeConvolution
 from .recurrent import RecurrentEncoder
+
+CONV_CHANNELS = 256
+CONV_KERNEL = 3
 
 
 class BLSTMEncoder(RecurrentEncoder):
-    """Normalization -> frame stacking -> bidirectional LSTM stack -> linear -> log-softmax.
+    """Normalization -> frame stacking -> [convolutions over time] -> bidirectional LSTM stack -> linear
+    -> log-softmax.
 
     An utterance gets the same outputs alone and in a padded batch (``recognizer.encoders.layers.BLSTM``).
-    Settings: see ``RecurrentEncoder`` (``hidden_size`` is per direction), and ``residual`` and
-    ``layer_norm``, ``weight_drop`` and ``dropout_after_norm`` of ``BLSTM``.
+    Settings: see ``RecurrentEncoder`` (``hidden_size`` is per direction), ``residual`` and
+    ``layer_norm``, ``weight_drop`` and ``dropout_after_norm`` of ``BLSTM``, and:
+
+    Args:
+        conv_layers: 1-D convolutions (``TimeConvolution``) between the frame stacking and the first
+            BLSTM layer, at the output frame rate; 0 = none (the stacked frames go to the BLSTM).
+        conv_channels: their output channels, the first BLSTM layer's input size.
+        conv_kernel: their width in stacked frames (odd): each layer widens what a frame sees by
+            ``conv_kernel - 1`` of them.
     """
 
     training_only = (*RecurrentEncoder.training_only, "weight_drop", "dropout_after_norm")
@@ -30,9 +41,12 @@ class BLSTMEncoder(RecurrentEncoder):
         layer_norm: bool = False,
         weight_drop: float = 0.0,
         dropout_after_norm: bool = False,
+        conv_layers: int = 0,
+        conv_channels: int = CONV_CHANNELS,
+        conv_kernel: int = CONV_KERNEL,
         **kwargs: Any,
     ) -> None:
-        # BLSTM with its own options, for _recurrent, which the base calls
+        # the BLSTM and the convolutions with their own options, for _recurrent, which the base calls
         self._make_stack = partial(
             BLSTM,
             residual=residual,
@@ -40,8 +54,18 @@ class BLSTMEncoder(RecurrentEncoder):
             weight_drop=weight_drop,
             dropout_after_norm=dropout_after_norm,
         )
+        if conv_layers < 0:
+            raise ValueError(f"conv_layers must be >= 0, got {conv_layers}")
+        self._make_convolution = (
+            partial(TimeConvolution, channels=conv_channels, num_layers=conv_layers, kernel=conv_kernel)
+            if conv_layers
+            else None
+        )
         super().__init__(input_dim, vocab_size, **kwargs)
 
     def _recurrent(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> tuple[nn.Module, int]:
-        stack = self._make_stack(input_size, hidden_size, num_layers, dropout)
-        return stack, 2 * hidden_size
+        if self._make_convolution is None:
+            return self._make_stack(input_size, hidden_size, num_layers, dropout), 2 * hidden_size
+        convolution = self._make_convolution(input_size)
+        stack = self._make_stack(convolution.output_size, hidden_size, num_layers, dropout)
+        return ConvolvedStack(convolution, stack), 2 * hidden_size

@@ -1,5 +1,5 @@
-"""Building blocks of the encoders: padding masks, frame stacking, feature normalization, and a
-bidirectional LSTM stack whose outputs do not depend on padding.
+"""Building blocks of the encoders: padding masks, frame stacking, feature normalization, convolutions
+over time, and a bidirectional LSTM stack whose outputs do not depend on padding.
 
 Padding never reaches the backward direction, as with packed sequences, but without
 ``PackedSequence``: each direction is a unidirectional LSTM over the padded batch, and the backward
@@ -51,6 +51,47 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     # Whole rows of the flattened batch: one row copy per frame (ONNX Gather), not one gather per value
     rows = index + torch.arange(batch, device=x.device)[:, None] * frames
     return x.reshape(batch * frames, *x.shape[2:]).index_select(0, rows.reshape(-1)).view(x.shape)
+
+
+class TimeConvolution(nn.Module):
+    """1-D convolutions over time, each followed by a ReLU (a TDNN, as in Waibel et al. 1989, or
+    Deep Speech 2's convolutions in one dimension): each output frame sees ``kernel`` frames around it
+    per layer. 'Same' padding keeps the frame count, and the padded frames are zeroed after every
+    layer, so a frame near an utterance's end reads the zeros it would read alone: exact under padding
+    (the input's padding must be zeros, as ``stack_frames`` leaves it)."""
+
+    def __init__(self, input_size: int, channels: int, num_layers: int, kernel: int) -> None:
+        super().__init__()
+        if channels < 1 or num_layers < 1 or kernel < 1 or kernel % 2 == 0:
+            raise ValueError(
+                f"a time convolution needs channels >= 1, layers >= 1 and an odd kernel (so that it is "
+                f"centred on its frame), got {channels}, {num_layers} and {kernel}"
+            )
+        self.output_size = channels
+        sizes = [input_size] + [channels] * (num_layers - 1)
+        self.convs = nn.ModuleList(nn.Conv1d(size, channels, kernel, padding=kernel // 2) for size in sizes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(batch, T, input_size), (batch,) -> (batch, T, channels), padded frames zero."""
+        real = padding_mask(lengths.to(x.device), x.shape[1])[:, None, :].to(x.dtype)
+        y = x.transpose(1, 2)
+        for conv in self.convs:
+            y = F.relu(conv(y)) * real
+        return y.transpose(1, 2)
+
+
+class ConvolvedStack(nn.Module):
+    """A recurrent stack that reads its input through a ``TimeConvolution``; the ``(x, lengths, tap)``
+    call of the recurrent stacks (``recognizer.encoders.recurrent``)."""
+
+    taps = True
+
+    def __init__(self, convolution: TimeConvolution, recurrent: nn.Module) -> None:
+        super().__init__()
+        self.convolution, self.recurrent = convolution, recurrent
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, tap: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.recurrent(self.convolution(x, lengths), lengths, tap)
 
 
 class BLSTM(nn.Module):
