@@ -292,7 +292,13 @@ def test_checkpoint_of_the_first_format_reads_as_today():
             **{"hidden_size": 32, "num_layers": 2, "stack": 3, "stride": 3, "dropout": 0.1},
             # settings added later: their defaults
             **{"intermediate_ctc": 0, "intermediate_weight": 0.3, "residual": False, "layer_norm": False},
-            **{"weight_drop": 0.0, "dropout_after_norm": False},
+            **{
+                "weight_drop": 0.0,
+                "dropout_after_norm": False,
+                "conv_layers": 0,
+                "conv_channels": 256,
+                "conv_kernel": 3,
+            },
         },
     }
     assert not {"hidden_size", "num_layers", "stack", "stride", "dropout"} & set(hparams)

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from recognizer.cli import run_cli
+from recognizer.encoders import LSTMEncoder
+from recognizer.encoders.base import settings as encoder_settings
 from recognizer.manifest import read_manifest, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -737,11 +739,9 @@ def test_init_from_refuses_another_encoder_naming_the_file_and_weight(trained, t
         _module_like(best, encoder=encoder(residual=True), init_from=str(start))  # same weights, other sums
     _module_like(best, encoder=encoder(dropout=0.1), init_from=str(start))  # training-only settings may differ
     _module_like(best, encoder=encoder(weight_drop=0.2), init_from=str(start))
-    lstm_settings = {
-        k: v
-        for k, v in settings["init_args"].items()
-        if k not in ("residual", "layer_norm", "weight_drop", "dropout_after_norm")
-    }
+    with pytest.raises(CheckpointError, match=r"model\.ckpt: its rnn\.forward_layers\.0\.weight_ih_l0 has no place"):
+        _module_like(best, encoder=encoder(conv_layers=1), init_from=str(start))
+    lstm_settings = {k: v for k, v in settings["init_args"].items() if k in encoder_settings(LSTMEncoder)}
     lstm = {"class_path": "recognizer.encoders.LSTMEncoder", "init_args": lstm_settings}
     with pytest.raises(CheckpointError, match="its encoder is a BLSTMEncoder, this run's a LSTMEncoder"):
         _module_like(best, encoder=lstm, init_from=str(start))
