@@ -84,11 +84,10 @@ class ConvolvedStack(nn.Module):
     """A recurrent stack that reads its input through a ``TimeConvolution``; the ``(x, lengths, tap)``
     call of the recurrent stacks (``recognizer.encoders.recurrent``)."""
 
-    taps = True
-
     def __init__(self, convolution: TimeConvolution, recurrent: nn.Module) -> None:
         super().__init__()
         self.convolution, self.recurrent = convolution, recurrent
+        self.taps = getattr(recurrent, "taps", False)  # an intermediate layer's output is the stack's
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, tap: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.recurrent(self.convolution(x, lengths), lengths, tap)
