@@ -30,8 +30,12 @@ from .decoding import DecodingOptions, decode
 from .encoders import Encoder, EncoderFactory
 from .initialization import initialize_from
 from .model import build_parts, load_module
+from .schedule import BudgetPlan, warmup_cosine
 
 log = logging.getLogger(__name__)
+
+#: where a checkpoint keeps a time-budgeted run's plan (``recognizer.schedule.BudgetPlan``)
+BUDGET_PLAN_KEY = "budget_plan"
 
 
 class CTCModule(pl.LightningModule):
@@ -46,8 +50,9 @@ class CTCModule(pl.LightningModule):
         lr: peak AdamW learning rate, reached after ``warmup_steps``.
         weight_decay: AdamW weight decay.
         warmup_steps: linear warmup from 0.
-        min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio`` on the last training step, or when
-            the trainer's time budget (``max_time``) runs out, whichever comes first.
+        min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio`` on the last training step; under a
+            time budget (``max_time``), on the last step of the epochs planned to fit in it
+            (``recognizer.schedule``).
         decoding: how validation, test and prediction decode: ``{"decoder": name, **its options}``
             (``recognizer.decoding.DecodingOptions.to_dict``, as checkpoints store it): greedy by
             default; ``beam``, or ``lm`` with an LM file and/or a lexicon, or any registered decoder.
@@ -93,6 +98,9 @@ class CTCModule(pl.LightningModule):
         )
         self._warned_infeasible: set[str] = set()
         self._last_batch_end: float | None = None
+        self._plan: BudgetPlan | None = None  # a time-budgeted run's plan (recognizer.schedule)
+        self._clock: Callable[[], float] | None = None
+        self._restored_plan: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------------------------- inference
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,6 +134,8 @@ class CTCModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning's own loading (--ckpt_path) reads earlier formats too; it calls this before the weights load.
         upgrade(checkpoint)
+        # Before configure_optimizers, which builds the schedule from it.
+        self._restored_plan = checkpoint.get(BUDGET_PLAN_KEY)
 
     # ------------------------------------------------------------------------------------ training
     def on_fit_start(self) -> None:
@@ -244,16 +254,23 @@ class CTCModule(pl.LightningModule):
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
-        budget_s, elapsed = self._time_budget()
-        schedule = warmup_cosine(hp["warmup_steps"], total, hp["min_lr_ratio"], budget_s, elapsed)
+        self._plan, self._clock = self._budget_plan(total)
+        plan, clock = self._plan, self._clock
+        if plan is None or clock is None:
+            schedule = warmup_cosine(hp["warmup_steps"], total, hp["min_lr_ratio"])
+        else:
+            schedule = warmup_cosine(
+                hp["warmup_steps"], lambda: plan.total_steps, hp["min_lr_ratio"], lambda: plan.floor(clock())
+            )
         # A plain function, not a callable object: LambdaLR would save an object's state (here the
         # trainer's Timer) into every checkpoint.
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def _time_budget(self) -> tuple[float | None, Callable[[], float] | None]:
-        """The trainer's time budget in seconds (``max_time``, kept by Lightning's ``Timer``) and a clock
-        of the training time spent, which the Timer restores on resume; (None, None) without one."""
+    def _budget_plan(self, total_steps: float) -> tuple[BudgetPlan | None, Callable[[], float] | None]:
+        """Under a time budget (``max_time``, kept by Lightning's ``Timer``): the plan of the epochs that
+        fit (restored from a checkpoint when resuming), and a clock of the training time spent, which the
+        Timer restores on resume; (None, None) without a budget."""
         if self._trainer is None:
             return None, None
         callbacks = getattr(self.trainer, "callbacks", [])  # set by Lightning at run time, not declared
@@ -268,7 +285,37 @@ class CTCModule(pl.LightningModule):
             # (on one process the broadcast returns the value as it is).
             return float(strategy.broadcast(timer.time_elapsed("train")))
 
-        return timer._duration, elapsed
+        every = self.trainer.check_val_every_n_epoch or 1
+        max_epochs = self.trainer.max_epochs if self.trainer.max_epochs is not None else -1
+        plan = BudgetPlan(float(timer._duration or 0.0), every, max_epochs, total_steps)
+        if self._restored_plan is not None:
+            plan.load_state_dict(self._restored_plan)
+        return plan, elapsed
+
+    @property
+    def budget_plan(self) -> BudgetPlan | None:
+        """The epochs a run under a time budget trains (``recognizer.schedule``); None without one."""
+        return self._plan
+
+    def on_train_start(self) -> None:
+        if self._plan is not None and self._plan.epochs is not None:  # a resumed run keeps its plan
+            self.trainer.fit_loop.max_epochs = self._plan.epochs
+
+    def on_train_epoch_end(self) -> None:
+        if self._plan is None or self._clock is None:
+            return
+        elapsed = self._clock()  # on every rank: the broadcast is collective
+        if self.trainer.should_stop:
+            return  # cut short (max_time, a signal): not an epoch to measure
+        done = self.trainer.current_epoch + 1  # counted as completed only after this hook
+        message = self._plan.update(done, elapsed, self.trainer.global_step)
+        if message is not None:
+            rank_zero_info(message)
+            self.trainer.fit_loop.max_epochs = self._plan.epochs
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._plan is not None:
+            checkpoint[BUDGET_PLAN_KEY] = self._plan.state_dict()
 
 
 def cpu_has_native_bfloat16() -> bool:
@@ -328,51 +375,3 @@ def report_cpu_bfloat16() -> None:
             "bf16 on CPU: this CPU has no bfloat16 LSTM (it needs AVX-512; AVX512-BF16 or AMX to be fast): "
             "train with precision 32-true"
         )
-
-
-def lr_multiplier(
-    step: int,
-    elapsed_s: float,
-    warmup_steps: int,
-    total_steps: float,
-    min_ratio: float,
-    budget_s: float | None = None,
-) -> float:
-    """LR multiplier after ``step`` optimizer steps and ``elapsed_s`` seconds of training: linear warmup
-    over ``warmup_steps``, then cosine decay to ``min_ratio``.
-
-    The decay's progress is the fraction of ``total_steps`` done or, with a time budget ``budget_s``,
-    the fraction of the budget spent if that is larger: a run the clock stops still ends at
-    ``min_ratio``. Warmup counts steps only. With an unknown (infinite) number of steps and no budget
-    it stays at 1 after warmup.
-    """
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress: float | None = None
-    if math.isfinite(total_steps) and total_steps > warmup_steps:
-        progress = (step - warmup_steps) / (total_steps - warmup_steps)
-    if budget_s is not None and budget_s > 0:
-        progress = max(progress or 0.0, elapsed_s / budget_s)
-    if progress is None:
-        return 1.0
-    progress = min(1.0, progress)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def warmup_cosine(
-    warmup_steps: int,
-    total_steps: float,
-    min_ratio: float,
-    budget_s: float | None = None,
-    elapsed: Callable[[], float] | None = None,
-) -> Callable[[int], float]:
-    """``lr_multiplier`` as LambdaLR's function of the step; ``elapsed`` is the clock (training seconds
-    so far), read at each scheduler step, needed with a time budget ``budget_s``."""
-    if budget_s is not None and elapsed is None:
-        raise ValueError("warmup_cosine: a time budget needs a clock (elapsed)")
-
-    def schedule(step: int) -> float:
-        seconds = elapsed() if elapsed is not None and budget_s is not None else 0.0
-        return lr_multiplier(step, seconds, warmup_steps, total_steps, min_ratio, budget_s)
-
-    return schedule

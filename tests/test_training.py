@@ -572,35 +572,39 @@ def test_ddp_on_cpu(tiny_speech, tmp_path):
     assert torch.load(checkpoints[0], weights_only=True)["global_step"] == 3
 
 
-def test_time_budget_ends_the_decay_with_speed_perturbation(tiny_speech, tmp_path):
-    """A run stopped by max_time ends at lr * min_lr_ratio, not at the high learning rate a schedule
-    sized by max_epochs would still be at; speed and volume perturbation train and are stored."""
-    cli = run_cli(
-        [
-            "fit",
-            *tiny_args(
-                tiny_speech,
-                tmp_path,
-                "--trainer.max_epochs",
-                "100000",
-                "--trainer.max_time",
-                "00:00:00:20",
-                "--model.min_lr_ratio",
-                "0.1",
-                "--data.frontend.init_args.speed_factors",
-                "[0.9, 1.0, 1.1]",
-                "--data.frontend.init_args.volume_range",
-                "[-6, 6]",
-            ),
-        ]
+def test_time_budget_plans_the_epochs_and_ends_the_decay_with_speed_perturbation(tiny_speech, tmp_path):
+    """A run under max_time plans the epochs that fit, stops after them and ends at lr * min_lr_ratio, not
+    at the high learning rate a schedule sized by max_epochs would still be at; the plan is in the
+    checkpoint and a resumed run keeps it. Speed and volume perturbation train and are stored."""
+    args = tiny_args(
+        tiny_speech,
+        tmp_path,
+        "--trainer.max_epochs",
+        "100000",
+        "--trainer.max_time",
+        "00:00:00:20",
+        "--model.min_lr_ratio",
+        "0.1",
+        "--data.frontend.init_args.speed_factors",
+        "[0.9, 1.0, 1.1]",
+        "--data.frontend.init_args.volume_range",
+        "[-6, 6]",
     )
-    assert 0 < cli.trainer.current_epoch < 1000  # the clock stopped it
+    cli = run_cli(["fit", *args])
+    plan = cli.model.budget_plan
+    assert plan is not None and plan.epochs is not None  # planned after 2 s (a tiny epoch takes about 1 s)
+    assert 2 < cli.trainer.current_epoch == plan.epochs < 100  # the plan stopped it, within the budget
     lr = cli.trainer.optimizers[0].param_groups[0]["lr"]
-    assert lr == pytest.approx(0.01 * 0.1, rel=0.05)  # lr 0.01 from tiny_args; by steps it would be ~0.01
+    assert lr == pytest.approx(0.01 * 0.1, rel=0.01)  # lr 0.01 from tiny_args; by max_epochs it would be ~0.01
     assert all(map(torch.isfinite, torch.tensor(logged(cli, "train_loss"))))
     last = next(tmp_path.rglob("last.ckpt"))
-    stored = torch.load(last, weights_only=True)["hyper_parameters"]
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["budget_plan"]["epochs"] == plan.epochs
+    stored = checkpoint["hyper_parameters"]
     assert stored["frontend"]["speed_factors"] == [0.9, 1.0, 1.1] and stored["frontend"]["volume_range"] == [-6, 6]
+    # Resumed, the run keeps its plan, whose epochs are all done: nothing more to train.
+    resumed = run_cli(["fit", *args, "--ckpt_path", str(last)])
+    assert resumed.model.budget_plan == plan and resumed.trainer.global_step == checkpoint["global_step"]
     # Training-only settings: a config that differs from the checkpoint is no disagreement.
     args = tiny_args(tiny_speech, tmp_path / "val", "--data.frontend.init_args.speed_factors", "[0.8, 1.2]")
     validated = run_cli(["validate", *args, "--ckpt_path", str(last)])
