@@ -50,8 +50,8 @@ class CTCModule(pl.LightningModule):
         lr: peak AdamW learning rate, reached after ``warmup_steps``.
         weight_decay: AdamW weight decay.
         warmup_steps: linear warmup from 0.
-        min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio`` on the last training step; under a
-            time budget (``max_time``), on the last step of the epochs planned to fit in it
+        min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio`` with the last training step; under a
+            time budget (``max_time``), with the last step of the epochs planned to fit in it
             (``recognizer.schedule``).
         decoding: how validation, test and prediction decode: ``{"decoder": name, **its options}``
             (``recognizer.decoding.DecodingOptions.to_dict``, as checkpoints store it): greedy by
@@ -290,6 +290,7 @@ class CTCModule(pl.LightningModule):
         plan = BudgetPlan(float(timer._duration or 0.0), every, max_epochs, total_steps)
         if self._restored_plan is not None:
             plan.load_state_dict(self._restored_plan)
+            self._restored_plan = None  # this run's; a later fit of the same module starts afresh
         return plan, elapsed
 
     @property

@@ -36,8 +36,8 @@ def lr_multiplier(step: int, warmup_steps: int, total_steps: float, min_ratio: f
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     progress = 0.0
-    if math.isfinite(total_steps) and total_steps > warmup_steps:
-        progress = (step - warmup_steps) / (total_steps - warmup_steps)
+    if math.isfinite(total_steps):  # a run no longer than its warmup ends the decay with it
+        progress = (step - warmup_steps) / (total_steps - warmup_steps) if total_steps > warmup_steps else 1.0
     progress = min(1.0, max(progress, floor))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -69,7 +69,8 @@ class BudgetPlan:
     """The epochs a run under a time budget trains, planned from its measured pace.
 
     Call ``update`` after every epoch (its validation included). Plans end on a validated epoch
-    (``every``: the validation interval), so the last epoch is one the checkpoints can choose.
+    (``every``: the validation interval), so the last epoch is one the checkpoints can choose, unless
+    ``max_epochs`` (the user's own limit) ends the run first.
 
     Args:
         budget_s: the time budget (``max_time``) in seconds.
@@ -101,7 +102,9 @@ class BudgetPlan:
         pace = (elapsed_s - self.since[1]) / (epochs_done - self.since[0])
         if self.epochs is not None and elapsed_s + (self.epochs - epochs_done) * pace <= self.budget_s:
             return None  # on plan
-        cycles = max(0, math.floor((PLAN_MARGIN * self.budget_s - elapsed_s) / (pace * self.every)))
+        # At least one more cycle: a plan that stopped here would end the run early with its learning rate
+        # barely decayed; if that cycle does not fit, the Timer stops it and the clock ends the decay.
+        cycles = max(1, math.floor((PLAN_MARGIN * self.budget_s - elapsed_s) / (pace * self.every)))
         epochs = epochs_done + cycles * self.every
         if self.max_epochs >= 0:
             epochs = min(epochs, self.max_epochs)
@@ -119,12 +122,19 @@ class BudgetPlan:
     def state_dict(self) -> dict[str, Any]:
         """The plan for a checkpoint (plain values): a resumed run keeps it."""
         return {
+            "budget_s": self.budget_s,
             "epochs": self.epochs,
             "since": list(self.since) if self.since else None,
             "total_steps": self.total_steps,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epochs = state["epochs"]
+        """Resume a saved plan under this run's settings: the same budget keeps it (cut to a smaller
+        ``max_epochs``); another budget plans again from the pace measured so far, at the next validation."""
         self.since = (int(state["since"][0]), float(state["since"][1])) if state["since"] else None
-        self.total_steps = float(state["total_steps"])
+        if state.get("budget_s", self.budget_s) != self.budget_s or state["epochs"] is None:
+            return  # this run's own total_steps (by max_epochs) until the new plan
+        self.epochs, self.total_steps = state["epochs"], float(state["total_steps"])
+        if 0 <= self.max_epochs < self.epochs:
+            self.total_steps = round(self.total_steps * self.max_epochs / self.epochs)
+            self.epochs = self.max_epochs

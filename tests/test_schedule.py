@@ -111,6 +111,19 @@ def test_a_budget_too_short_to_plan_decays_by_the_clock_over_its_second_half():
     assert lrs[-1] == pytest.approx(MIN, abs=0.01)
 
 
+def test_a_cycle_too_long_for_another_still_spends_the_budget_and_ends_the_decay():
+    # the plan is made at 68 s, and no further 34 s cycle fits: the run goes on until the Timer stops it
+    lrs, plan, spent = simulate([17.0] * 10, steps=100)
+    assert plan.epochs == 6 and spent == pytest.approx(100.0, abs=0.5)
+    assert lrs[-1] == pytest.approx(MIN, abs=0.01)
+
+
+def test_a_run_shorter_than_its_warmup_ends_its_decay_with_it():
+    assert lr_multiplier(4, WARMUP, 5, MIN) == pytest.approx(5 / WARMUP)  # warmup is still linear
+    assert lr_multiplier(WARMUP, WARMUP, 5, MIN) == pytest.approx(MIN)  # and then no peak: the steps have ended
+    assert lr_multiplier(WARMUP, WARMUP, WARMUP, MIN) == pytest.approx(MIN)
+
+
 def test_max_epochs_that_fit_in_the_budget_are_the_plan():
     lrs, plan, spent = simulate([4.0] * 100, max_epochs=10)
     assert plan.epochs == 10 and len(lrs) == 100 and spent == pytest.approx(40.0)
@@ -122,6 +135,18 @@ def test_the_plan_survives_a_checkpoint():
     restored = BudgetPlan(100.0, 2, 1000, total_steps=10000)
     restored.load_state_dict(torch.load(_saved(plan.state_dict()), weights_only=True))
     assert restored == plan
+
+
+def test_a_resumed_plan_follows_the_new_run_settings():
+    _, plan, _ = simulate([4.0] * 8)  # 4 s epochs from epoch 2: 24 epochs planned, 240 steps
+    assert plan.epochs == 24 and plan.total_steps == 240
+    fewer = BudgetPlan(100.0, 2, 10, total_steps=100)  # resumed with max_epochs 10: the decay ends by then
+    fewer.load_state_dict(plan.state_dict())
+    assert (fewer.epochs, fewer.total_steps, fewer.since) == (10, 100, plan.since)
+    longer = BudgetPlan(200.0, 2, 1000, total_steps=10000)  # resumed with twice the budget: plans again
+    longer.load_state_dict(plan.state_dict())
+    assert longer.epochs is None and longer.total_steps == 10000 and longer.since == plan.since
+    assert longer.update(8, 32.0, 80) is not None and longer.epochs == 48  # (196 - 32) s / 8 s per cycle
 
 
 def _saved(state: dict) -> io.BytesIO:
