@@ -3,35 +3,45 @@
     python benchmarks/bf16_step.py                 # the AN4 recipe's encoder
     python benchmarks/bf16_step.py --recipe iam    # the IAM-OnDB recipe's
 
-AN4: 4x320 BLSTM, stack 3 / stride 3, 80 log-mel, a batch of 20 x 400 frames (8,000, the recipe's
-budget). IAM-OnDB: 4x192 BLSTM, stack 2 / stride 2, 7 per-point features, a batch of 40 x 400 points
-(16,000). AdamW, CTC in float32. Prints the median of 4 steps per precision, twice.
+The encoder is built from the recipe's config (``configs/speech/an4.yaml``, ``configs/handwriting/iam_ondb.yaml``:
+its ``model.encoder`` settings and the front-end's feature size), on random features: a batch of the
+recipe's ``max_frames`` budget as 20 (AN4) or 40 (IAM-OnDB) sequences of 400 frames. AdamW, CTC in float32.
+Prints the median of 4 steps per precision, twice.
 """
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 from recognizer.encoders import BLSTMEncoder
 
-#: recipe -> (input dim, vocabulary, hidden size, stack = stride, batch, frames, labels per line)
-RECIPES = {"an4": (80, 30, 320, 3, 20, 400, 40), "iam": (7, 80, 192, 2, 40, 400, 45)}
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+#: recipe -> (config, vocabulary size, sequences per batch, labels per sequence)
+RECIPES = {"an4": ("speech/an4.yaml", 30, 20, 40), "iam": ("handwriting/iam_ondb.yaml", 80, 40, 45)}
+FRAMES = 400
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--recipe", choices=sorted(RECIPES), default="an4")
-dim, vocab, hidden, stride, BATCH, FRAMES, LABELS = RECIPES[parser.parse_args().recipe]
+config_name, vocab, batch, labels = RECIPES[parser.parse_args().recipe]
+config = yaml.safe_load((CONFIGS / config_name).read_text())
+frontend = config["data"]["frontend"]["init_args"]
+dim = frontend["n_mels"] if "n_mels" in frontend else len(frontend["features"])
+settings = dict(config["model"]["encoder"]["init_args"])
 
 torch.manual_seed(0)
 torch.set_num_threads(2)
-encoder = BLSTMEncoder(dim, vocab, hidden_size=hidden, num_layers=4, stack=stride, stride=stride, dropout=0.3)
+encoder = BLSTMEncoder(dim, vocab, **settings)
 optimizer = torch.optim.AdamW(encoder.parameters(), 1e-3)
-features = torch.randn(BATCH, FRAMES, dim)
-lengths = torch.randint(FRAMES // 2, FRAMES + 1, (BATCH,))
+features = torch.randn(batch, FRAMES, dim)
+lengths = torch.randint(FRAMES // 2, FRAMES + 1, (batch,))
 lengths[0] = FRAMES
-targets = torch.randint(1, vocab, (BATCH, LABELS))
-target_lengths = torch.full((BATCH,), LABELS)
+targets = torch.randint(1, vocab, (batch, labels))
+target_lengths = torch.full((batch,), labels)
+print(f"{config_name}: {dim} features, encoder {settings}")
 
 
 def step(bf16: bool) -> None:
