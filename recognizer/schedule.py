@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: the share of the budget spent before the run measures its pace: the first epochs are slower (caches,
@@ -78,6 +78,11 @@ class BudgetPlan:
         max_epochs: the trainer's limit; -1 for none.
         total_steps: optimizer steps until ``max_epochs`` (infinite without it): the decay's length until
             the plan is made.
+
+    A plan of ``n`` epochs decays over ``n`` times the steps of an epoch as ``total_steps`` counts them (the
+    same in every run of a recipe), not as measured: with a length-budget sampler and speed perturbation
+    the batches of an epoch vary a little, and a measured count would make the decay, and so the weights,
+    depend on the epoch at which the plan was made.
     """
 
     budget_s: float
@@ -86,6 +91,11 @@ class BudgetPlan:
     total_steps: float
     epochs: int | None = None  # the plan: the epochs the run trains, once made
     since: tuple[int, float] | None = None  # (epochs done, seconds) where the measured pace starts
+    epoch_steps: float | None = field(init=False)  # optimizer steps per epoch, from total_steps and max_epochs
+
+    def __post_init__(self) -> None:
+        finite = self.max_epochs > 0 and math.isfinite(self.total_steps)
+        self.epoch_steps = self.total_steps / self.max_epochs if finite else None
 
     def floor(self, elapsed_s: float) -> float:
         """The least progress of the decay after ``elapsed_s`` seconds of training."""
@@ -112,7 +122,8 @@ class BudgetPlan:
             epochs = min(epochs, self.epochs)  # only ever shortened: the decay never moves back
         made = self.epochs is None
         self.epochs = epochs
-        self.total_steps = round(steps_done * epochs / epochs_done)
+        per_epoch = self.epoch_steps if self.epoch_steps is not None else steps_done / epochs_done
+        self.total_steps = round(per_epoch * epochs)
         return (
             f"time budget: {'planned' if made else 'behind plan, now'} {epochs} epochs "
             f"({pace:.1f} s each, validation included; {elapsed_s:.0f} s of {self.budget_s:.0f} s spent after "

@@ -93,6 +93,21 @@ def test_runs_whose_clocks_differ_take_the_same_steps_at_the_same_learning_rates
     assert all(a >= b for a, b in zip(lrs[WARMUP:], lrs[WARMUP + 1 :]))
 
 
+def test_the_decay_does_not_depend_on_when_the_plan_was_made():
+    """Two runs of a recipe on machines of different speed, whose batches per epoch vary (a length-budget
+    sampler with speed perturbation): one plans after 8 epochs, the other after 10. When both plan all of
+    max_epochs, the decay keeps the length counted at the start, so their learning rates never differ."""
+    first, second = (BudgetPlan(1740.0, 2, 60, total_steps=60 * 37) for _ in range(2))
+    first.since, second.since = (6, 160.0), (8, 170.0)
+    first.update(8, 212.0, 8 * 37 - 3)
+    second.update(10, 211.0, 10 * 37 + 2)
+    assert first.epochs == second.epochs == 60 and first.total_steps == second.total_steps == 60 * 37
+    third = BudgetPlan(1740.0, 2, 60, total_steps=60 * 37)  # a slower machine: fewer epochs, same steps each
+    third.since = (6, 300.0)
+    third.update(8, 400.0, 8 * 37 + 5)
+    assert third.epochs == 34 and third.total_steps == 34 * 37  # 8 + 2 x (1705 - 400) s // 100 s per cycle
+
+
 def test_a_run_that_slows_down_shortens_its_plan_and_still_ends_the_decay():
     # 4 s epochs until the plan, then 6 s: 22 epochs would take 128 s of a 100 s budget
     lrs, plan, spent = simulate([4.0] * 6 + [6.0] * 100)
