@@ -121,14 +121,18 @@ class BudgetPlan:
         if self.epochs is not None:
             epochs = min(epochs, self.epochs)  # only ever shortened: the decay never moves back
         made = self.epochs is None
-        self.epochs = epochs
-        per_epoch = self.epoch_steps if self.epoch_steps is not None else steps_done / epochs_done
-        self.total_steps = round(per_epoch * epochs)
+        self._plan(epochs, steps_done / epochs_done)
         return (
             f"time budget: {'planned' if made else 'behind plan, now'} {epochs} epochs "
             f"({pace:.1f} s each, validation included; {elapsed_s:.0f} s of {self.budget_s:.0f} s spent after "
             f"{epochs_done}): the learning rate decays over {self.total_steps} steps"
         )
+
+    def _plan(self, epochs: int, measured_epoch_steps: float) -> None:
+        """Fix the plan at ``epochs``; the decay spans their steps (as counted at the start when it can)."""
+        self.epochs = epochs
+        per_epoch = self.epoch_steps if self.epoch_steps is not None else measured_epoch_steps
+        self.total_steps = round(per_epoch * epochs)
 
     def state_dict(self) -> dict[str, Any]:
         """The plan for a checkpoint (plain values): a resumed run keeps it."""
@@ -145,7 +149,5 @@ class BudgetPlan:
         self.since = (int(state["since"][0]), float(state["since"][1])) if state["since"] else None
         if state.get("budget_s", self.budget_s) != self.budget_s or state["epochs"] is None:
             return  # this run's own total_steps (by max_epochs) until the new plan
-        self.epochs, self.total_steps = state["epochs"], float(state["total_steps"])
-        if 0 <= self.max_epochs < self.epochs:
-            self.total_steps = round(self.total_steps * self.max_epochs / self.epochs)
-            self.epochs = self.max_epochs
+        epochs = state["epochs"] if self.max_epochs < 0 else min(state["epochs"], self.max_epochs)
+        self._plan(epochs, float(state["total_steps"]) / state["epochs"])
