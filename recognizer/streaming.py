@@ -62,7 +62,7 @@ class EncoderStream:
 
     def __init__(self, encoder: Any) -> None:
         rnn: Any = getattr(encoder, "rnn", None)
-        if not isinstance(encoder, RecurrentEncoder) or not hasattr(rnn, "step"):
+        if not isinstance(encoder, RecurrentEncoder) or not hasattr(rnn, "step") or encoder.subsampling is not None:
             raise ValueError(
                 f"{type(encoder).__name__} reads whole inputs and cannot stream: train a streaming encoder "
                 "(recognizer.encoders.LCBLSTMEncoder or LSTMEncoder)"

@@ -172,6 +172,18 @@ def test_onnx_speech_graph_takes_waveforms_and_matches_pytorch(speech, an4_files
     assert settings["tokenizer"]["alphabet"] == ALPHABET and settings["frontend"]["sample_rate"] == 16000
 
 
+def test_onnx_speech_graph_with_spectral_convolutions_matches_pytorch(an4_files, tmp_path):
+    frontend = AudioFrontend()
+    waves = [frontend.load(f) for f in an4_files]
+    encoder = {
+        "class_path": "recognizer.encoders.BLSTMEncoder",
+        "init_args": {"hidden_size": 32, "num_layers": 2, "spectral_channels": 8, "conv_layers": 1},
+    }
+    model = untrained(frontend, waves, encoder=encoder)
+    exported = recognizer.load(export_onnx(model, tmp_path / "spectral.onnx"))
+    assert_parity(pytorch_log_probs(model, waves), exported.log_probs(an4_files))  # one padded batch
+
+
 def test_onnx_ink_graph_takes_features_and_matches_pytorch(iam_files, tmp_path):
     frontend = InkFrontend(features=("dx", "dy", "pen_up", "cos", "sin", "curvature", "y"), step=0.25)
     inks = [frontend.load(f) for f in iam_files]

@@ -21,12 +21,13 @@ ENCODERS = [
     partial(
         BLSTMEncoder, hidden_size=32, num_layers=2, stack=3, stride=3, conv_layers=2, conv_channels=24, conv_kernel=5
     ),
+    partial(BLSTMEncoder, hidden_size=32, num_layers=2, stack=3, stride=3, conv_layers=1, spectral_channels=6),
     partial(LSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3),
     partial(
         LCBLSTMEncoder, hidden_size=32, num_layers=3, stack=3, stride=3, dropout=0.3, chunk_size=8, right_context=3
     ),
 ]
-ENCODER_IDS = ["blstm", "blstm-residual-norm", "blstm-conv", "lstm", "lcblstm"]
+ENCODER_IDS = ["blstm", "blstm-residual-norm", "blstm-conv", "blstm-spectral", "lstm", "lcblstm"]
 
 
 def test_stack_frames_covers_every_frame():
@@ -140,9 +141,33 @@ def test_time_convolution_reads_its_kernel_around_each_frame_and_feeds_the_blstm
     assert (convolution(x, torch.tensor([4]))[:, 4:] == 0).all()  # padded frames come out zero
 
 
+def test_spectral_convolution_reads_the_stacked_frames_and_neighbouring_bins():
+    torch.manual_seed(0)
+    encoder = BLSTMEncoder(10, 5, hidden_size=6, num_layers=1, stack=3, stride=2, spectral_channels=4).eval()
+    spectral = encoder.subsampling
+    # 10 bins -> 5 -> 3 per channel, and the first BLSTM layer reads them all
+    assert spectral.output_size == 12 == encoder.rnn.forward_layers[0].input_size
+    x, lengths = torch.randn(1, 9, 10), torch.tensor([9])
+    before, out_lengths = spectral(x, lengths)
+    assert before.shape == (1, 5, 12) and out_lengths.tolist() == [5] == encoder.output_lengths(lengths).tolist()
+    changed = x.clone()
+    changed[:, 8, 9] += 1.0  # the last frame's top bin
+    after, _ = spectral(changed, lengths)
+    # output frame j reads input frames 2j..2j+2 in the first layer, output frames j-1..j+1 in the second:
+    # frame 8 is read by frame 3 and 4 (2 x 4 = 8; 2 x 3 + 2 = 8), so frames 0-1 cannot change; and
+    # the top bin reaches only the top output bins of each channel
+    torch.testing.assert_close(before[:, :2], after[:, :2])
+    assert not torch.allclose(before[:, 2:], after[:, 2:])
+    by_bin_before, by_bin_after = before.view(1, 5, 4, 3), after.view(1, 5, 4, 3)
+    torch.testing.assert_close(by_bin_before[..., :2], by_bin_after[..., :2])
+    assert not torch.allclose(by_bin_before[..., 2], by_bin_after[..., 2])
+    assert (spectral(x, torch.tensor([4]))[0][:, 2:] == 0).all()  # padded frames come out zero
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
+        ({"spectral_channels": -1}, "spectral_channels must be >= 0"),
         ({"conv_layers": -1}, "conv_layers must be >= 0"),
         ({"conv_layers": 1, "conv_kernel": 4}, "an odd kernel"),
         ({"conv_layers": 1, "conv_channels": 0}, "channels >= 1"),
@@ -298,6 +323,7 @@ def test_checkpoint_of_the_first_format_reads_as_today():
                 "conv_layers": 0,
                 "conv_channels": 256,
                 "conv_kernel": 3,
+                "spectral_channels": 0,
             },
         },
     }

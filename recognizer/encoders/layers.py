@@ -1,5 +1,5 @@
 """Building blocks of the encoders: padding masks, frame stacking, feature normalization, convolutions
-over time, and a bidirectional LSTM stack whose outputs do not depend on padding.
+over time and over (time, frequency), and a bidirectional LSTM stack whose outputs do not depend on padding.
 
 Padding never reaches the backward direction, as with packed sequences, but without
 ``PackedSequence``: each direction is a unidirectional LSTM over the padded batch, and the backward
@@ -78,6 +78,40 @@ class TimeConvolution(nn.Module):
         for conv in self.convs:
             y = F.relu(conv(y)) * real
         return y.transpose(1, 2)
+
+
+class SpectralConvolution(nn.Module):
+    """Two 2-D convolutions over (time, frequency) in place of frame stacking, each followed by a ReLU:
+    the convolutional front of Deep Speech 2 and of ESPnet's VGG and ``Conv2dSubsampling`` encoders,
+    kept narrow for a CPU. The first reads, for each output frame, the ``stack`` frames every ``stride``
+    that ``stack_frames`` would concatenate, and 3 neighbouring bins every 2 (halving the frequency
+    axis); the second is 3 x 3 at the output rate, halving it again. A filter shared along frequency
+    sees a formant wherever a speaker puts it, which a stacked vector's dense weights cannot.
+    Exact under padding as ``TimeConvolution``: the input's padding must be zeros, and the padded
+    output frames are zeroed after each layer.
+
+    (batch, T, input_dim), (batch,) -> (batch, ceil(T / stride), channels * ceil(input_dim / 4)), lengths.
+    """
+
+    def __init__(self, input_dim: int, channels: int, stack: int, stride: int) -> None:
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"a spectral convolution needs channels >= 1, got {channels}")
+        self.stack, self.stride = stack, stride
+        self.first = nn.Conv2d(1, channels, (stack, 3), stride=(stride, 2), padding=(0, 1))
+        self.second = nn.Conv2d(channels, channels, 3, stride=(1, 2), padding=1)
+        bins = (input_dim + 1) // 2  # each layer: ceil(bins / 2) with a 3-wide kernel padded by 1
+        self.output_size = channels * ((bins + 1) // 2)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out_frames = (x.shape[1] + self.stride - 1) // self.stride  # as stack_frames (ONNX divides towards 0)
+        # output frame j reads input frames j x stride ... j x stride + stack - 1, zeros past the end
+        padded = F.pad(x, (0, 0, 0, self.stack))[:, : (out_frames - 1) * self.stride + self.stack]
+        out_lengths = stacked_lengths(lengths, self.stride)
+        real = padding_mask(out_lengths.to(x.device), out_frames)[:, None, :, None].to(x.dtype)
+        y = F.relu(self.first(padded.unsqueeze(1))) * real
+        y = F.relu(self.second(y)) * real  # (batch, channels, frames, bins)
+        return y.transpose(1, 2).flatten(2), out_lengths
 
 
 class ConvolvedStack(nn.Module):

@@ -74,7 +74,12 @@ class RecurrentEncoder(Encoder):
         self.intermediate_ctc = intermediate_ctc
         self.auxiliary_weight = intermediate_weight if intermediate_ctc else 0.0
         self.dropout = nn.Dropout(dropout)
-        self.rnn, output_size = self._recurrent(input_dim * stack, hidden_size, num_layers, dropout)
+        self.subsampling: nn.Module | None = None
+        input_size = input_dim * stack
+        subsampling = self._subsampling(input_dim, stack, stride)
+        if subsampling is not None:
+            self.subsampling, input_size = subsampling
+        self.rnn, output_size = self._recurrent(input_size, hidden_size, num_layers, dropout)
         if intermediate_ctc and not getattr(self.rnn, "taps", False):
             raise ValueError(f"{type(self).__name__} has no intermediate_ctc: its recurrent stack runs as one call")
         self.output = nn.Linear(output_size, vocab_size)
@@ -84,6 +89,11 @@ class RecurrentEncoder(Encoder):
     def _recurrent(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> tuple[nn.Module, int]:
         """The recurrent stack, and the size of its output per frame."""
         raise NotImplementedError
+
+    def _subsampling(self, input_dim: int, stack: int, stride: int) -> tuple[nn.Module, int] | None:
+        """What takes the normalized features to the output frame rate in place of ``stack_frames``: a
+        module ``(x, lengths) -> (x, lengths)`` and its output size per frame; None for the stacking."""
+        return None
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return stacked_lengths(lengths, self.stride)
@@ -104,7 +114,10 @@ class RecurrentEncoder(Encoder):
         self, features: torch.Tensor, lengths: torch.Tensor, tap: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         x = self.normalize(features, lengths)
-        x, lengths = stack_frames(x, lengths, self.stack, self.stride)
+        if self.subsampling is None:
+            x, lengths = stack_frames(x, lengths, self.stack, self.stride)
+        else:
+            x, lengths = self.subsampling(x, lengths)
         x, tapped = self.rnn(x, lengths, tap)
         return x, lengths, tapped
 
