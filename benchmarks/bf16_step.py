@@ -33,6 +33,8 @@ parser.add_argument(
 )
 parser.add_argument("--bf16", action="store_true", help="with --change: both under bf16 autocast (default float32)")
 args = parser.parse_args()
+if args.bf16 and not args.change:
+    parser.error("--bf16 goes with --change: without it the script times float32 against bf16")
 config_name, vocab, batch, labels = RECIPES[args.recipe]
 config = yaml.safe_load((CONFIGS / config_name).read_text())
 frontend = config["data"]["frontend"]["init_args"]
@@ -46,8 +48,6 @@ torch.set_num_threads(2)
 encoders = {"recipe": BLSTMEncoder(dim, vocab, **settings)}
 if args.change:
     encoders["changed"] = BLSTMEncoder(dim, vocab, **changed)
-elif args.bf16:
-    parser.error("--bf16 goes with --change: without it the script times float32 against bf16")
 optimizers = {name: torch.optim.AdamW(e.parameters(), 1e-3) for name, e in encoders.items()}
 features = torch.randn(batch, FRAMES, dim)
 lengths = torch.randint(FRAMES // 2, FRAMES + 1, (batch,))
