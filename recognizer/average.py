@@ -1,4 +1,4 @@
-"""``recognizer-average``: checkpoint averaging, the mean of several checkpoints' weights as one model.
+"""``recognizer average`` (or ``recognizer-average``): the mean of several checkpoints' weights as one model.
 
 The checkpoints of the last epochs of a run lie around one minimum; their mean usually lies nearer its
 centre than any one of them, and recognizes a little better. The result is a self-contained
@@ -210,9 +210,9 @@ def best_checkpoints(run_dir: str | os.PathLike, top_k: int) -> list[Path]:
     return [path for _, _, path in sorted(scored)[:top_k]]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None, prog: str = "recognizer-average") -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="recognizer-average",
+        prog=prog,
         description="Average the weights of checkpoints of one model into a new checkpoint, for evaluation "
         "and transcription (not for resuming training: no optimizer state is kept).",
     )
@@ -226,9 +226,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "recognizer-average") -> int:
     """``recognizer-average``: prints the files averaged and the file written."""
-    args = parse_args(argv)
+    args = parse_args(argv, prog)
     paths = (
         [Path(path) for path in args.checkpoints] if args.checkpoints else best_checkpoints(args.run_dir, args.top_k)
     )
@@ -239,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {source['path']}  (epoch {source['epoch']}{'' if cer is None else f', {MONITOR} {cer:.4f}'})")
     print(f"wrote {out}: the average of {len(paths)} checkpoints")
     return 0
+
+
+def subcommand() -> int:
+    """``recognizer average``: ``recognizer-average`` as a subcommand of ``recognizer``."""
+    return main(prog="recognizer average")
 
 
 if __name__ == "__main__":

@@ -66,12 +66,16 @@ def _entry(prog: str, module: str, function: str = "main", needs_torchaudio: boo
 _lightning_cli = _entry("recognizer", "cli")
 
 
+#: ``recognizer`` subcommands that need no Lightning: name -> (module, function)
+SUBCOMMANDS = {"export": ("export", "main"), "serve": ("serve", "main"), "average": ("average", "subcommand")}
+
+
 def recognizer() -> None:
-    """``recognizer``: Lightning's ``fit``, ``validate``, ``test``, ``predict``; and ``recognizer export``
-    and ``recognizer serve``, which need no Lightning."""
-    if sys.argv[1:2] in (["export"], ["serve"]):
+    """``recognizer``: Lightning's ``fit``, ``validate``, ``test``, ``predict``; and ``recognizer export``,
+    ``recognizer serve`` and ``recognizer average`` (the same as ``recognizer-average``)."""
+    if sys.argv[1:2] and sys.argv[1] in SUBCOMMANDS:
         command = sys.argv.pop(1)
-        sys.exit(run(f"recognizer {command}", command))
+        sys.exit(run(f"recognizer {command}", *SUBCOMMANDS[command]))
     _lightning_cli()
 
 

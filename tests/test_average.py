@@ -25,6 +25,8 @@ FIXTURE = FIXTURES / "speech-v0.ckpt"
 WAVS = [str(FIXTURES / f"speech-v0-{i}.wav") for i in range(3)]
 #: recognizer-average through its console entry (one-line errors), whether or not the script is installed
 AVERAGE = [sys.executable, "-c", "from recognizer.console import average; average()"]
+#: the same as a subcommand of ``recognizer``
+SUBCOMMAND = [sys.executable, "-m", "recognizer", "average"]
 
 
 def perturbed(path: Path, seed: int, edit=None) -> Path:
@@ -146,10 +148,13 @@ def test_run_dir_top_k_by_validation_cer(tmp_path):
 
 
 @pytest.mark.slow
-def test_command_end_to_end(tmp_path):
+@pytest.mark.parametrize(
+    "command, prog", [(AVERAGE, "recognizer-average"), (SUBCOMMAND, "recognizer average")], ids=["script", "subcommand"]
+)
+def test_command_end_to_end(tmp_path, command, prog):
     a, b = perturbed(tmp_path / "a.ckpt", 1), perturbed(tmp_path / "b.ckpt", 2)
     out = tmp_path / "out" / "avg.ckpt"
-    run = subprocess.run([*AVERAGE, "--checkpoints", a, b, "--out", out], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([*command, "--checkpoints", a, b, "--out", out], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert f"wrote {out}" in run.stdout
     assert len(recognizer.load(out, device="cpu").transcribe(WAVS)) == 3
@@ -157,10 +162,10 @@ def test_command_end_to_end(tmp_path):
     foreign.write_text("not a checkpoint\n")
     for bad in ([a, foreign], [a, perturbed(tmp_path / "c.ckpt", 3, _set("hyper_parameters", "stride", 4))]):
         run = subprocess.run(
-            [*AVERAGE, "--checkpoints", *bad, "--out", tmp_path / "bad.ckpt"], capture_output=True, text=True
+            [*command, "--checkpoints", *bad, "--out", tmp_path / "bad.ckpt"], capture_output=True, text=True
         )
         assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
-        assert str(bad[-1]) in run.stderr and run.stderr.startswith("recognizer-average: error: ")
+        assert str(bad[-1]) in run.stderr and run.stderr.startswith(f"{prog}: error: ")
         assert not (tmp_path / "bad.ckpt").exists()
 
 
