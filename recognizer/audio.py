@@ -24,6 +24,7 @@ import torch
 
 from .environment import import_torchaudio
 from .frontend import Frontend
+from .masking import check_time_masks, mask_time
 from .waveform import AUDIO_SUFFIXES, AudioError, check_window, checked_mono, read_audio, read_input, to_samples
 
 torchaudio = import_torchaudio()  # a torch/torchaudio mismatch is one clear error, not a linker message
@@ -214,18 +215,13 @@ def spec_augment(
     model's global normalization.
     """
     features = features.clone()
-    frames, bins = features.shape
+    bins = features.shape[1]
     fill = features.mean()
     for _ in range(freq_masks):
         width = int(rng.integers(0, min(freq_width, bins) + 1))
         start = int(rng.integers(0, bins - width + 1))
         features[:, start : start + width] = fill
-    max_time = int(time_width * frames)
-    for _ in range(time_masks):
-        width = int(rng.integers(0, max_time + 1))
-        start = int(rng.integers(0, frames - width + 1))
-        features[start : start + width, :] = fill
-    return features
+    return mask_time(features, rng, time_masks, time_width, fill)
 
 
 def speed_ratio(factor: float) -> Fraction:
@@ -321,6 +317,7 @@ class AudioFrontend(Frontend):
         factors = _floats("speed_factors", self.speed_factors)
         if not all(speed_ratio(factor) > 0 for factor in factors):  # below 0.005 the ratio rounds to 0
             raise ValueError(f"speed_factors must be positive (at least 0.01), got {list(factors)}")
+        check_time_masks(self.time_masks, self.time_width)
         object.__setattr__(self, "speed_factors", factors)  # the dataclass is frozen
         if self.volume_range is not None:
             low, high = _floats("volume_range", self.volume_range, count=2)

@@ -66,6 +66,8 @@ def test_settings_round_trip_and_reject_unknown_features():
         "representation",
         "max_error",
         "fit_version",
+        "time_masks",
+        "time_width",
     ]
     with pytest.raises(dataclasses.FrozenInstanceError):
         frontend.step = 0.2  # type: ignore[misc]

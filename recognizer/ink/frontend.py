@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..frontend import Frontend
+from ..masking import check_time_masks, mask_time
 from ..transcripts import split_sample
 from . import functional as F
 from .bezier import CURVE_FEATURES, DEFAULT_CURVE_FEATURES, FIT_VERSION, MAX_ERROR, Curves, curve_features, fit_ink
@@ -24,6 +25,10 @@ REPRESENTATIONS = ("points", "bezier")
 #: the features each representation offers, and those it uses by default
 REPRESENTATION_FEATURES = {"points": F.FEATURES, "bezier": CURVE_FEATURES}
 DEFAULT_REPRESENTATION_FEATURES = {"points": F.DEFAULT_FEATURES, "bezier": DEFAULT_CURVE_FEATURES}
+# Time masks (training only): how many spans of frames are masked per line, and the widest as a fraction
+# of the line's frames. Off by default, so checkpoints trained before them load unchanged.
+TIME_MASKS = 0
+TIME_WIDTH = 0.05
 
 
 @dataclass(frozen=True, init=False)
@@ -47,6 +52,9 @@ class InkFrontend(Frontend):
         max_error: the Bézier fit's largest point-to-curve distance, in line heights (``bezier``).
         fit_version: the Bézier fit the model was trained with (``recognizer.ink.bezier.FIT_VERSION``);
             another version is an error, since the curves it finds are not the ones the model learnt.
+        time_masks, time_width: SpecAugment-style time masks (training only, with ``augment``; see
+            ``recognizer.masking.mask_time``): ``time_masks`` spans of frames per line, each up to
+            ``time_width`` of its frames wide, take the line's mean of each feature; 0 masks: off.
     """
 
     modality = "ink"
@@ -54,7 +62,7 @@ class InkFrontend(Frontend):
     suffixes = INK_SUFFIXES
     timestamp_unit = "points"
     even_frames = False  # a resampled point or a curve stands for a varying number of the ink's points
-    training_only = ("augment", "scale", "shear", "rotation_deg", "jitter", "time_stretch")
+    training_only = ("augment", "scale", "shear", "rotation_deg", "jitter", "time_stretch", "time_masks", "time_width")
 
     feature_names: tuple[str, ...] = field(default=F.DEFAULT_FEATURES, metadata={"setting": "features"})
     step: float = F.DEFAULT_STEP
@@ -70,6 +78,8 @@ class InkFrontend(Frontend):
     representation: str = "points"
     max_error: float = MAX_ERROR
     fit_version: int = FIT_VERSION
+    time_masks: int = TIME_MASKS
+    time_width: float = TIME_WIDTH
     # Normalized inks and frame counts by (path, line id): parsing XML every epoch would dominate
     # training time. Caches, not settings: left out of equality, hashing and config().
     _normalized: dict[tuple[str, str | None], Ink] = field(init=False, repr=False, compare=False)
@@ -96,6 +106,8 @@ class InkFrontend(Frontend):
         representation: str = "points",
         max_error: float = MAX_ERROR,
         fit_version: int = FIT_VERSION,
+        time_masks: int = TIME_MASKS,
+        time_width: float = TIME_WIDTH,
     ) -> None:
         if representation not in REPRESENTATIONS:
             raise ValueError(f"unknown ink representation {representation!r}; choose from {list(REPRESENTATIONS)}")
@@ -112,6 +124,7 @@ class InkFrontend(Frontend):
                 f"the model's Bézier curves come from fit version {fit_version}, this recognizer fits version "
                 f"{FIT_VERSION}: retrain it, or use the release that trained it"
             )
+        check_time_masks(time_masks, time_width)
         settings = {
             "feature_names": tuple(features),
             "step": step,
@@ -127,6 +140,8 @@ class InkFrontend(Frontend):
             "representation": representation,
             "max_error": float(max_error),
             "fit_version": int(fit_version),
+            "time_masks": int(time_masks),
+            "time_width": float(time_width),
         }
         for name, value in {**settings, "_normalized": {}, "_frames": {}, "_curves": {}, "_kept": {}}.items():
             object.__setattr__(self, name, value)  # the dataclass is frozen
@@ -195,6 +210,13 @@ class InkFrontend(Frontend):
         return cached[1] if cached is not None and cached[0] is ink else fit_ink(ink, self.max_error)
 
     def features(self, raw: Ink, rng: np.random.Generator | None = None) -> torch.Tensor:
+        features = self._features(raw, rng)
+        if rng is None or not self.augment or self.time_masks == 0:
+            return features
+        # Each feature's line mean: the features differ in scale (pen_up is 0/1, dx a fraction of a line height).
+        return mask_time(features, rng, self.time_masks, self.time_width, features.mean(dim=0))
+
+    def _features(self, raw: Ink, rng: np.random.Generator | None) -> torch.Tensor:
         if self.representation == "bezier":
             return torch.from_numpy(curve_features(self._augmented_curves(raw, rng), self.feature_names))
         if rng is not None and self.augment:
