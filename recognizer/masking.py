@@ -12,7 +12,11 @@ def check_time_masks(masks: int, max_fraction: float) -> None:
     (front-ends call it when built, so a bad config fails before training starts)."""
     if isinstance(masks, bool) or not isinstance(masks, (int, np.integer)) or masks < 0:
         raise ValueError(f"time_masks must be a whole number >= 0, got {masks!r}")
-    if isinstance(max_fraction, bool) or not isinstance(max_fraction, (int, float)) or not 0 <= max_fraction <= 1:
+    if (
+        isinstance(max_fraction, bool)
+        or not isinstance(max_fraction, (int, float, np.integer, np.floating))
+        or not 0 <= max_fraction <= 1
+    ):
         raise ValueError(
             f"time_width is the widest time mask as a fraction of the sequence, in [0, 1]; got {max_fraction!r}"
         )

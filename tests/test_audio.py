@@ -69,6 +69,31 @@ def test_spec_augment_masks_with_mean_and_keeps_shape():
     assert torch.allclose(masked[changed], features.mean().expand(int(changed.sum())))
 
 
+def test_spec_augment_draws_as_it_always_did():
+    """The time masks moved to recognizer.masking (shared with ink); the same generator state still masks
+    the same cells, so augmented audio training is unchanged. The reference is the loop as it was."""
+
+    def before(features, rng, freq_masks, freq_width, time_masks, time_width):
+        features = features.clone()
+        frames, bins = features.shape
+        fill = features.mean()
+        for _ in range(freq_masks):
+            width = int(rng.integers(0, min(freq_width, bins) + 1))
+            start = int(rng.integers(0, bins - width + 1))
+            features[:, start : start + width] = fill
+        for _ in range(time_masks):
+            width = int(rng.integers(0, int(time_width * frames) + 1))
+            start = int(rng.integers(0, frames - width + 1))
+            features[start : start + width, :] = fill
+        return features
+
+    features = torch.randn(300, 80)
+    for seed in range(5):
+        settings = (2, 27, 3, 0.1)
+        expected = before(features, np.random.default_rng(seed), *settings)
+        assert torch.equal(spec_augment(features, np.random.default_rng(seed), *settings), expected)
+
+
 def test_frontend_config_round_trip():
     from recognizer.frontend import from_config
 

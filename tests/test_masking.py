@@ -17,14 +17,17 @@ def _masked_rows(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
 def test_masks_take_the_fill_and_stay_within_the_widest_span():
     features = torch.randn(100, 3)
     fill = torch.tensor([7.0, 8.0, 9.0])
-    for seed in range(20):
+    widths = []
+    for seed in range(200):
         masked = mask_time(features.clone(), np.random.default_rng(seed), masks=1, max_fraction=0.1, fill=fill)
         rows = _masked_rows(features, masked)
-        assert int(rows.sum()) <= 10  # one span of at most 10 % of 100 frames
         assert (masked[rows] == fill).all() and torch.equal(masked[~rows], features[~rows])
-        if rows.any():  # one contiguous span
-            where = torch.nonzero(rows).flatten()
+        where = torch.nonzero(rows).flatten()
+        if len(where):  # one contiguous span
             assert int(where[-1] - where[0]) + 1 == len(where)
+        widths.append(len(where))
+    # Widths 0 to 10 (10 % of 100 frames) are drawn uniformly: over 200 draws each one occurs.
+    assert sorted(set(widths)) == list(range(11))
 
 
 def test_masks_are_deterministic_and_drawn_anew_per_state():
@@ -38,13 +41,28 @@ def test_masks_are_deterministic_and_drawn_anew_per_state():
 @pytest.mark.parametrize("frames", [0, 1, 5])
 def test_short_and_empty_sequences_are_never_wiped_out(frames):
     features = torch.randn(frames, 2)
-    masked = mask_time(features.clone(), np.random.default_rng(0), 10, 0.1, 0.0)
+    rng = np.random.default_rng(0)
+    masked = mask_time(features.clone(), rng, 10, 0.1, 0.0)
     assert torch.equal(masked, features)  # 10 % of at most 5 frames rounds down to no frame
+    if frames:  # the masks were drawn (with no frame, every draw has one outcome and takes nothing)
+        assert rng.bit_generator.state != np.random.default_rng(0).bit_generator.state
+
+
+def test_a_mask_as_wide_as_the_sequence_can_cover_it():
+    features = torch.ones(1, 2)
+    covered = [bool((mask_time(features.clone(), np.random.default_rng(s), 1, 1.0, 0.0) == 0).all()) for s in range(20)]
+    assert any(covered) and not all(covered)  # width 0 or 1, drawn uniformly
 
 
 @pytest.mark.parametrize(
     ("masks", "width", "message"),
-    [(-1, 0.1, "time_masks"), (1.5, 0.1, "time_masks"), (2, 1.5, "time_width"), (2, float("nan"), "time_width")],
+    [
+        (-1, 0.1, "time_masks"),
+        (1.5, 0.1, "time_masks"),
+        (True, 0.1, "time_masks"),
+        (2, 1.5, "time_width"),
+        (2, float("nan"), "time_width"),
+    ],
 )
 def test_bad_settings_name_the_setting_when_the_front_end_is_built(masks, width, message):
     for build in (AudioFrontend, InkFrontend):
