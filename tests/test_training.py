@@ -529,7 +529,14 @@ def test_character_outside_alphabet_fails_at_setup(tiny_speech, tmp_path):
         ("speech/an4.yaml", ["hidden_size: 256", "layer_norm: true", "recognizer.audio.AudioFrontend"]),
         (
             "handwriting/iam_ondb.yaml",
-            ["hidden_size: 192", "residual: true", "top_k: 3", "time_masks: 4", "recognizer.ink.frontend.InkFrontend"],
+            [
+                "hidden_size: 192",
+                "residual: true",
+                "top_k: 3",
+                "time_masks: 4",
+                "max_time: 00:01:20:00",
+                "recognizer.ink.frontend.InkFrontend",
+            ],
         ),
     ],
 )
